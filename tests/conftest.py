@@ -1,0 +1,225 @@
+"""Test harness: real Redis, PostgreSQL and S3 (moto server mode), isolated per test.
+
+Every test gets its own Redis database number, PostgreSQL database, S3 bucket, temp dirs
+and DVC state directory. Nothing may talk to a host other than loopback: an autouse guard
+refuses such connections from this process, and subprocess environments disable the
+cloud-metadata lookups and telemetry that would otherwise try.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+
+from indexer.dvc_env import dvc_environment
+from tests import services
+
+# ------------------------------------------------------------------------- hypothesis
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=120, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# ---------------------------------------------------------------- process-wide hygiene
+
+_HYGIENE = {
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_STUDIO_OFFLINE": "true",
+    "AWS_ACCESS_KEY_ID": services.S3_ACCESS_KEY,
+    "AWS_SECRET_ACCESS_KEY": services.S3_SECRET_KEY,
+    "AWS_DEFAULT_REGION": services.S3_REGION,
+    # boto would otherwise probe 169.254.169.254 for credentials and region.
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "NO_PROXY": "127.0.0.1,localhost,::1",
+    "no_proxy": "127.0.0.1,localhost,::1",
+}
+for _key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+    os.environ.pop(_key, None)
+os.environ.update(_HYGIENE)
+# The venv's tools (dvc, gunicorn, moto_server) are found even when it is not activated.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(sock: socket.socket, address: Any) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+        host = str(address[0])
+        if not _is_loopback(host):
+            raise ConnectionRefusedError(
+                f"test hygiene: connection to {host} refused; tests may only reach loopback"
+            )
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_address(self, address)
+    _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_address(self, address)
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
+
+
+def _unavailable(exc: services.ServiceUnavailable) -> None:
+    pytest.exit(f"test services: {exc}", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def dvc_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A per-test DVC config and site cache (check_update and analytics off)."""
+    state = tmp_path / "_dvc_state"
+    for key, value in dvc_environment(state, base={}).items():
+        monkeypatch.setenv(key, value)
+    return state
+
+
+@pytest.fixture
+def dvc_env(dvc_state: Path) -> dict[str, str]:
+    """An environment for running the `dvc` command in a subprocess with this test's state."""
+    return dvc_environment(dvc_state)
+
+
+# --------------------------------------------------------------------------- services
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(services_dir: Path) -> Iterator[str]:
+    """URL of the Redis server the test session uses (found or started)."""
+    try:
+        url, managed = services.find_or_start_redis(services_dir / "redis")
+    except services.ServiceUnavailable as exc:
+        _unavailable(exc)
+        raise
+    yield url
+    if managed:
+        managed.stop()
+
+
+_redis_dbs = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """A Redis URL whose database number belongs to this test alone (flushed before and after).
+
+    Database 0 is never used, so a developer's own keys on the default Redis are not touched.
+    """
+    db = next(_redis_dbs)
+    url = f"{redis_server_url.rstrip('/')}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(services_dir: Path) -> Iterator[str]:
+    """URL of a PostgreSQL role allowed to create databases (found or started)."""
+    try:
+        url, managed = services.find_or_start_postgres(services_dir / "postgres")
+    except services.ServiceUnavailable as exc:
+        _unavailable(exc)
+        raise
+    yield url
+    if managed:
+        managed.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A PostgreSQL database created for this test alone and dropped afterwards."""
+    name = f"dshub_t_{uuid.uuid4().hex[:16]}"
+    with services.scratch_database(postgres_admin_url, name) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(services_dir: Path) -> Iterator[str]:
+    """Endpoint URL of moto's S3 server, started for this test session on loopback."""
+    try:
+        url, managed = services.start_moto(services_dir / "moto")
+    except services.ServiceUnavailable as exc:
+        _unavailable(exc)
+        raise
+    yield url
+    managed.stop()
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """One test's bucket on the moto server, with everything needed to reach it."""
+
+    endpoint_url: str
+    name: str
+    access_key: str = services.S3_ACCESS_KEY
+    secret_key: str = services.S3_SECRET_KEY
+    region: str = services.S3_REGION
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[S3Bucket]:
+    """A fresh, empty bucket for this test; emptied and deleted afterwards."""
+    bucket = S3Bucket(endpoint_url=s3_endpoint, name=f"t-{uuid.uuid4().hex[:24]}")
+    client = bucket.client()
+    client.create_bucket(Bucket=bucket.name)
+    yield bucket
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket.name):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket.name, Delete={"Objects": keys})
+    client.delete_bucket(Bucket=bucket.name)

@@ -1,0 +1,98 @@
+"""The service boots under gunicorn and answers /healthz; bad configuration stops it clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from dshub.config import ConfigError
+from tests.services import free_port, wait_until
+from webhook_service import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_healthz_from_the_app_factory(tmp_path: Path) -> None:
+    app = create_app({"DSHUB_DATA_DIR": str(tmp_path)})
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ok"
+
+
+def test_unknown_route_is_a_json_404(tmp_path: Path) -> None:
+    app = create_app({"DSHUB_DATA_DIR": str(tmp_path)})
+    response = app.test_client().get("/nope")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_factory_refuses_bad_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError):
+        create_app({"DSHUB_DATA_DIR": str(tmp_path), "DSHUB_DOWNLOAD_MODE": "x"})
+    assert "DSHUB_DOWNLOAD_MODE" in capsys.readouterr().err
+
+
+def test_gunicorn_serves_healthz(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(
+        os.environ, DSHUB_DATA_DIR=str(tmp_path), DSHUB_BIND=f"127.0.0.1:{port}", DSHUB_WORKERS="1"
+    )
+    log = (tmp_path / "gunicorn.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        wait_until(lambda: requests.get(url, timeout=1).status_code == 200, 30, "gunicorn")
+        assert requests.get(url, timeout=2).json()["status"] == "ok"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_gunicorn_exits_with_the_configuration_error(tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        DSHUB_DATA_DIR=str(tmp_path),
+        DSHUB_BIND=f"127.0.0.1:{free_port()}",
+        DSHUB_REDIS_URL="http://wrong",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DSHUB_REDIS_URL: must start with redis://" in result.stderr
+
+
+def test_cli_config_check_reports_errors(tmp_path: Path) -> None:
+    env = dict(os.environ, DSHUB_DATA_DIR=str(tmp_path), DSHUB_MR_NOTES="maybe")
+    result = subprocess.run(
+        [sys.executable, "-m", "dshub", "config", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "dshub: configuration error: DSHUB_MR_NOTES: must be one of 1/0, true/false, yes/no, "
+        "on/off (got 'maybe')"
+    ]

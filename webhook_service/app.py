@@ -1,0 +1,47 @@
+"""`create_app` builds the Flask application from validated settings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+
+from flask import Flask
+
+from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
+from dshub.logs import configure_logging
+from webhook_service import errors, health
+
+
+def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """Build the application.
+
+    `config` is a `Settings`, or a mapping of ``DSHUB_*`` variables that replaces the
+    process environment (tests use this), or None to read the environment.
+    """
+    if isinstance(config, Settings):
+        settings = config
+    else:
+        try:
+            settings = load_settings(config)
+        except ConfigError as exc:
+            # gunicorn calls the factory at boot: say what is wrong, one line each, and stop.
+            for line in exc.lines:
+                print(f"dshub: configuration error: {line}", file=sys.stderr)
+            raise
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = ensure_secret_key(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
+    app.extensions["dshub.settings"] = settings
+
+    errors.register(app)
+    app.register_blueprint(health.blueprint)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    """The settings an application was built with."""
+    settings: Settings = app.extensions["dshub.settings"]
+    return settings
