@@ -201,7 +201,7 @@ def start_postgres(workdir: Path) -> tuple[str, ManagedProcess]:
     sockdir = cluster / "sock"
     sockdir.mkdir()
     if os.geteuid() == 0:
-        os.chmod(cluster, 0o755)
+        os.chmod(cluster, 0o755)  # noqa: S103 - the postgres user must traverse it
         shutil.chown(cluster, "postgres")
         shutil.chown(sockdir, "postgres")
     log_path = workdir / "postgres.log"
