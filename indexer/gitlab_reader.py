@@ -1,0 +1,280 @@
+"""Reading GitLab's truth with python-gitlab: projects, refs, pointer files, members.
+
+Every job re-reads GitLab through this module and nothing else, and it only ever talks to
+the configured GitLab URL (URLs found in webhook payloads are data, never addresses).
+GitLab errors become our own exceptions: a project or ref GitLab says is gone is `None`,
+not an error, because level-triggered jobs treat "gone" as a state to converge to.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gitlab
+import gitlab.exceptions
+import requests
+
+from indexer.errors import NotAuthenticated, Unavailable
+
+REPORTER = 20
+DVC_CONFIG_PATH = ".dvc/config"
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """The project attributes the index keeps, as GitLab reports them."""
+
+    id: int
+    name: str
+    path: str
+    path_with_namespace: str
+    namespace: str
+    description: str
+    visibility: str
+    topics: tuple[str, ...]
+    default_branch: str | None
+    web_url: str
+    last_activity_at: str | None
+    archived: bool
+    empty_repo: bool
+
+    @classmethod
+    def from_api(cls, attrs: dict[str, Any]) -> ProjectInfo:
+        """Build from a GitLab project JSON object (simple or full)."""
+        namespace = attrs.get("namespace") or {}
+        topics = attrs.get("topics") or attrs.get("tag_list") or []
+        return cls(
+            id=int(attrs["id"]),
+            name=str(attrs.get("name") or attrs.get("path") or ""),
+            path=str(attrs.get("path") or ""),
+            path_with_namespace=str(attrs.get("path_with_namespace") or ""),
+            namespace=str(namespace.get("full_path") or ""),
+            description=str(attrs.get("description") or ""),
+            # Unknown visibility counts as private: never widen access on odd input.
+            visibility=_visibility(attrs.get("visibility")),
+            topics=tuple(str(topic) for topic in topics),
+            default_branch=attrs.get("default_branch") or None,
+            web_url=str(attrs.get("web_url") or ""),
+            last_activity_at=attrs.get("last_activity_at"),
+            archived=bool(attrs.get("archived", False)),
+            empty_repo=bool(attrs.get("empty_repo", False)),
+        )
+
+
+@dataclass(frozen=True)
+class RefInfo:
+    """A branch or tag and the commit it points at."""
+
+    name: str
+    kind: str  # "branch" | "tag"
+    commit_sha: str
+    message: str | None
+    created_at: str | None
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """The GitLab user behind a token."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+
+def _visibility(value: object) -> str:
+    return value if value in ("public", "internal", "private") else "private"
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, gitlab.exceptions.GitlabAuthenticationError):
+        return NotAuthenticated("GitLab did not accept the token")
+    if isinstance(exc, gitlab.exceptions.GitlabHttpError | gitlab.exceptions.GitlabError):
+        code = getattr(exc, "response_code", None)
+        return Unavailable(f"GitLab answered {code} while reading {what}")
+    if isinstance(exc, requests.RequestException):
+        return Unavailable(f"GitLab could not be reached while reading {what}")
+    return exc
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return isinstance(exc, gitlab.exceptions.GitlabError) and exc.response_code == 404
+
+
+class GitLabReader:
+    """A read-mostly view of one GitLab instance through one token."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 15.0) -> None:
+        self.url = url
+        self.client = gitlab.Gitlab(
+            url,
+            private_token=token,
+            timeout=timeout,
+            retry_transient_errors=True,
+            keep_base_url=True,
+            per_page=100,
+        )
+
+    # ------------------------------------------------------------------ identity
+
+    def current_user(self) -> UserInfo:
+        """The user owning the token; raises `NotAuthenticated` when GitLab refuses it."""
+        try:
+            self.client.auth()
+        except Exception as exc:
+            raise _translate(exc, "the current user") from exc
+        user = self.client.user
+        if user is None:  # pragma: no cover - auth() always sets it or raises
+            raise NotAuthenticated("GitLab did not accept the token")
+        attrs = user.asdict()
+        return UserInfo(
+            id=int(attrs["id"]),
+            username=str(attrs["username"]),
+            is_admin=bool(attrs.get("is_admin", False)),
+        )
+
+    def readable_private_project_ids(self) -> frozenset[int]:
+        """Ids of private projects whose repository the token's user may read (Reporter+)."""
+        try:
+            projects = self.client.projects.list(
+                membership=True,
+                min_access_level=REPORTER,
+                visibility="private",
+                simple=True,
+                iterator=True,
+            )
+            return frozenset(int(project.id) for project in projects)
+        except Exception as exc:
+            raise _translate(exc, "the user's projects") from exc
+
+    # ------------------------------------------------------------------ projects
+
+    def project(self, project_id: int) -> ProjectInfo | None:
+        """The project as GitLab sees it now, or None when it does not exist (any more)."""
+        try:
+            project = self.client.projects.get(project_id)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"project {project_id}") from exc
+        return ProjectInfo.from_api(project.asdict())
+
+    def projects(self) -> Iterator[ProjectInfo]:
+        """Every project the token can see (keyset pagination, so it scales)."""
+        try:
+            listing = self.client.projects.list(
+                iterator=True, pagination="keyset", order_by="id", sort="asc"
+            )
+            for project in listing:
+                yield ProjectInfo.from_api(project.asdict())
+        except Exception as exc:
+            raise _translate(exc, "the project list") from exc
+
+    def file_exists(self, project_id: int, path: str, ref: str) -> bool:
+        """Whether `path` exists at `ref` (a HEAD request; no content transferred)."""
+        try:
+            self.client.projects.get(project_id, lazy=True).files.head(path, ref=ref)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return False
+            raise _translate(exc, f"{path} in project {project_id}") from exc
+        return True
+
+    def is_dataset(self, project: ProjectInfo) -> bool:
+        """A dataset is a project whose default branch is a DVC repository."""
+        if project.default_branch is None or project.empty_repo:
+            return False
+        return self.file_exists(project.id, DVC_CONFIG_PATH, project.default_branch)
+
+    def ci_variable(self, project_id: int, key: str) -> str | None:
+        """The value of a project CI/CD variable, or None when it is not set."""
+        try:
+            variable = self.client.projects.get(project_id, lazy=True).variables.get(key)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"variable {key} of project {project_id}") from exc
+        value = variable.asdict().get("value")
+        return None if value is None else str(value)
+
+    # ------------------------------------------------------------------ refs and files
+
+    def tags(self, project_id: int) -> list[RefInfo]:
+        """Every tag (version) of the project with the commit it points at."""
+        try:
+            tags = self.client.projects.get(project_id, lazy=True).tags.list(iterator=True)
+            return [_tag_info(tag.asdict()) for tag in tags]
+        except Exception as exc:
+            if _is_not_found(exc):
+                return []
+            raise _translate(exc, f"tags of project {project_id}") from exc
+
+    def resolve_ref(self, project_id: int, ref: str) -> RefInfo | None:
+        """The branch or tag named `ref` (tags win over branches, as in git), or None."""
+        project = self.client.projects.get(project_id, lazy=True)
+        try:
+            return _tag_info(project.tags.get(ref).asdict())
+        except Exception as exc:
+            if not _is_not_found(exc):
+                raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
+        try:
+            branch = project.branches.get(ref).asdict()
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
+        commit = branch.get("commit") or {}
+        return RefInfo(ref, "branch", str(commit.get("id")), None, commit.get("committed_date"))
+
+    def list_paths(self, project_id: int, ref: str) -> Iterator[str]:
+        """Every file path (blobs only) in the repository at `ref`."""
+        project = self.client.projects.get(project_id, lazy=True)
+        try:
+            for entry in project.repository_tree(
+                ref=ref, recursive=True, iterator=True, pagination="keyset", per_page=100
+            ):
+                if entry.get("type") == "blob":
+                    yield str(entry["path"])
+        except Exception as exc:
+            raise _translate(exc, f"the tree of project {project_id} at {ref!r}") from exc
+
+    def read_file(self, project_id: int, path: str, ref: str) -> bytes | None:
+        """The bytes of a (small, git-stored) file at `ref`, or None when it does not exist."""
+        try:
+            project_file = self.client.projects.get(project_id, lazy=True).files.get(path, ref=ref)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"{path} in project {project_id}") from exc
+        return base64.b64decode(project_file.asdict().get("content") or "")
+
+    def changed_paths(self, project_id: int, before: str, after: str) -> list[str] | None:
+        """Paths changed between two commits, or None when GitLab cannot compare them."""
+        try:
+            result = self.client.projects.get(project_id, lazy=True).repository_compare(
+                before, after
+            )
+        except Exception as exc:
+            if _is_not_found(exc) or getattr(exc, "response_code", None) == 400:
+                return None
+            raise _translate(exc, f"a compare in project {project_id}") from exc
+        if not isinstance(result, dict) or result.get("compare_timeout"):
+            return None
+        paths: set[str] = set()
+        for diff in result.get("diffs") or []:
+            paths.add(str(diff.get("old_path")))
+            paths.add(str(diff.get("new_path")))
+        return sorted(paths)
+
+
+def _tag_info(attrs: dict[str, Any]) -> RefInfo:
+    commit = attrs.get("commit") or {}
+    return RefInfo(
+        name=str(attrs["name"]),
+        kind="tag",
+        commit_sha=str(commit.get("id")),
+        message=attrs.get("message"),
+        created_at=attrs.get("created_at") or commit.get("committed_date"),
+    )
