@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dshub import __version__
+from dshub import __version__, client_cli
 from dshub.config import DOCUMENTED, ConfigError, load_settings
 
 
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         func=_cmd_config_check
     )
     config_sub.add_parser("list", help="list every setting").set_defaults(func=_cmd_config_list)
+
+    client_cli.register(sub)
     return parser
 
 
