@@ -1,0 +1,1 @@
+"""The groups endpoints (being written)."""

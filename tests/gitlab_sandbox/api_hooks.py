@@ -1,0 +1,1 @@
+"""The hooks endpoints (being written)."""
