@@ -1,0 +1,188 @@
+"""Who may read what: a caller's GitLab token turned into the datasets they may read.
+
+GitLab is the only authority. A token is checked with `GET /user`; the private projects
+whose repository the user may read (Reporter or more, directly or through groups — GitLab's
+rule that Guests do not read private code) come from one paginated project listing. The
+answer is cached briefly per token (keyed by a hash, never the token) and dropped early when
+a membership, visibility or transfer event bumps the shared generation counter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import redis
+
+from indexer.errors import NotAuthenticated
+from indexer.gitlab_reader import GitLabReader
+
+DEFAULT_TTL = 60.0
+GENERATION_KEY = "dshub:permissions:generation"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity behind a request and the private datasets it may read."""
+
+    user_id: int | None = None
+    username: str | None = None
+    is_admin: bool = False
+    readable_private_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def anonymous(self) -> bool:
+        """True for requests without a token: they see public datasets only."""
+        return self.user_id is None
+
+    def can_read(self, visibility: str, project_id: int) -> bool:
+        """GitLab's read rule for a dataset with this visibility (unknown counts as private)."""
+        if self.is_admin or visibility == "public":
+            return True
+        if self.anonymous:
+            return False
+        if visibility == "internal":
+            return True
+        return project_id in self.readable_private_ids
+
+
+ANONYMOUS = Caller()
+
+
+class Generation(Protocol):
+    """A counter shared by every process; bumping it invalidates every cached answer."""
+
+    def current(self) -> int: ...
+
+    def bump(self) -> None: ...
+
+
+class RedisGeneration:
+    """The generation counter in Redis (production: many processes on many hosts)."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+    def current(self) -> int:
+        """The counter's value; -1 when Redis is unreachable (so nothing is served stale)."""
+        try:
+            value = self.client.get(GENERATION_KEY)
+        except redis.RedisError:
+            return -1
+        return int(value) if value else 0
+
+    def bump(self) -> None:
+        """Invalidate every process's cache."""
+        self.client.incr(GENERATION_KEY)
+
+
+class FileGeneration:
+    """The generation counter as a file's contents (embedded default: one machine)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def current(self) -> int:
+        """The counter's value (0 before the first bump)."""
+        try:
+            return int(self.path.read_text(encoding="ascii") or "0")
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def bump(self) -> None:
+        """Invalidate every process's cache (atomic replace of the counter file)."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(str(self.current() + 1), encoding="ascii")
+            tmp.replace(self.path)
+
+
+@dataclass
+class _Entry:
+    caller: Caller
+    expires: float
+    generation: int
+
+
+class PermissionResolver:
+    """Resolves tokens to `Caller`s through GitLab, with a short per-token cache."""
+
+    def __init__(
+        self,
+        reader_for_token: Callable[[str], GitLabReader],
+        generation: Generation,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.reader_for_token = reader_for_token
+        self.generation = generation
+        self.ttl = ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._cache: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, token: str | None) -> Caller:
+        """The caller behind `token` (None: anonymous); raises `NotAuthenticated` if invalid."""
+        if not token:
+            return ANONYMOUS
+        key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        generation = self.generation.current()
+        now = self.clock()
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry and entry.expires > now and entry.generation == generation >= 0:
+            return entry.caller
+        caller = self._ask_gitlab(token)
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._evict(now)
+            self._cache[key] = _Entry(caller, now + self.ttl, generation)
+        return caller
+
+    def _ask_gitlab(self, token: str) -> Caller:
+        reader = self.reader_for_token(token)
+        user = reader.current_user()
+        readable = frozenset() if user.is_admin else reader.readable_private_project_ids()
+        return Caller(user.id, user.username, user.is_admin, readable)
+
+    def _evict(self, now: float) -> None:
+        expired = [key for key, entry in self._cache.items() if entry.expires <= now]
+        for key in expired:
+            del self._cache[key]
+        while len(self._cache) >= self.max_entries:
+            self._cache.pop(next(iter(self._cache)))
+
+    def forget(self, token: str) -> None:
+        """Drop one token's cached answer (e.g. after GitLab refused it)."""
+        key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        with self._lock:
+            self._cache.pop(key, None)
+
+
+def token_from_headers(
+    headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None
+) -> str | None:
+    """The GitLab token of a request: `PRIVATE-TOKEN`, `Authorization: Bearer`, or the
+    `tokenGitLab` cookie (the seed's curl example). A malformed Authorization is an error."""
+    headers = {key.lower(): value for key, value in (headers or {}).items()}
+    private = headers.get("private-token")
+    if private:
+        return private.strip()
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise NotAuthenticated("Authorization must be 'Bearer <GitLab token>'")
+        return value.strip()
+    cookie = (cookies or {}).get("tokenGitLab")
+    return cookie.strip() if cookie else None
