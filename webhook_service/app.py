@@ -9,7 +9,7 @@ from flask import Flask
 
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
-from webhook_service import errors, health
+from webhook_service import auth, errors, health
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
@@ -37,6 +37,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.extensions["dshub.settings"] = settings
 
     errors.register(app)
+    auth.init_app(app, settings)
     app.register_blueprint(health.blueprint)
     return app
 
