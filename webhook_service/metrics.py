@@ -1,0 +1,85 @@
+"""Prometheus metrics: `GET /metrics`, multiprocess-aware under gunicorn.
+
+Under gunicorn, `webhook_service.gunicorn_conf` points PROMETHEUS_MULTIPROC_DIR at a fresh
+directory before any worker starts, so every worker writes its samples there and a scrape
+of any worker sees the sum. The journal backlog is read from the journal at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+EVENTS = Counter(
+    "dshub_webhook_events",
+    "Webhook deliveries by event kind and outcome (accepted, duplicate, ignored, rejected_*).",
+    ["kind", "outcome"],
+)
+DEDUPE_HITS = Counter(
+    "dshub_webhook_dedupe_hits", "Deliveries recognised as a redelivery of a journaled event."
+)
+JOBS = Counter(
+    "dshub_jobs_handed_over",
+    "Jobs handed to RQ by outcome: enqueued, coalesced into a queued job, or rerun requested.",
+    ["outcome"],
+)
+ENQUEUE_LATENCY = Histogram(
+    "dshub_enqueue_latency_seconds",
+    "Time from a delivery's journal append to its jobs being in the queue.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 120, 600),
+)
+
+blueprint = Blueprint("metrics", __name__)
+
+
+class _BacklogCollector(Collector):
+    """Reads the journal backlog when scraped (a gauge per process would double count)."""
+
+    def __init__(self, backlog: Callable[[], int | None]) -> None:
+        self.backlog = backlog
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        value = self.backlog()
+        if value is not None:
+            yield GaugeMetricFamily(
+                "dshub_journal_backlog",
+                "Journaled deliveries not yet handed to the queue or run.",
+                value=value,
+            )
+
+
+def _backlog() -> int | None:
+    receiver = current_app.extensions.get("dshub.receiver")
+    if receiver is None:
+        return None
+    try:
+        return int(receiver.journal().backlog())
+    except Exception:
+        return None
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """Every dshub metric in Prometheus' text format."""
+    extra = CollectorRegistry(auto_describe=False)
+    extra.register(_BacklogCollector(_backlog))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    return Response(body + generate_latest(extra), mimetype=CONTENT_TYPE_LATEST)
