@@ -9,7 +9,7 @@ from flask import Flask
 
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
-from webhook_service import auth, errors, health
+from webhook_service import auth, errors, health, metrics, ops, webhooks
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
@@ -39,6 +39,9 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     errors.register(app)
     auth.init_app(app, settings)
     app.register_blueprint(health.blueprint)
+    webhooks.register(app, settings)
+    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(metrics.blueprint)
     return app
 
 

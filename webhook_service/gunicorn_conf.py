@@ -20,3 +20,29 @@ errorlog = "-"
 # Keep the request line of every access log entry free of query strings (tokens may be there).
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 wsgi_app = "webhook_service:create_app()"
+
+
+# Prometheus multiprocess mode: every worker writes its samples into one directory, set here in
+# the master before any worker imports prometheus_client. A directory the operator chose is
+# wiped at start (stale files from a previous run would be summed in); otherwise a fresh one.
+def _prometheus_dir() -> str:
+    import tempfile
+
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        for name in os.listdir(chosen):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(chosen, name))
+        return chosen
+    return tempfile.mkdtemp(prefix="dshub-prometheus-")
+
+
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _prometheus_dir()
+
+
+def child_exit(_server: object, worker: object) -> None:
+    """Let prometheus-client drop the live gauges of a worker that exited."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
