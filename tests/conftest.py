@@ -27,6 +27,8 @@ from hypothesis import HealthCheck, settings
 from indexer.dvc_env import dvc_environment
 from tests import services
 
+pytest_plugins = ["tests.gitlab_sandbox.fixtures"]
+
 # ------------------------------------------------------------------------- hypothesis
 
 settings.register_profile(
