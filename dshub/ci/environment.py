@@ -1,0 +1,98 @@
+"""The CI/CD variables the jobs read, and the storage credentials they hand to DVC.
+
+The contract (ARCHITECTURE.md, "Contracts between the parts"): dshub sets DSHUB_DVC_REMOTE_URL,
+DSHUB_DATASET_ID and, in direct mode, DSHUB_S3_ENDPOINT_URL plus a read-only key pair (for
+merge-request validation) and a read-write pair (protected: push and gc only). A missing
+variable is reported as one line that names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import urlsplit
+
+from dshub.ci.errors import CiConfigError
+
+
+class Access(Enum):
+    """Which key pair a job needs."""
+
+    READ_ONLY = "RO"
+    READ_WRITE = "RW"
+
+
+_WHY = {
+    Access.READ_ONLY: "the read-only storage key dshub sets on the dataset (masked CI/CD variable)",
+    Access.READ_WRITE: "the read-write storage key dshub sets on the dataset (masked, protected "
+    "CI/CD variable: it reaches only pipelines on protected branches and tags)",
+}
+
+
+@dataclass(frozen=True)
+class CiVariables:
+    """A read-only view of the job's environment with empty values treated as unset."""
+
+    env: Mapping[str, str]
+
+    def get(self, name: str) -> str | None:
+        """The variable's value, or None when it is unset or empty."""
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def require(self, name: str, why: str) -> str:
+        """The variable's value; raise `CiConfigError` naming it when it is unset or empty."""
+        value = self.get(name)
+        if value is None:
+            raise CiConfigError(f"{name} is not set: {why}")
+        return value
+
+    def expected_remote_url(self) -> str:
+        """DSHUB_DVC_REMOTE_URL: the remote `.dvc/config` must name."""
+        return self.require(
+            "DSHUB_DVC_REMOTE_URL",
+            "dshub sets it on every dataset project when its storage site is selected",
+        )
+
+
+def storage_environment(variables: CiVariables, remote_url: str, access: Access) -> dict[str, str]:
+    """Environment entries that let DVC (and boto) reach `remote_url` with the `access` keys.
+
+    S3 remotes need the key pair of `access` and take DSHUB_S3_ENDPOINT_URL when it is set;
+    local-directory remotes need nothing. Proxy-mode (http) remotes are not supported yet.
+    """
+    scheme = urlsplit(remote_url).scheme.lower()
+    if scheme in ("", "file") or (len(scheme) == 1 and remote_url[1:2] == ":"):
+        return {}
+    if scheme == "s3":
+        prefix = f"DSHUB_S3_{access.value}_"
+        result = {
+            "AWS_ACCESS_KEY_ID": variables.require(prefix + "ACCESS_KEY_ID", _WHY[access]),
+            "AWS_SECRET_ACCESS_KEY": variables.require(prefix + "SECRET_ACCESS_KEY", _WHY[access]),
+            # A session token or profile from elsewhere must not mix with these keys.
+            "AWS_SESSION_TOKEN": "",
+            "AWS_PROFILE": "",
+        }
+        endpoint = variables.get("DSHUB_S3_ENDPOINT_URL")
+        if endpoint:
+            result["AWS_ENDPOINT_URL_S3"] = endpoint
+            result["AWS_ENDPOINT_URL"] = endpoint
+        return result
+    if scheme in ("http", "https"):
+        raise CiConfigError(
+            f"remote {remote_url} is a dshub (proxy-mode) remote, which these jobs do not "
+            "support yet; use a direct-mode (S3 or local) storage site"
+        )
+    raise CiConfigError(f"remote {remote_url} uses the unsupported scheme {scheme!r}")
+
+
+def apply_environment(target: MutableMapping[str, str], extra: Mapping[str, str]) -> None:
+    """Merge `extra` into `target`; an empty value removes the variable."""
+    for key, value in extra.items():
+        if value == "":
+            target.pop(key, None)
+        else:
+            target[key] = value

@@ -1,0 +1,88 @@
+"""The dvc-push job: `dvc push -r <remote> --jobs N`, then proof that storage holds everything.
+
+`dvc push` exits 0 when objects are missing from both the cache and the remote (it only
+warns), and assumes every entry of a directory exists once the `.dir` manifest does. After
+pushing, this job asks DVC which objects HEAD uses (`Repo.used_objs(push=True)`: `.dvc`
+files and pipeline outputs, every entry of tracked directories and the manifests) and checks
+each one in the remote itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dshub.ci.environment import Access, CiVariables, apply_environment, storage_environment
+from dshub.ci.errors import CiCheckFailed
+from dshub.ci.presence import ObjectRef, RemoteObjects
+from dshub.ci.remote import read_remote, require_expected_remote
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What the job did: the remote, DVC's exit code and how many objects were verified."""
+
+    remote: str
+    verified: int
+
+
+def used_objects(repo: Any, remote: str, jobs: int) -> list[ObjectRef]:
+    """Every object HEAD's workspace uses and `dvc push` would upload, by DVC's own collection."""
+    from dvc.exceptions import DvcException
+
+    try:
+        used = repo.used_objs(push=True, remote=remote, jobs=jobs, force=False)
+    except DvcException as exc:
+        raise CiCheckFailed(f"cannot list the objects HEAD uses: {exc}") from exc
+    refs = {
+        ObjectRef(info.name, info.value, str(info.obj_name or info.value))
+        for infos in used.values()
+        for info in infos
+        if info.value
+    }
+    return sorted(refs, key=lambda ref: ref.label)
+
+
+def run_push(
+    root: Path,
+    variables: CiVariables,
+    *,
+    remote_name: str | None,
+    jobs: int,
+    verify: bool,
+    say: Callable[[str], None] = print,
+) -> PushReport:
+    """Push the repository's data to the dataset's remote and, if `verify`, prove it is there."""
+    remote = read_remote(root, remote_name)
+    require_expected_remote(remote, variables)
+    apply_environment(os.environ, storage_environment(variables, remote.url, Access.READ_WRITE))
+
+    from dvc.cli import main as dvc_main
+
+    say(f"$ dvc push -r {remote.name} --jobs {jobs}")
+    with contextlib.chdir(root):
+        code = dvc_main(["push", "-r", remote.name, "--jobs", str(jobs)])
+    if code != 0:
+        raise CiCheckFailed(f"dvc push -r {remote.name} failed with exit code {code}")
+    if not verify:
+        return PushReport(remote=remote.name, verified=0)
+
+    objects = RemoteObjects(root, remote.name, jobs)
+    try:
+        refs = used_objects(objects.repo, remote.name, jobs)
+        missing = objects.missing(refs)
+    finally:
+        objects.close()
+    if missing:
+        for ref in missing:
+            say(f"missing from {remote.url}: {ref.label} ({ref.oid})")
+        raise CiCheckFailed(
+            f"{len(missing)} of {len(refs)} objects HEAD references are not in {remote.url} after "
+            "dvc push; push them from a clone whose cache has them (`dvc push`), then re-run"
+        )
+    say(f"verified: all {len(refs)} objects HEAD references are in {remote.url}")
+    return PushReport(remote=remote.name, verified=len(refs))
