@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dshub import __version__, client_cli
+from dshub import __version__, client_cli, receiver_cli
+from dshub.ci.cli import add_ci_parser
 from dshub.config import DOCUMENTED, ConfigError, load_settings
 
 
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("list", help="list every setting").set_defaults(func=_cmd_config_list)
 
     client_cli.register(sub)
+    receiver_cli.register(sub)
+    add_ci_parser(sub)
     return parser
 
 
