@@ -1,0 +1,146 @@
+"""The PostgreSQL backend: psycopg 3, `tsvector` + GIN for datasets, `pg_trgm` for path substrings.
+
+One connection per thread (autocommit; explicit transactions), so no connection per query;
+bulk loads go through COPY into a temporary staging table.
+"""
+
+# ruff: noqa: S608 - SQL is assembled only from this package's constant fragments; values are parameters.
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from indexer.store.base import Dataset, StoreError
+from indexer.store.sql import Connection, SqlIndexStore, like_pattern
+from indexer.store.text import document
+
+MIGRATION_LOCK = zlib.crc32(b"dshub-index-migrations")
+
+
+def _tsquery(terms: tuple[str, ...]) -> str:
+    # Terms are letters and digits only (indexer.store.text), so quoting them is enough.
+    return " & ".join(f"'{term}':*" for term in terms)
+
+
+class PostgresIndexStore(SqlIndexStore):
+    """`IndexStore` on PostgreSQL (shared by every worker)."""
+
+    backend = "postgres"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._dsn = "postgresql://" + url.split("://", 1)[1]
+
+    def _connect(self) -> Connection:
+        try:
+            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL index: {exc}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        conn = self._conn()
+        with conn.transaction():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        conn = self._conn()
+        with conn.transaction():
+            yield conn
+
+    def migrate(self) -> int:
+        """Apply pending migrations under an advisory lock; return the schema version."""
+
+        def run(conn: Connection, script: str) -> None:
+            conn.execute(script)
+
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            return self._apply_migrations(conn, run)
+
+    def _lock_suffix(self) -> str:
+        return " FOR UPDATE"
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def _ts_in(self, value: datetime | None) -> Any:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def _ts_out(self, value: Any) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def _ids_sql(self, column: str, ids: frozenset[int]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [sorted(ids)]
+
+    def _bulk_insert(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        conflict: Sequence[str],
+        update: bool,
+    ) -> None:
+        stage = f"_stage_{table}"
+        cols = ", ".join(columns)
+        keys = ", ".join(conflict)
+        conn.execute(
+            f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
+        )
+        conn.execute(f"ALTER TABLE {stage} ADD COLUMN _seq BIGINT GENERATED ALWAYS AS IDENTITY")
+        with conn.cursor() as cursor, cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        action = "NOTHING"
+        if update:
+            action = "UPDATE SET " + ", ".join(
+                f"{c} = excluded.{c}" for c in columns if c not in conflict
+            )
+        conn.execute(
+            f"INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
+            f"ORDER BY {keys}, _seq DESC ON CONFLICT ({keys}) DO {action}"
+        )
+        conn.execute(f"DROP TABLE {stage}")
+
+    def _index_dataset_text(self, conn: Connection, dataset: Dataset) -> None:
+        conn.execute(
+            "UPDATE datasets SET search = "
+            "setweight(to_tsvector('simple', %s), 'A') || setweight(to_tsvector('simple', %s), 'B') "
+            "|| setweight(to_tsvector('simple', %s), 'C') || setweight(to_tsvector('simple', %s), 'D') "
+            "WHERE project_id = %s",
+            (
+                document([dataset.name]),
+                document([dataset.path_with_namespace]),
+                document(dataset.topics),
+                document([dataset.description]),
+                dataset.project_id,
+            ),
+        )
+
+    def _unindex_dataset_text(self, conn: Connection, project_id: int) -> None:
+        """Nothing to do: the document is a column of the dataset row."""
+
+    def _dataset_match(self, terms: tuple[str, ...]) -> tuple[str, str, list[Any], str, list[Any]]:
+        query = _tsquery(terms)
+        return (
+            "",
+            "d.search @@ to_tsquery('simple', ?)",
+            [query],
+            "-ts_rank(d.search, to_tsquery('simple', ?))",
+            [query],
+        )
+
+    def _path_match(self, terms: tuple[str, ...]) -> tuple[str, list[Any]]:
+        parts = ["f.path ILIKE ? ESCAPE '\\'" for _ in terms]
+        return " AND ".join(parts), [like_pattern(term) for term in terms]

@@ -1,0 +1,876 @@
+"""The SQL both backends share; each backend supplies connections, bulk loading and text search.
+
+Statements are written with `?` placeholders; the PostgreSQL backend rewrites them to `%s`.
+"""
+
+# ruff: noqa: S608 - SQL is assembled only from this package's constant fragments; values are parameters.
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from indexer.store import text
+from indexer.store.base import (
+    VISIBILITIES,
+    Dataset,
+    DatasetHits,
+    DatasetQuery,
+    FileHits,
+    FileQuery,
+    FileRow,
+    IndexedFile,
+    IndexStore,
+    ManifestRow,
+    PermissionFilter,
+    Ref,
+    RefInfo,
+    StaleRef,
+    StoreError,
+    VersionDiff,
+    utcnow,
+)
+
+PAGE = 5000
+FACET_LIMIT = 50
+FILE_COLUMNS = (
+    "project_id",
+    "ref",
+    "path",
+    "md5",
+    "hash_name",
+    "size",
+    "media_type",
+    "pointer_path",
+    "commit_sha",
+    "in_directory",
+    "status",
+    "note",
+)
+DATASET_COLUMNS = (
+    "d.project_id, d.name, d.path_with_namespace, d.namespace, d.visibility, d.description, "
+    "d.topics, d.default_branch, d.web_url, d.last_activity_at, d.storage_site, d.indexed_at"
+)
+REF_COLUMNS = (
+    "project_id, ref, kind, commit_sha, message, ref_date, file_count, total_size, "
+    "unsized_count, status, error, generation, indexed_at"
+)
+SELECT_FILE = (
+    "SELECT f.id, f.project_id, f.ref, f.commit_sha, f.path, f.md5, f.hash_name, f.size, "
+    "f.media_type, f.pointer_path, f.in_directory, f.status, f.note FROM files f"
+)
+SORTS = {
+    "relevance": "hits.rank, lower(d.name), d.project_id",
+    "name": "lower(d.name), d.project_id",
+    "-name": "lower(d.name) DESC, d.project_id",
+    "updated": "d.last_activity_at DESC NULLS LAST, d.project_id",
+}
+
+Cursor = Any
+Connection = Any
+
+
+def normalise_visibility(value: str) -> str:
+    """GitLab's visibility, lowercased; anything unknown is stored as `private`."""
+    lowered = (value or "").strip().lower()
+    return lowered if lowered in VISIBILITIES else "private"
+
+
+def load_migrations(backend: str) -> list[tuple[int, str]]:
+    """The (version, SQL) migrations shipped for `backend`, by version."""
+    folder = resources.files("indexer.store") / "migrations" / backend
+    result = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            result.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(result)
+
+
+class SqlIndexStore(IndexStore):
+    """`IndexStore` in portable SQL over one connection per thread."""
+
+    backend = "sql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Connection] = []
+        self._closed = False
+
+    # ------------------------------------------------------------ backend hooks
+
+    @abc.abstractmethod
+    def _connect(self) -> Connection:
+        """A new connection, configured (autocommit; transactions are explicit)."""
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[Connection]:
+        """A write transaction on this thread's connection."""
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[Connection]:
+        """A read transaction (one snapshot) on this thread's connection."""
+
+    @abc.abstractmethod
+    def _sql(self, statement: str) -> str:
+        """The statement in this backend's placeholder style."""
+
+    @abc.abstractmethod
+    def _ts_in(self, value: datetime | None) -> Any:
+        """A datetime as this backend stores it."""
+
+    @abc.abstractmethod
+    def _ts_out(self, value: Any) -> datetime | None:
+        """A stored timestamp as an aware datetime."""
+
+    @abc.abstractmethod
+    def _ids_sql(self, column: str, ids: frozenset[int]) -> tuple[str, list[Any]]:
+        """`column IN ids` as SQL and parameters."""
+
+    @abc.abstractmethod
+    def _bulk_insert(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        conflict: Sequence[str],
+        update: bool,
+    ) -> None:
+        """Insert many rows; on a `conflict` key either update (last wins) or skip."""
+
+    @abc.abstractmethod
+    def _index_dataset_text(self, conn: Connection, dataset: Dataset) -> None:
+        """Write the dataset's search document (name, path, topics, description)."""
+
+    @abc.abstractmethod
+    def _unindex_dataset_text(self, conn: Connection, project_id: int) -> None:
+        """Remove the dataset's search document."""
+
+    @abc.abstractmethod
+    def _dataset_match(self, terms: tuple[str, ...]) -> tuple[str, str, list[Any], str, list[Any]]:
+        """(join, condition, params, rank expression, rank params): every term as a word prefix.
+
+        A lower rank is a better match.
+        """
+
+    @abc.abstractmethod
+    def _path_match(self, terms: tuple[str, ...]) -> tuple[str, list[Any]]:
+        """(condition, params) requiring every term as a case-insensitive substring of f.path."""
+
+    # ------------------------------------------------------------- connections
+
+    def _conn(self) -> Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the index store is closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened (any thread)."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(Exception):  # best effort: the handle is dropped anyway
+                conn.close()
+        self._local = threading.local()
+
+    def _x(self, conn: Connection, statement: str, params: Sequence[Any] = ()) -> Cursor:
+        return conn.execute(self._sql(statement), tuple(params))
+
+    def _one(self, conn: Connection, statement: str, params: Sequence[Any] = ()) -> Any:
+        return self._x(conn, statement, params).fetchone()
+
+    # --------------------------------------------------------------- migrations
+
+    def _apply_migrations(
+        self, conn: Connection, run_script: Callable[[Connection, str], None]
+    ) -> int:
+        self._x(
+            conn,
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        applied = {row[0] for row in self._x(conn, "SELECT version FROM schema_version")}
+        version = max(applied, default=0)
+        for number, script in load_migrations(self.backend):
+            if number in applied:
+                continue
+            run_script(conn, script)
+            self._x(
+                conn,
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (number, utcnow().isoformat()),
+            )
+            version = max(version, number)
+        return version
+
+    # ----------------------------------------------------------------- datasets
+
+    def upsert_dataset(self, dataset: Dataset) -> None:
+        """Insert or update a dataset's GitLab facts (refs and files untouched)."""
+        visibility = normalise_visibility(dataset.visibility)
+        topics = sorted({t for t in dataset.topics if t})
+        stored = Dataset(
+            project_id=dataset.project_id,
+            name=dataset.name,
+            path_with_namespace=dataset.path_with_namespace,
+            namespace=dataset.namespace,
+            visibility=visibility,
+            description=dataset.description or "",
+            topics=tuple(topics),
+            default_branch=dataset.default_branch,
+            web_url=dataset.web_url,
+            last_activity_at=dataset.last_activity_at,
+            storage_site=dataset.storage_site,
+        )
+        with self._write() as conn:
+            before = self._one(
+                conn,
+                "SELECT default_branch FROM datasets WHERE project_id = ?",
+                (dataset.project_id,),
+            )
+            self._x(
+                conn,
+                "INSERT INTO datasets (project_id, name, path_with_namespace, namespace, "
+                "visibility, description, topics, default_branch, web_url, last_activity_at, "
+                "storage_site, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (project_id) DO UPDATE SET name = excluded.name, "
+                "path_with_namespace = excluded.path_with_namespace, "
+                "namespace = excluded.namespace, visibility = excluded.visibility, "
+                "description = excluded.description, topics = excluded.topics, "
+                "default_branch = excluded.default_branch, web_url = excluded.web_url, "
+                "last_activity_at = excluded.last_activity_at, "
+                "storage_site = excluded.storage_site, indexed_at = excluded.indexed_at",
+                (
+                    stored.project_id,
+                    stored.name,
+                    stored.path_with_namespace,
+                    stored.namespace,
+                    visibility,
+                    stored.description,
+                    json.dumps(topics),
+                    stored.default_branch,
+                    stored.web_url,
+                    self._ts_in(stored.last_activity_at),
+                    stored.storage_site,
+                    self._ts_in(utcnow()),
+                ),
+            )
+            self._x(conn, "DELETE FROM dataset_topics WHERE project_id = ?", (stored.project_id,))
+            for topic in topics:
+                self._x(
+                    conn,
+                    "INSERT INTO dataset_topics (project_id, topic) VALUES (?, ?)",
+                    (stored.project_id, topic),
+                )
+            self._index_dataset_text(conn, stored)
+            if before is None or before[0] != stored.default_branch:
+                self._refresh_media_types(conn, stored.project_id)
+
+    def remove_dataset(self, project_id: int) -> bool:
+        """Delete a dataset with its refs and files; False if it was not indexed."""
+        with self._write() as conn:
+            for table in (
+                "files",
+                "version_diffs",
+                "refs",
+                "dataset_topics",
+                "dataset_media_types",
+            ):
+                self._x(conn, f"DELETE FROM {table} WHERE project_id = ?", (project_id,))
+            self._unindex_dataset_text(conn, project_id)
+            cursor = self._x(conn, "DELETE FROM datasets WHERE project_id = ?", (project_id,))
+            return bool(cursor.rowcount)
+
+    def get_dataset(self, project_id: int) -> Dataset | None:
+        """The dataset as stored, without any permission check (jobs only)."""
+        with self._read() as conn:
+            row = self._one(
+                conn,
+                f"SELECT {DATASET_COLUMNS} FROM datasets d WHERE d.project_id = ?",
+                (project_id,),
+            )
+        return self._dataset(row) if row else None
+
+    def list_datasets(self) -> list[Dataset]:
+        """Every indexed dataset, by project id (reconcile)."""
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                f"SELECT {DATASET_COLUMNS} FROM datasets d ORDER BY d.project_id",
+            ).fetchall()
+        return [self._dataset(row) for row in rows]
+
+    def dataset_ids(self) -> set[int]:
+        """The ids of every indexed dataset (reconcile)."""
+        with self._read() as conn:
+            return {int(row[0]) for row in self._x(conn, "SELECT project_id FROM datasets")}
+
+    def _dataset(self, row: Sequence[Any]) -> Dataset:
+        return Dataset(
+            project_id=int(row[0]),
+            name=row[1],
+            path_with_namespace=row[2],
+            namespace=row[3],
+            visibility=row[4],
+            description=row[5],
+            topics=tuple(json.loads(row[6])),
+            default_branch=row[7],
+            web_url=row[8],
+            last_activity_at=self._ts_out(row[9]),
+            storage_site=row[10],
+            indexed_at=self._ts_out(row[11]),
+        )
+
+    # --------------------------------------------------------------------- refs
+
+    def replace_ref_files(self, project_id: int, ref: RefInfo, files: Iterable[IndexedFile]) -> Ref:
+        """Make `ref` hold exactly `files` (streamed), atomically; the dataset must exist."""
+        with self._write() as conn:
+            self._require_dataset(conn, project_id)
+            self._upsert_ref(conn, project_id, ref)
+            self._x(
+                conn, "DELETE FROM files WHERE project_id = ? AND ref = ?", (project_id, ref.ref)
+            )
+            self._insert_files(conn, project_id, ref, files)
+            return self._finish_ref(conn, project_id, ref.ref)
+
+    def apply_ref_changes(
+        self,
+        project_id: int,
+        ref: RefInfo,
+        *,
+        expected_commit: str | None,
+        removed_pointers: Iterable[str] = (),
+        removed_paths: Iterable[str] = (),
+        upserts: Iterable[IndexedFile] = (),
+    ) -> Ref:
+        """Incremental sync (see `IndexStore.apply_ref_changes`); `StaleRef` if the base moved."""
+        with self._write() as conn:
+            self._require_dataset(conn, project_id)
+            row = self._one(
+                conn,
+                "SELECT commit_sha FROM refs WHERE project_id = ? AND ref = ?"
+                + self._lock_suffix(),
+                (project_id, ref.ref),
+            )
+            if expected_commit is not None and (row is None or row[0] != expected_commit):
+                held = row[0] if row else "nothing"
+                raise StaleRef(
+                    f"ref {ref.ref!r} of dataset {project_id} is indexed at {held}, "
+                    f"not {expected_commit}; run a full sync"
+                )
+            self._upsert_ref(conn, project_id, ref)
+            for pointer in removed_pointers:
+                self._x(
+                    conn,
+                    "DELETE FROM files WHERE project_id = ? AND ref = ? AND pointer_path = ?",
+                    (project_id, ref.ref, pointer),
+                )
+            for path in removed_paths:
+                self._x(
+                    conn,
+                    "DELETE FROM files WHERE project_id = ? AND ref = ? AND path = ?",
+                    (project_id, ref.ref, path),
+                )
+            self._insert_files(conn, project_id, ref, upserts)
+            return self._finish_ref(conn, project_id, ref.ref)
+
+    def remove_ref(self, project_id: int, ref: str) -> bool:
+        """Delete a ref and its files; False if it was not indexed."""
+        with self._write() as conn:
+            self._x(conn, "DELETE FROM files WHERE project_id = ? AND ref = ?", (project_id, ref))
+            self._x(
+                conn,
+                "DELETE FROM version_diffs WHERE project_id = ? AND ref = ?",
+                (project_id, ref),
+            )
+            cursor = self._x(
+                conn, "DELETE FROM refs WHERE project_id = ? AND ref = ?", (project_id, ref)
+            )
+            removed = bool(cursor.rowcount)
+            if removed and self._is_default_branch(conn, project_id, ref):
+                self._refresh_media_types(conn, project_id)
+            return removed
+
+    def list_refs(self, project_id: int) -> list[Ref]:
+        """Every indexed ref of a dataset (branches and tags), by name."""
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                f"SELECT {REF_COLUMNS} FROM refs WHERE project_id = ? ORDER BY ref",
+                (project_id,),
+            ).fetchall()
+        return [self._ref(row) for row in rows]
+
+    def get_ref(self, project_id: int, ref: str) -> Ref | None:
+        """One indexed ref, or None."""
+        with self._read() as conn:
+            row = self._one(
+                conn,
+                f"SELECT {REF_COLUMNS} FROM refs WHERE project_id = ? AND ref = ?",
+                (project_id, ref),
+            )
+        return self._ref(row) if row else None
+
+    def _lock_suffix(self) -> str:
+        return ""
+
+    def _require_dataset(self, conn: Connection, project_id: int) -> None:
+        if self._one(conn, "SELECT 1 FROM datasets WHERE project_id = ?", (project_id,)) is None:
+            raise StoreError(f"dataset {project_id} is not indexed; upsert_dataset it first")
+
+    def _is_default_branch(self, conn: Connection, project_id: int, ref: str) -> bool:
+        row = self._one(
+            conn, "SELECT default_branch FROM datasets WHERE project_id = ?", (project_id,)
+        )
+        return row is not None and row[0] == ref
+
+    def _upsert_ref(self, conn: Connection, project_id: int, ref: RefInfo) -> None:
+        if ref.kind not in ("branch", "tag"):
+            raise StoreError(f"ref kind must be branch or tag, not {ref.kind!r}")
+        self._x(
+            conn,
+            "INSERT INTO refs (project_id, ref, kind, commit_sha, message, ref_date, status, "
+            "error, generation, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+            "ON CONFLICT (project_id, ref) DO UPDATE SET kind = excluded.kind, "
+            "commit_sha = excluded.commit_sha, message = excluded.message, "
+            "ref_date = excluded.ref_date, status = excluded.status, error = excluded.error, "
+            "generation = refs.generation + 1, indexed_at = excluded.indexed_at",
+            (
+                project_id,
+                ref.ref,
+                ref.kind,
+                ref.commit_sha,
+                ref.message or "",
+                self._ts_in(ref.ref_date),
+                ref.status,
+                ref.error,
+                self._ts_in(utcnow()),
+            ),
+        )
+
+    def _insert_files(
+        self, conn: Connection, project_id: int, ref: RefInfo, files: Iterable[IndexedFile]
+    ) -> None:
+        rows = (
+            (
+                project_id,
+                ref.ref,
+                f.path,
+                f.md5,
+                f.hash_name,
+                f.size,
+                f.media_type,
+                f.pointer_path,
+                ref.commit_sha,
+                bool(f.in_directory),
+                f.status,
+                f.note,
+            )
+            for f in files
+        )
+        self._bulk_insert(
+            conn, "files", FILE_COLUMNS, rows, conflict=("project_id", "ref", "path"), update=True
+        )
+
+    def _finish_ref(self, conn: Connection, project_id: int, ref: str) -> Ref:
+        self._x(
+            conn,
+            "UPDATE files SET size = o.size FROM object_sizes o WHERE files.project_id = ? "
+            "AND files.ref = ? AND files.size IS NULL AND o.md5 = files.md5",
+            (project_id, ref),
+        )
+        count, total, unsized = self._one(
+            conn,
+            "SELECT count(*), coalesce(sum(size), 0), count(*) - count(size) FROM files "
+            "WHERE project_id = ? AND ref = ?",
+            (project_id, ref),
+        )
+        self._x(
+            conn,
+            "UPDATE refs SET file_count = ?, total_size = ?, unsized_count = ? "
+            "WHERE project_id = ? AND ref = ?",
+            (int(count), int(total), int(unsized), project_id, ref),
+        )
+        if self._is_default_branch(conn, project_id, ref):
+            self._refresh_media_types(conn, project_id)
+        row = self._one(
+            conn,
+            f"SELECT {REF_COLUMNS} FROM refs WHERE project_id = ? AND ref = ?",
+            (project_id, ref),
+        )
+        return self._ref(row)
+
+    def _refresh_media_types(self, conn: Connection, project_id: int) -> None:
+        self._x(conn, "DELETE FROM dataset_media_types WHERE project_id = ?", (project_id,))
+        self._x(
+            conn,
+            "INSERT INTO dataset_media_types (project_id, media_type, file_count) "
+            "SELECT f.project_id, f.media_type, count(*) FROM files f JOIN datasets d "
+            "ON d.project_id = f.project_id AND d.default_branch = f.ref "
+            "WHERE f.project_id = ? GROUP BY f.project_id, f.media_type",
+            (project_id,),
+        )
+
+    def _ref(self, row: Sequence[Any]) -> Ref:
+        return Ref(
+            project_id=int(row[0]),
+            ref=row[1],
+            kind=row[2],
+            commit_sha=row[3],
+            message=row[4],
+            ref_date=self._ts_out(row[5]),
+            file_count=int(row[6]),
+            total_size=int(row[7]),
+            unsized_count=int(row[8]),
+            status=row[9],
+            error=row[10],
+            generation=int(row[11]),
+            indexed_at=self._ts_out(row[12]),
+        )
+
+    # -------------------------------------------------------------------- files
+
+    def iter_ref_files(self, project_id: int, ref: str) -> Iterator[IndexedFile]:
+        """The files of a ref, by path, read in pages (bounded memory)."""
+        after = ""
+        while True:
+            with self._read() as conn:
+                rows = self._x(
+                    conn,
+                    SELECT_FILE + " WHERE f.project_id = ? AND f.ref = ? AND f.path > ? "
+                    "ORDER BY f.path LIMIT ?",
+                    (project_id, ref, after, PAGE),
+                ).fetchall()
+            for row in rows:
+                yield _file_row(row).file
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][4]
+
+    def unsized_md5s(self, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """Up to `limit` (project_id, md5, hash_name) of objects whose size is still unknown."""
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                "SELECT min(project_id), md5, hash_name FROM files WHERE size IS NULL "
+                "GROUP BY md5, hash_name ORDER BY md5, hash_name LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(int(row[0]), row[1], row[2]) for row in rows]
+
+    def set_sizes(self, sizes: Mapping[str, int]) -> int:
+        """Record object sizes by md5; returns the number of files updated."""
+        updated = 0
+        with self._write() as conn:
+            for md5, size in sizes.items():
+                if size < 0:
+                    raise StoreError(f"size of {md5} is negative")
+                self._x(
+                    conn,
+                    "INSERT INTO object_sizes (md5, size) VALUES (?, ?) "
+                    "ON CONFLICT (md5) DO UPDATE SET size = excluded.size",
+                    (md5, size),
+                )
+                per_ref = self._x(
+                    conn,
+                    "SELECT project_id, ref, count(*) FROM files WHERE md5 = ? AND size IS NULL "
+                    "GROUP BY project_id, ref",
+                    (md5,),
+                ).fetchall()
+                if not per_ref:
+                    continue
+                self._x(
+                    conn, "UPDATE files SET size = ? WHERE md5 = ? AND size IS NULL", (size, md5)
+                )
+                for project_id, ref, count in per_ref:
+                    updated += int(count)
+                    self._x(
+                        conn,
+                        "UPDATE refs SET total_size = total_size + ?, "
+                        "unsized_count = unsized_count - ? WHERE project_id = ? AND ref = ?",
+                        (size * int(count), int(count), project_id, ref),
+                    )
+        return updated
+
+    # ---------------------------------------------------------------- manifests
+
+    def has_manifest(self, dir_md5: str) -> bool:
+        """True when the entries of the `.dir` manifest `dir_md5` are stored."""
+        with self._read() as conn:
+            return (
+                self._one(conn, "SELECT 1 FROM manifests WHERE dir_md5 = ?", (dir_md5,)) is not None
+            )
+
+    def put_manifest(self, dir_md5: str, entries: Iterable[ManifestRow]) -> int:
+        """Store a manifest's entries once per md5 (idempotent); returns the entry count."""
+        with self._write() as conn:
+            row = self._one(conn, "SELECT entry_count FROM manifests WHERE dir_md5 = ?", (dir_md5,))
+            if row is not None:
+                return int(row[0])
+            counter = [0]
+
+            def rows() -> Iterator[tuple[str, str, str]]:
+                for entry in entries:
+                    counter[0] += 1
+                    yield (dir_md5, entry.relpath, entry.md5)
+
+            self._bulk_insert(
+                conn,
+                "manifest_entries",
+                ("dir_md5", "relpath", "md5"),
+                rows(),
+                conflict=("dir_md5", "relpath"),
+                update=False,
+            )
+            count = self._one(
+                conn, "SELECT count(*) FROM manifest_entries WHERE dir_md5 = ?", (dir_md5,)
+            )[0]
+            self._x(
+                conn,
+                "INSERT INTO manifests (dir_md5, entry_count, stored_at) VALUES (?, ?, ?)",
+                (dir_md5, int(count), self._ts_in(utcnow())),
+            )
+            return int(count)
+
+    def iter_manifest(self, dir_md5: str) -> Iterator[ManifestRow]:
+        """The stored entries of a manifest by relpath, read in pages; empty if unknown."""
+        after = ""
+        while True:
+            with self._read() as conn:
+                rows = self._x(
+                    conn,
+                    "SELECT relpath, md5 FROM manifest_entries WHERE dir_md5 = ? AND relpath > ? "
+                    "ORDER BY relpath LIMIT ?",
+                    (dir_md5, after, PAGE),
+                ).fetchall()
+            for relpath, md5 in rows:
+                yield ManifestRow(relpath, md5)
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    # ------------------------------------------------------------------ queries
+
+    def _permission_sql(self, permission: PermissionFilter) -> tuple[str, list[Any]]:
+        if permission.all:
+            return "1 = 1", []
+        parts = ["d.visibility = 'public'"]
+        params: list[Any] = []
+        if permission.internal:
+            parts.append("d.visibility = 'internal'")
+        if permission.ids:
+            ids_sql, ids_params = self._ids_sql("d.project_id", permission.ids)
+            parts.append(ids_sql)
+            params += ids_params
+        return "(" + " OR ".join(parts) + ")", params
+
+    def query_datasets(self, query: DatasetQuery) -> DatasetHits:
+        """Permission-filtered dataset search with facets (use `indexer.search`)."""
+        if query.sort not in SORTS:
+            raise StoreError(f"unknown sort {query.sort!r}")
+        perm_sql, params = self._permission_sql(query.permission)
+        conditions, join, rank = [perm_sql], "", "0"
+        rank_params: list[Any] = []
+        if query.terms:
+            join, match, match_params, rank, rank_params = self._dataset_match(query.terms)
+            conditions.append(match)
+            params += match_params
+        for column, value in (("d.namespace", query.namespace), ("d.visibility", query.visibility)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        if query.topic is not None:
+            conditions.append(
+                "EXISTS (SELECT 1 FROM dataset_topics t WHERE t.project_id = d.project_id "
+                "AND t.topic = ?)"
+            )
+            params.append(query.topic)
+        if query.media_type is not None:
+            conditions.append(
+                "EXISTS (SELECT 1 FROM dataset_media_types m WHERE m.project_id = d.project_id "
+                "AND m.media_type = ?)"
+            )
+            params.append(query.media_type)
+        hits = (
+            f"WITH hits AS (SELECT d.project_id AS pid, {rank} AS rank FROM datasets d {join} "
+            f"WHERE {' AND '.join(conditions)}) "
+        )
+        params = rank_params + params
+        facet_sql = {
+            "namespace": ("d.namespace", "JOIN datasets d ON d.project_id = hits.pid"),
+            "topic": ("t.topic", "JOIN dataset_topics t ON t.project_id = hits.pid"),
+            "visibility": ("d.visibility", "JOIN datasets d ON d.project_id = hits.pid"),
+            "media_type": ("m.media_type", "JOIN dataset_media_types m ON m.project_id = hits.pid"),
+        }
+        with self._read() as conn:
+            total = int(self._one(conn, hits + "SELECT count(*) FROM hits", params)[0])
+            facets: dict[str, dict[str, int]] = {}
+            for name, (column, facet_join) in facet_sql.items():
+                rows = self._x(
+                    conn,
+                    f"{hits}SELECT {column} AS facet_key, count(*) AS facet_n FROM hits "
+                    f"{facet_join} GROUP BY {column} "
+                    f"ORDER BY facet_n DESC, facet_key LIMIT {FACET_LIMIT}",
+                    params,
+                ).fetchall()
+                facets[name] = {str(key): int(n) for key, n in rows}
+            rows = self._x(
+                conn,
+                f"{hits}SELECT {DATASET_COLUMNS} FROM hits JOIN datasets d ON d.project_id = hits.pid "
+                f"ORDER BY {SORTS[query.sort]} LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+        return DatasetHits(items=[self._dataset(row) for row in rows], total=total, facets=facets)
+
+    def query_files(self, query: FileQuery) -> FileHits:
+        """Permission-filtered file search, in index order (use `indexer.search`)."""
+        perm_sql, params = self._permission_sql(query.permission)
+        conditions = [perm_sql]
+        if query.terms:
+            match, match_params = self._path_match(query.terms)
+            conditions.append(match)
+            params += match_params
+        for column, value in (
+            ("f.project_id", query.project_id),
+            ("f.ref", query.ref),
+            ("f.media_type", query.media_type),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = (
+            "FROM files f JOIN datasets d ON d.project_id = f.project_id "
+            f"WHERE {' AND '.join(conditions)}"
+        )
+        select = SELECT_FILE.replace(" FROM files f", "")
+        with self._read() as conn:
+            counted = int(
+                self._one(
+                    conn,
+                    f"SELECT count(*) FROM (SELECT 1 {where} LIMIT ?) AS c",
+                    [*params, query.count_limit + 1],
+                )[0]
+            )
+            rows = self._x(
+                conn,
+                f"{select} {where} ORDER BY f.id LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+        exact = counted <= query.count_limit
+        return FileHits(
+            items=[_file_row(row) for row in rows],
+            total=counted if exact else query.count_limit,
+            total_exact=exact,
+        )
+
+    def version_diff(self, project_id: int, ref: str, previous: str | None) -> VersionDiff:
+        """Added/removed/changed file counts of `ref` against `previous` (None: all added)."""
+        with self._read() as conn:
+            current = self._one(
+                conn,
+                "SELECT generation, file_count FROM refs WHERE project_id = ? AND ref = ?",
+                (project_id, ref),
+            )
+            if current is None:
+                return VersionDiff(0, 0, 0, previous)
+            if previous is None:
+                return VersionDiff(int(current[1]), 0, 0, None)
+            prev = self._one(
+                conn,
+                "SELECT generation FROM refs WHERE project_id = ? AND ref = ?",
+                (project_id, previous),
+            )
+            if prev is None:
+                return VersionDiff(int(current[1]), 0, 0, None)
+            cached = self._one(
+                conn,
+                "SELECT added, removed, changed FROM version_diffs WHERE project_id = ? "
+                "AND ref = ? AND generation = ? AND previous = ? AND previous_generation = ?",
+                (project_id, ref, current[0], previous, prev[0]),
+            )
+        if cached is not None:
+            return VersionDiff(int(cached[0]), int(cached[1]), int(cached[2]), previous)
+        with self._read() as conn:
+            added, removed, changed = (
+                int(value)
+                for value in self._one(
+                    conn,
+                    "SELECT "
+                    "(SELECT count(*) FROM files c WHERE c.project_id = ? AND c.ref = ? AND NOT EXISTS "
+                    " (SELECT 1 FROM files p WHERE p.project_id = c.project_id AND p.ref = ? AND p.path = c.path)), "
+                    "(SELECT count(*) FROM files p WHERE p.project_id = ? AND p.ref = ? AND NOT EXISTS "
+                    " (SELECT 1 FROM files c WHERE c.project_id = p.project_id AND c.ref = ? AND c.path = p.path)), "
+                    "(SELECT count(*) FROM files c JOIN files p ON p.project_id = c.project_id "
+                    " AND p.ref = ? AND p.path = c.path WHERE c.project_id = ? AND c.ref = ? "
+                    " AND p.md5 <> c.md5)",
+                    (
+                        project_id,
+                        ref,
+                        previous,
+                        project_id,
+                        previous,
+                        ref,
+                        previous,
+                        project_id,
+                        ref,
+                    ),
+                )
+            )
+        with self._write() as conn:
+            self._x(
+                conn,
+                "INSERT INTO version_diffs (project_id, ref, generation, previous, "
+                "previous_generation, added, removed, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (project_id, ref) DO UPDATE SET generation = excluded.generation, "
+                "previous = excluded.previous, previous_generation = excluded.previous_generation, "
+                "added = excluded.added, removed = excluded.removed, changed = excluded.changed",
+                (project_id, ref, current[0], previous, prev[0], added, removed, changed),
+            )
+        return VersionDiff(added, removed, changed, previous)
+
+
+def _file_row(row: Sequence[Any]) -> FileRow:
+    return FileRow(
+        id=int(row[0]),
+        project_id=int(row[1]),
+        ref=row[2],
+        commit_sha=row[3],
+        file=IndexedFile(
+            path=row[4],
+            md5=row[5],
+            hash_name=row[6],
+            size=None if row[7] is None else int(row[7]),
+            media_type=row[8],
+            pointer_path=row[9],
+            in_directory=bool(row[10]),
+            status=row[11],
+            note=row[12],
+        ),
+    )
+
+
+def like_pattern(term: str) -> str:
+    """`%term%` for LIKE/ILIKE with `\\`, `%` and `_` escaped (ESCAPE '\\')."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+__all__ = ["SqlIndexStore", "like_pattern", "normalise_visibility", "text"]
