@@ -8,6 +8,7 @@ of any worker sees the sum. The journal backlog is read from the journal at scra
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, current_app
@@ -19,28 +20,72 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-EVENTS = Counter(
-    "dshub_webhook_events",
-    "Webhook deliveries by event kind and outcome (accepted, duplicate, ignored, rejected_*).",
-    ["kind", "outcome"],
-)
-DEDUPE_HITS = Counter(
-    "dshub_webhook_dedupe_hits", "Deliveries recognised as a redelivery of a journaled event."
-)
-JOBS = Counter(
-    "dshub_jobs_handed_over",
-    "Jobs handed to RQ by outcome: enqueued, coalesced into a queued job, or rerun requested.",
-    ["outcome"],
-)
-ENQUEUE_LATENCY = Histogram(
-    "dshub_enqueue_latency_seconds",
-    "Time from a delivery's journal append to its jobs being in the queue.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 120, 600),
-)
+
+class _Metrics:
+    """dshub's metric objects, created on first use inside the serving process."""
+
+    def __init__(self) -> None:
+        self.events = Counter(
+            "dshub_webhook_events",
+            "Webhook deliveries by event kind and outcome (accepted, duplicate, ignored, "
+            "rejected_<status>, unavailable).",
+            ["kind", "outcome"],
+        )
+        self.dedupe_hits = Counter(
+            "dshub_webhook_dedupe_hits",
+            "Deliveries recognised as a redelivery of a journaled event.",
+        )
+        self.jobs = Counter(
+            "dshub_jobs_handed_over",
+            "Jobs handed to RQ by outcome: enqueued, coalesced into a queued job, or rerun.",
+            ["outcome"],
+        )
+        self.enqueue_latency = Histogram(
+            "dshub_enqueue_latency_seconds",
+            "Time from a delivery's journal append to its jobs being in the queue.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 120, 600),
+        )
+
+
+_created: list[_Metrics] = []
+_lock = threading.Lock()
+
+
+def _metrics() -> _Metrics:
+    # gunicorn's master imports this package before its config sets PROMETHEUS_MULTIPROC_DIR,
+    # and prometheus-client picks its value class at import time: pick it again here, in the
+    # worker, before the first metric exists, so samples go to the shared directory.
+    if not _created:
+        with _lock:
+            if not _created:
+                if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+                _created.append(_Metrics())
+    return _created[0]
+
+
+def count_event(kind: str, outcome: str) -> None:
+    """Count one delivery by event kind and outcome."""
+    _metrics().events.labels(kind, outcome).inc()
+
+
+def count_dedupe_hit() -> None:
+    """Count one redelivery recognised by the journal."""
+    _metrics().dedupe_hits.inc()
+
+
+def observe_hand_over(latency: float, outcomes: tuple[str, ...]) -> None:
+    """Record one journal row's hand-over latency and its jobs' enqueue outcomes."""
+    metrics = _metrics()
+    metrics.enqueue_latency.observe(max(0.0, latency))
+    for outcome in outcomes:
+        metrics.jobs.labels(outcome).inc()
+
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -74,6 +119,7 @@ def _backlog() -> int | None:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     """Every dshub metric in Prometheus' text format."""
+    _metrics()
     extra = CollectorRegistry(auto_describe=False)
     extra.register(_BacklogCollector(_backlog))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -49,14 +49,13 @@ def check_index(settings: Settings) -> None:
     except ImportError:
         store_module = None
     opener = getattr(store_module, "open_store", None)
-    if callable(opener):
-        store = opener(settings.index_url)
+    store_class = getattr(store_module, "IndexStore", None)
+    if callable(opener) and callable(getattr(store_class, "ping", None)):
+        store = opener(settings.index_url, migrate=False)
         try:
             store.ping()
         finally:
-            close = getattr(store, "close", None)
-            if callable(close):
-                close()
+            store.close()
         return
     scheme = urlsplit(settings.index_url).scheme
     if scheme == "sqlite":

@@ -105,12 +105,13 @@ class Receiver:
                 self._journal.close()
                 self._journal = None
 
+    def can_hand_over_inline(self) -> bool:
+        """True when a request should enqueue its own event (Redis configured, not known down)."""
+        return self.queue is not None and time.monotonic() >= self._redis_down_until
+
     def hand_over_now(self, entry_id: int) -> bool:
         """Try to enqueue a just-journaled row; False leaves it to the drainer (Redis down)."""
         if self.queue is None:
-            self.wake()
-            return False
-        if time.monotonic() < self._redis_down_until:
             self.wake()
             return False
         journal = self.journal()
@@ -133,9 +134,7 @@ class Receiver:
 def record_hand_over(handed: list[HandOver]) -> None:
     """Count hand-overs and their latency in the metrics."""
     for item in handed:
-        metrics.ENQUEUE_LATENCY.observe(max(0.0, item.latency))
-        for outcome in item.outcomes:
-            metrics.JOBS.labels(outcome).inc()
+        metrics.observe_hand_over(item.latency, item.outcomes)
 
 
 def register(app: Flask, settings: Settings) -> None:
@@ -295,16 +294,19 @@ def receive() -> ResponseReturnValue:
             )
         journal = receiver.journal()
         receiver.start_background()
+        inline = receiver.can_hand_over_inline()
         entry_id, duplicate = journal.append(
-            dedupe_key(headers, body), kind, context["project_id"], jobs
+            dedupe_key(headers, body), kind, context["project_id"], jobs, claim=inline
         )
         if duplicate:
-            metrics.DEDUPE_HITS.inc()
+            metrics.count_dedupe_hit()
             body_out = {"accepted": True, "duplicate": True, "jobs": _jobs_json(jobs)}
             return _answer(
                 202, body_out, kind=kind, outcome="duplicate", context=context, started=started
             )
-        handed = receiver.hand_over_now(entry_id)
+        handed = receiver.hand_over_now(entry_id) if inline else False
+        if not inline:
+            receiver.wake()
         body_out = {
             "accepted": True,
             "duplicate": False,
@@ -337,7 +339,7 @@ def _answer(
     context: dict[str, Any],
     started: float,
 ) -> ResponseReturnValue:
-    metrics.EVENTS.labels(kind, outcome).inc()
+    metrics.count_event(kind, outcome)
     jobs = payload.get("jobs")
     log.info(
         "webhook %s",
@@ -356,7 +358,7 @@ def _answer(
 def _error(
     exc: DshubError, kind: str, outcome: str, context: dict[str, Any], started: float
 ) -> ResponseReturnValue:
-    metrics.EVENTS.labels(kind, outcome).inc()
+    metrics.count_event(kind, outcome)
     log.info(
         "webhook rejected",
         extra={
@@ -367,8 +369,4 @@ def _error(
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )
-    response = jsonify(error={"code": exc.code, "message": exc.message})
-    # Never leave an unread body behind on a keep-alive connection.
-    if exc.status in (401, 413, 415) and request.content_length:
-        response.headers["Connection"] = "close"
-    return response, exc.status
+    return jsonify(error={"code": exc.code, "message": exc.message}), exc.status
