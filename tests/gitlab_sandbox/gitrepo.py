@@ -471,6 +471,25 @@ class GitRepo:
         parents = info["parent_ids"] if info else []
         return self.changed_paths(parents[0] if parents else None, sha)
 
+    def stats(self, sha: str) -> dict[str, int]:
+        """GitLab's commit `stats`: lines added/deleted against the first parent."""
+        info = self.commit_info(sha)
+        if info is None:
+            return {"additions": 0, "deletions": 0, "total": 0}
+        parent = info["parent_ids"][0] if info["parent_ids"] else EMPTY_TREE
+        out = self._out("diff-tree", "-r", "--numstat", "-M", parent, info["id"])
+        additions = deletions = 0
+        for line in out.splitlines():
+            added, deleted, _ = line.split("\t", 2)
+            additions += int(added) if added.isdigit() else 0
+            deletions += int(deleted) if deleted.isdigit() else 0
+        return {"additions": additions, "deletions": deletions, "total": additions + deletions}
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether commit `ancestor` is reachable from `descendant`."""
+        proc = self.git("merge-base", "--is-ancestor", ancestor, descendant, check=False)
+        return proc.returncode == 0
+
     def diffs(self, old: str, new: str) -> list[dict[str, Any]]:
         """GitLab diff entries from tree-ish `old` to `new` (renames detected)."""
         raw = self.git("diff-tree", "-r", "-z", "-M", "--raw", old, new).stdout.decode(
