@@ -304,9 +304,10 @@ def require(req: Request, *names: str) -> None:
 
 
 def _link_url(req: Request, overrides: dict[str, Any], drop: Iterable[str] = ()) -> str:
-    merged: dict[str, Any] = {**req.path_params, **req.query, **overrides}
+    merged: dict[str, Any] = {**req.path_params, **req.query}
     for key in drop:
         merged.pop(key, None)
+    merged.update(overrides)
     pairs: list[tuple[str, str]] = []
     for key in sorted(merged):
         pairs.extend(_flatten(key, merged[key]))
