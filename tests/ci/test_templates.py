@@ -1,0 +1,189 @@
+"""The component templates: spec:inputs conventions and GitLab's CI schema after interpolation."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.ci.harness import (
+    COMPONENT_ORIGIN,
+    GITLAB_CI_LOCAL,
+    TEMPLATES,
+    git,
+    pipeline_yaml,
+    require_tools,
+    run,
+)
+
+SCHEMA = Path("/work/shared/schemas/gitlab-ci.newer.json")
+BUNDLED_SCHEMA = (
+    Path(__file__).resolve().parents[2] / "node_modules/gitlab-ci-local/src/schema.json"
+)
+NAMES = ("dvc-push", "dvc-gc", "validate-storage")
+GLOBAL_KEYWORDS = {
+    "default",
+    "stages",
+    "variables",
+    "workflow",
+    "image",
+    "cache",
+    "include",
+    "services",
+    "before_script",
+    "after_script",
+}
+
+
+def _documents(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    header, body = yaml.safe_load_all((TEMPLATES / name / "template.yml").read_text())
+    return header, body
+
+
+def _schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(SCHEMA.read_text())
+    return loaded
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_input_is_typed_described_and_snake_case(name: str) -> None:
+    header, _ = _documents(name)
+    inputs = header["spec"]["inputs"]
+    for key in ("job_name", "stage", "image", "remote", "jobs", "rules", "needs"):
+        assert key in inputs, f"{name} lacks input {key}"
+    for key, spec in inputs.items():
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", key), key
+        assert spec.get("type") in ("string", "number", "boolean", "array"), key
+        assert len(spec.get("description", "")) > 15, key
+        assert "default" in spec, f"{name}.{key} should have a default"
+    assert inputs["rules"]["type"] == "array" and inputs["jobs"]["type"] == "number"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_defines_one_job_and_no_global_keywords(name: str) -> None:
+    _, body = _documents(name)
+    assert list(body) == ["$[[ inputs.job_name ]]"]
+    assert not GLOBAL_KEYWORDS & set(body)
+    job = body["$[[ inputs.job_name ]]"]
+    if name in ("dvc-push", "dvc-gc"):
+        assert job["resource_group"] == "$[[ inputs.resource_group ]]"
+        assert job["interruptible"] is False
+    else:
+        assert job["interruptible"] is True
+        assert job["artifacts"]["reports"]["junit"] == "validate-storage.xml"
+
+
+def _component_project(tmp_path: Path, pipeline: str) -> Path:
+    repo = tmp_path / "project"
+    run(["git", "init", "-q", "-b", "main", str(repo)], tmp_path)
+    subprocess.run(["cp", "-r", str(TEMPLATES), str(repo / "templates")], check=True)
+    (repo / ".gitlab-ci.yml").write_text(pipeline)
+    (repo / ".gitignore").write_text(".gitlab-ci-local/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "components")
+    git(repo, "remote", "add", "origin", COMPONENT_ORIGIN)
+    return repo
+
+
+def _preview(repo: Path, *variables: str) -> subprocess.CompletedProcess[str]:
+    args = [str(GITLAB_CI_LOCAL), "--preview", "--home", str(repo.parent)]
+    for variable in variables:
+        args += ["--variable", variable]
+    return subprocess.run(args, cwd=repo, capture_output=True, text=True, check=False, timeout=120)
+
+
+CUSTOM = [
+    {
+        "component": "dvc-push",
+        "inputs": {
+            "job_name": "push-raw",
+            "stage": "build",
+            "remote": "raw",
+            "jobs": 2,
+            "verify": False,
+            "needs": ["prepare"],
+            "rules": [{"when": "always"}],
+            "resource_group": "dvc-storage-raw",
+        },
+    },
+    {
+        "component": "dvc-gc",
+        "inputs": {
+            "job_name": "nightly-gc",
+            "min_age_hours": 168,
+            "delete": True,
+            "dshub_url": "https://dshub.example",
+            "rules": [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}],
+        },
+    },
+    {
+        "component": "validate-storage",
+        "inputs": {
+            "job_name": "check-data",
+            "max_git_file_mb": 2.5,
+            "allowed_extensions": ".jpg,.png",
+            "image": "registry.example/dshub/ci:1.0.0",
+        },
+    },
+]
+
+
+def test_rendered_pipelines_validate_against_gitlab_ci_schema(tmp_path: Path) -> None:
+    require_tools()
+    pipeline = yaml.safe_load(pipeline_yaml(CUSTOM))
+    pipeline["stages"] = ["build", "test", "deploy"]
+    pipeline["prepare"] = {"stage": "build", "script": ["echo prepare"]}
+    repo = _component_project(tmp_path, yaml.safe_dump(pipeline, sort_keys=False))
+    result = _preview(repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = yaml.safe_load(result.stdout[result.stdout.index("---") :])
+    jsonschema.Draft7Validator(_schema()).validate(rendered)
+    assert set(rendered) >= {
+        "validate-storage",
+        "dvc-push",
+        "dvc-gc",
+        "push-raw",
+        "nightly-gc",
+        "check-data",
+    }
+    push = rendered["push-raw"]
+    assert [n["job"] if isinstance(n, dict) else n for n in push["needs"]] == ["prepare"]
+    assert push["resource_group"] == "dvc-storage-raw" and push["stage"] == "build"
+    assert push["script"] == ['dshub ci push --remote "raw" --jobs 2 --verify false']
+    assert "--min-age-hours 168 --delete true" in rendered["nightly-gc"]["script"][0]
+    assert '--dshub-url "https://dshub.example"' in rendered["nightly-gc"]["script"][0]
+    assert '--allowed-extensions ".jpg,.png"' in rendered["check-data"]["script"][0]
+    assert rendered["dvc-push"]["resource_group"] == rendered["dvc-gc"]["resource_group"]
+    assert rendered["dvc-gc"]["rules"][1]["when"] == "manual"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        ({"remote": "bad remote;rm"}, "regex"),
+        ({"jobs": "many"}, "number"),
+        ({"verify": "yes"}, "boolean"),
+    ],
+)
+def test_bad_inputs_are_rejected_before_anything_runs(
+    tmp_path: Path, inputs: dict[str, Any], error: str
+) -> None:
+    require_tools()
+    pipeline = {
+        "include": [
+            {
+                "component": "$CI_SERVER_FQDN/$CI_PROJECT_PATH/dvc-push@$CI_COMMIT_SHA",
+                "inputs": inputs,
+            }
+        ]
+    }
+    repo = _component_project(tmp_path, yaml.safe_dump(pipeline))
+    result = _preview(repo)
+    assert result.returncode != 0
+    assert error in (result.stdout + result.stderr).lower()
