@@ -166,10 +166,9 @@ def install_hook(client: Any, args: argparse.Namespace, url: str, secret: str) -
         return "created", int(hook.id)
     hook = existing[0]
     if args.system:
-        # python-gitlab cannot update system hooks: replace the hook with the same URL.
-        hook.delete()
-        created = manager.create(attributes)
-        return "replaced", int(created.id)
+        # python-gitlab's system-hook manager has no update; GitLab's API does (PUT /hooks/:id).
+        client.http_put(f"/hooks/{hook.id}", post_data=attributes)
+        return "updated", int(hook.id)
     for key, value in attributes.items():
         setattr(hook, key, value)
     hook.save()
