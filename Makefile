@@ -25,7 +25,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy dshub webhook_service indexer tests bench
 
-pytest: $(STAMP)
+# gitlab-ci-local (pinned in package.json; runs on Node 20 and needs rsync) executes the
+# CI/CD components in tests/ci.
+node_modules/.bin/gitlab-ci-local: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+pytest: $(STAMP) node_modules/.bin/gitlab-ci-local
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test: lint typecheck pytest
