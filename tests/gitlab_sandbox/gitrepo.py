@@ -699,13 +699,20 @@ class GitRepo:
         if kind == "move" and content is None:
             sha = entries.pop(previous)[1]
             entries[path] = (mode, sha)
+            self._check_placement(entries, path)
             return
         if kind == "move":
             entries.pop(previous)
         entries[path] = (mode, self._hash_blob(_decode_content(content, action.get("encoding"))))
-        for parent in _parents(path):
-            if parent in entries:
-                raise CommitError("A file with this name already exists")
+        self._check_placement(entries, path)
+
+    @staticmethod
+    def _check_placement(entries: dict[str, tuple[str, str]], path: str) -> None:
+        """A file may neither sit below another file nor replace a directory."""
+        if any(parent in entries for parent in _parents(path)):
+            raise CommitError("A file with this name already exists")
+        if any(p.startswith(path + "/") for p in entries):
+            raise CommitError("A directory with this name already exists")
 
     # ------------------------------------------------------------------ revert
 

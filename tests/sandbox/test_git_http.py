@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -254,3 +255,31 @@ def test_dumb_http_and_unknown_paths_are_not_served(world: tuple[World, str]) ->
     assert requests.get(f"{base}/team/open.git/HEAD", timeout=10).status_code == 404
     assert requests.get(f"{base}/team/open.git/info/refs", timeout=10).status_code == 403
     assert is_git_path("/g/sub/p.git/info/refs") and not is_git_path("/api/v4/projects")
+
+
+def test_sandbox_git_http_protects_the_default_branch_from_developers(
+    gitlab_sandbox: Any, gitlab_admin: Any, tmp_path: Path
+) -> None:
+    project = gitlab_admin.projects.create({"name": "guarded", "initialize_with_readme": True})
+    dev, token = gitlab_sandbox.create_user("dev")
+    project.members.create({"user_id": dev.id, "access_level": 30})
+    host = gitlab_sandbox.url.split("://", 1)[1]
+    work = tmp_path / "w"
+    git("clone", "-q", f"http://dev:{token}@{host}/{project.path_with_namespace}.git", str(work))
+    (work / "x").write_text("x")
+    git("add", "x", cwd=work)
+    git("commit", "-q", "-m", "x", cwd=work)
+    refused = git("push", "origin", "main", cwd=work, check=False)
+    assert refused.returncode != 0
+    assert (
+        "You are not allowed to push code to protected branches on this project." in refused.stderr
+    )
+    git("push", "-q", "origin", "main:refs/heads/work", cwd=work)
+    assert (
+        project.branches.get("work").commit["id"]
+        == git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    )
+    wrong_user = git(
+        "ls-remote", f"http://other:{token}@{host}/{project.path_with_namespace}.git", check=False
+    )
+    assert wrong_user.returncode != 0
