@@ -106,7 +106,18 @@ def _is_not_found(exc: Exception) -> bool:
 class GitLabReader:
     """A read-mostly view of one GitLab instance through one token."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 15.0,
+        max_retries: int = 4,
+        obey_rate_limit: bool = True,
+    ) -> None:
+        """`max_retries` bounds python-gitlab's retries of 5xx/429 answers (its default, 10
+        with exponential backoff, would hold a request for minutes); request paths pass a
+        small number and `obey_rate_limit=False` so a throttled GitLab answers 503 at once."""
         self.url = url
         self.client = gitlab.Gitlab(
             url,
@@ -116,6 +127,14 @@ class GitLabReader:
             keep_base_url=True,
             per_page=100,
         )
+        send = self.client.http_request
+
+        def bounded_request(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("max_retries", max_retries)
+            kwargs.setdefault("obey_rate_limit", obey_rate_limit)
+            return send(*args, **kwargs)
+
+        self.client.http_request = bounded_request  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ identity
 

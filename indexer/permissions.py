@@ -13,7 +13,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,37 +21,13 @@ import redis
 
 from indexer.errors import NotAuthenticated
 from indexer.gitlab_reader import GitLabReader
+from indexer.search import Viewer
 
 DEFAULT_TTL = 60.0
 GENERATION_KEY = "dshub:permissions:generation"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The identity behind a request and the private datasets it may read."""
-
-    user_id: int | None = None
-    username: str | None = None
-    is_admin: bool = False
-    readable_private_ids: frozenset[int] = field(default_factory=frozenset)
-
-    @property
-    def anonymous(self) -> bool:
-        """True for requests without a token: they see public datasets only."""
-        return self.user_id is None
-
-    def can_read(self, visibility: str, project_id: int) -> bool:
-        """GitLab's read rule for a dataset with this visibility (unknown counts as private)."""
-        if self.is_admin or visibility == "public":
-            return True
-        if self.anonymous:
-            return False
-        if visibility == "internal":
-            return True
-        return project_id in self.readable_private_ids
-
-
-ANONYMOUS = Caller()
+ANONYMOUS = Viewer.anonymous()
 
 
 class Generation(Protocol):
@@ -106,13 +82,13 @@ class FileGeneration:
 
 @dataclass
 class _Entry:
-    caller: Caller
+    viewer: Viewer
     expires: float
     generation: int
 
 
 class PermissionResolver:
-    """Resolves tokens to `Caller`s through GitLab, with a short per-token cache."""
+    """Resolves tokens to `Viewer`s through GitLab, with a short per-token cache."""
 
     def __init__(
         self,
@@ -131,7 +107,7 @@ class PermissionResolver:
         self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, token: str | None) -> Caller:
+    def resolve(self, token: str | None) -> Viewer:
         """The caller behind `token` (None: anonymous); raises `NotAuthenticated` if invalid."""
         if not token:
             return ANONYMOUS
@@ -141,19 +117,19 @@ class PermissionResolver:
         with self._lock:
             entry = self._cache.get(key)
         if entry and entry.expires > now and entry.generation == generation >= 0:
-            return entry.caller
-        caller = self._ask_gitlab(token)
+            return entry.viewer
+        viewer = self._ask_gitlab(token)
         with self._lock:
             if len(self._cache) >= self.max_entries:
                 self._evict(now)
-            self._cache[key] = _Entry(caller, now + self.ttl, generation)
-        return caller
+            self._cache[key] = _Entry(viewer, now + self.ttl, generation)
+        return viewer
 
-    def _ask_gitlab(self, token: str) -> Caller:
+    def _ask_gitlab(self, token: str) -> Viewer:
         reader = self.reader_for_token(token)
         user = reader.current_user()
         readable = frozenset() if user.is_admin else reader.readable_private_project_ids()
-        return Caller(user.id, user.username, user.is_admin, readable)
+        return Viewer(user_id=user.id, readable_private_ids=readable, is_admin=user.is_admin)
 
     def _evict(self, now: float) -> None:
         expired = [key for key, entry in self._cache.items() if entry.expires <= now]

@@ -11,18 +11,19 @@ from indexer.errors import NotAuthenticated
 from indexer.permissions import (
     ANONYMOUS,
     GENERATION_KEY,
-    Caller,
     FileGeneration,
     RedisGeneration,
     token_from_headers,
 )
+from indexer.search import Viewer
+from indexer.store.base import Dataset
 
-MEMBER = Caller(user_id=7, username="ann", readable_private_ids=frozenset({11}))
-ADMIN = Caller(user_id=1, username="root", is_admin=True)
+MEMBER = Viewer(user_id=7, readable_private_ids=frozenset({11}))
+ADMIN = Viewer(user_id=1, is_admin=True)
 
 
 @pytest.mark.parametrize(
-    ("caller", "visibility", "project_id", "expected"),
+    ("viewer", "visibility", "project_id", "expected"),
     [
         (ANONYMOUS, "public", 1, True),
         (ANONYMOUS, "internal", 1, False),
@@ -36,9 +37,10 @@ ADMIN = Caller(user_id=1, username="root", is_admin=True)
     ],
 )
 def test_read_rule_follows_gitlab(
-    caller: Caller, visibility: str, project_id: int, expected: bool
+    viewer: Viewer, visibility: str, project_id: int, expected: bool
 ) -> None:
-    assert caller.can_read(visibility, project_id) is expected
+    dataset = Dataset(project_id, "d", "g/d", "g", visibility)
+    assert viewer.can_read(dataset) is expected
 
 
 def test_token_sources_in_order_of_precedence() -> None:
