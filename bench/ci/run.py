@@ -1,0 +1,123 @@
+"""Benchmark the CI jobs (one command: `.venv/bin/python -m bench.ci.run`).
+
+1. dvc-push job (`dshub ci push`: push + presence proof) vs plain `dvc push`, 1,000 files in
+   a tracked directory, each against an empty prefix of the same moto S3 server (target <= 1.1x).
+2. `dshub ci validate` over 10,000 single-file pointers whose objects are stored (target <= 30 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+from indexer.dvc_env import dvc_environment
+from tests import services
+
+BIN = Path(sys.executable).parent
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def _repo(base: Path, name: str, url: str, env: dict[str, str]) -> Path:
+    repo = base / name
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    _run([str(BIN / "dvc"), "init", "-q"], repo, env)
+    _run([str(BIN / "dvc"), "remote", "add", "-d", "storage", url], repo, env)
+    return repo
+
+
+def main() -> None:
+    """Run both benchmarks and print the figures."""
+    base = Path(tempfile.mkdtemp(prefix="bench-ci-"))
+    endpoint, moto = services.start_moto(base / "moto")
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=services.S3_ACCESS_KEY,
+            aws_secret_access_key=services.S3_SECRET_KEY,
+            region_name=services.S3_REGION,
+        )
+        s3.create_bucket(Bucket="bench")
+        aws = base / "aws"
+        aws.write_text("")
+        env = dvc_environment(base / "dvc-state")
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": services.S3_ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": services.S3_SECRET_KEY,
+                "AWS_DEFAULT_REGION": services.S3_REGION,
+                "AWS_CONFIG_FILE": str(aws),
+                "AWS_SHARED_CREDENTIALS_FILE": str(aws),
+                "AWS_ENDPOINT_URL_S3": endpoint,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        ci = {
+            "DSHUB_S3_ENDPOINT_URL": endpoint,
+            "DSHUB_S3_RW_ACCESS_KEY_ID": services.S3_ACCESS_KEY,
+            "DSHUB_S3_RW_SECRET_ACCESS_KEY": services.S3_SECRET_KEY,
+            "DSHUB_S3_RO_ACCESS_KEY_ID": services.S3_ACCESS_KEY,
+            "DSHUB_S3_RO_SECRET_ACCESS_KEY": services.S3_SECRET_KEY,
+            "DSHUB_CI_DVC_STATE_DIR": str(base / "ci-state"),
+        }
+        timings: dict[str, float] = {}
+        for label in ("plain", "job"):
+            url = f"s3://bench/push-{label}/1"
+            repo = _repo(base, f"push-{label}", url, env)
+            for i in range(1000):
+                path = repo / "files" / f"{i:04d}.bin"
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(os.urandom(2048))
+            _run([str(BIN / "dvc"), "add", "-q", "files"], repo, env)
+            cmd = (
+                [str(BIN / "dvc"), "push", "-r", "storage", "--jobs", "8"]
+                if label == "plain"
+                else [str(BIN / "dshub"), "ci", "push", "--jobs", "8"]
+            )
+            timings[label] = _run(cmd, repo, {**env, **ci, "DSHUB_DVC_REMOTE_URL": url})
+        print(
+            f"push 1,000 files: plain dvc push {timings['plain']:.2f} s, dvc-push job {timings['job']:.2f} s, ratio {timings['job'] / timings['plain']:.2f}x (target <= 1.1x)"
+        )
+
+        url = "s3://bench/validate/2"
+        repo = _repo(base, "validate", url, env)
+        for i in range(10000):
+            data = f"file {i}\n".encode()
+            md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - DVC's content address
+            (repo / f"p{i:05d}.dvc").write_text(
+                f"outs:\n- md5: {md5}\n  size: {len(data)}\n  hash: md5\n  path: p{i:05d}\n"
+            )
+            s3.put_object(
+                Bucket="bench", Key=f"validate/2/files/md5/{md5[:2]}/{md5[2:]}", Body=data
+            )
+        subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+        subprocess.run(
+            ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "pointers"],
+            cwd=repo,
+            check=True,
+        )
+        seconds = _run(
+            [str(BIN / "dshub"), "ci", "validate", "--jobs", "8"],
+            repo,
+            {**env, **ci, "DSHUB_DVC_REMOTE_URL": url},
+        )
+        print(f"validate-storage over 10,000 pointers: {seconds:.2f} s (target <= 30 s)")
+    finally:
+        moto.stop()
+
+
+if __name__ == "__main__":
+    main()
