@@ -58,7 +58,7 @@ def _prepare() -> tuple[Path, CiVariables]:
     )
     apply_to_process(Path(state))
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    root = Path(os.environ.get("CI_PROJECT_DIR") or os.getcwd())
+    root = Path.cwd()  # the job runs in the clone (CI_PROJECT_DIR in GitLab)
     return root, CiVariables(dict(os.environ))
 
 
