@@ -15,6 +15,8 @@ Claims use leases so several processes (gunicorn workers, `dshub worker`) can sh
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -31,6 +33,7 @@ ACCEPTED, HANDED_OVER, DONE, FAILED = "accepted", "handed_over", "done", "failed
 CLAIM_SECONDS = 30.0
 # Settled rows are kept this long so redeliveries (GitLab keeps 2 days of logs) stay deduped.
 RETENTION_SECONDS = 14 * 24 * 3600
+_WRITE_LOCK = threading.Lock()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -77,6 +80,7 @@ class Journal:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._lock_fd: int | None = None
         try:
             self._connection().executescript(_SCHEMA)  # autocommit: executescript commits itself
         except sqlite3.Error as exc:
@@ -108,10 +112,32 @@ class Journal:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
+        # Threads of one process queue on this mutex rather than on SQLite's busy handler,
+        # which sleeps in steps of up to 100 ms and would turn contention into tail latency.
+        with _WRITE_LOCK, self._file_lock(), self._write_transaction(conn):
+            yield conn
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        # The same for processes (gunicorn workers, `dshub worker`): flock wakes the next
+        # writer as soon as the lock is free.
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise JournalError(f"cannot open the journal lock: {exc.strerror}") from exc
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _write_transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                yield
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -126,6 +152,9 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._connections.clear()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         self._local = threading.local()
 
     def append(

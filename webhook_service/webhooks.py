@@ -27,7 +27,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from dshub.config import Settings
 from indexer.errors import DshubError, NotAuthenticated, Unavailable
 from indexer.events import IgnoredEvent, InvalidEvent, header, parse_event
-from indexer.journal import Journal, JournalError
+from indexer.journal import Entry, Journal, JournalError
 from indexer.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_over
 from indexer.routing import JobRequest, route
 from webhook_service import metrics
@@ -109,15 +109,12 @@ class Receiver:
         """True when a request should enqueue its own event (Redis configured, not known down)."""
         return self.queue is not None and time.monotonic() >= self._redis_down_until
 
-    def hand_over_now(self, entry_id: int) -> bool:
+    def hand_over_now(self, entry: Entry) -> bool:
         """Try to enqueue a just-journaled row; False leaves it to the drainer (Redis down)."""
         if self.queue is None:
             self.wake()
             return False
         journal = self.journal()
-        entry = journal.get(entry_id)
-        if entry is None or entry.state != "accepted":
-            return True
         try:
             record_hand_over(hand_over(journal, self.queue, [entry]))
         except (redis.RedisError, OSError) as exc:
@@ -304,7 +301,8 @@ def receive() -> ResponseReturnValue:
             return _answer(
                 202, body_out, kind=kind, outcome="duplicate", context=context, started=started
             )
-        handed = receiver.hand_over_now(entry_id) if inline else False
+        entry = Entry(entry_id, "", kind, context["project_id"], jobs, "accepted", time.time(), 0)
+        handed = receiver.hand_over_now(entry) if inline else False
         if not inline:
             receiver.wake()
         body_out = {

@@ -1,0 +1,323 @@
+"""Webhook ingest benchmark: `.venv/bin/python -m bench.webhook_ingest [--duration 10]`.
+
+Runs, against gunicorn with dshub's own settings (deploy/gunicorn.conf.py) and a real Redis:
+
+1. saturating load with `wrk` (one thread, fixed connections) on the real receiver with a
+   realistic push payload (GitLab's documented example, fresh Idempotency-Key per request,
+   500 projects), then the same against a bare Flask endpoint answering 202 (same gunicorn
+   settings): events/s, p50/p99, and wrk's CPU share of the machine;
+2. a fixed 300 events/s open-loop load from a small Python generator (latency is measured
+   from each request's scheduled send time, so a stall is not hidden): p50/p99;
+3. the RSS of every gunicorn worker after the runs.
+
+Needs `wrk` (Debian package `wrk`) and `redis-server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.services import free_port, start_redis, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-webhook-secret"  # noqa: S105 - a throwaway secret for a loopback benchmark
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "gitlab-webhooks" / "push.json"
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    cpu_share: float
+
+
+def push_template(path: Path) -> Path:
+    """GitLab's push example with the project id replaced by a placeholder wrk fills in."""
+    payload: dict[str, Any] = (
+        json.loads(FIXTURE.read_text()) if FIXTURE.exists() else _synthetic_push()
+    )
+    payload["project_id"] = -424242
+    payload["project"]["id"] = -424242
+    text = json.dumps(payload).replace("-424242", "__PROJECT__")
+    path.write_text(text)
+    return path
+
+
+def _synthetic_push() -> dict[str, Any]:
+    commit = {
+        "id": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+        "message": "Update data pointer",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "url": "http://gitlab.example/c",
+        "author": {"name": "A", "email": "a@example.com"},
+        "added": [],
+        "modified": ["data.csv.dvc"],
+        "removed": [],
+    }
+    return {
+        "object_kind": "push",
+        "event_name": "push",
+        "before": "95790bf891e76fee5e1747ab589903a6a1f80f22",
+        "after": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+        "ref": "refs/heads/main",
+        "checkout_sha": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+        "project_id": 1,
+        "project": {"id": 1, "path_with_namespace": "g/p"},
+        "commits": [commit] * 3,
+        "total_commits_count": 3,
+    }
+
+
+def start_gunicorn(
+    workdir: Path, env: dict[str, str], app: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn with deploy/gunicorn.conf.py; `app` overrides the WSGI app (the bare baseline)."""
+    port = free_port()
+    full = dict(os.environ)
+    full.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    full.update(env, DSHUB_BIND=f"127.0.0.1:{port}")
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
+    if app:
+        argv.append(app)
+    log = (workdir / f"gunicorn-{port}.log").open("wb")
+    process = subprocess.Popen(argv, cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _up(url), 60, "gunicorn")
+    return process, url
+
+
+def _up(url: str) -> bool:
+    response = requests.post(url + "/webhooks/gitlab", data=b"{}", timeout=1)
+    return response.status_code < 500
+
+
+def run_wrk(url: str, body: Path, duration: int, connections: int) -> WrkResult:
+    """One wrk run; CPU share = wrk's user+system time / (wall time x CPU count)."""
+    env = dict(os.environ, BENCH_PUSH_BODY=str(body), BENCH_TOKEN=TOKEN)
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        str(HERE / "push.lua"),
+        url + "/webhooks/gitlab",
+    ]
+    started = time.monotonic()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    _, _, usage = os.wait4(process.pid, 0)
+    process.returncode = 0
+    wall = time.monotonic() - started
+    cpu = (usage.ru_utime + usage.ru_stime) / (wall * (os.cpu_count() or 1))
+    return WrkResult(
+        rps=float(_find(r"Requests/sec:\s+([\d.]+)", output)),
+        p50_ms=_ms(_find(r"50%\s+([\d.]+\w+)", output)),
+        p99_ms=_ms(_find(r"99%\s+([\d.]+\w+)", output)),
+        requests=int(_find(r"(\d+) requests in", output)),
+        non_2xx=int(_find(r"Non-2xx or 3xx responses: (\d+)", output, "0")),
+        cpu_share=cpu,
+    )
+
+
+def _find(pattern: str, text: str, default: str | None = None) -> str:
+    match = re.search(pattern, text)
+    if match:
+        return match.group(1)
+    if default is not None:
+        return default
+    raise RuntimeError(f"wrk output lacks {pattern!r}:\n{text}")
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def fixed_rate(
+    url: str, body: Path, rate: int, duration: int, connections: int = 8
+) -> dict[str, float]:
+    """Open-loop load at `rate` requests/s over `connections` keep-alive connections."""
+    template = body.read_text()
+    host, port = url.removeprefix("http://").split(":")
+    total = rate * duration
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    next_index = [0]
+    start = time.perf_counter() + 0.5
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        while True:
+            with lock:
+                index = next_index[0]
+                next_index[0] += 1
+            if index >= total:
+                break
+            scheduled = start + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            payload = template.replace("__PROJECT__", str(index % 500 + 1)).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Gitlab-Event": "Push Hook",
+                "X-Gitlab-Token": TOKEN,
+                "Idempotency-Key": f"rate-{index}-{start}",
+            }
+            try:
+                conn.request("POST", "/webhooks/gitlab", body=payload, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 202
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            elapsed = time.perf_counter() - scheduled
+            with lock:
+                latencies.append(elapsed * 1000)
+                errors[0] += 0 if ok else 1
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {
+        "sent": len(ordered),
+        "achieved_rps": len(ordered) / wall,
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1],
+        "max_ms": ordered[-1],
+        "errors": errors[0],
+    }
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """RSS of each gunicorn worker (children of the master), in MB."""
+    sizes = []
+    for child in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split():
+        status = Path(f"/proc/{child}/status").read_text()
+        kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+        sizes.append(kb / 1024)
+    return sizes
+
+
+def main() -> int:
+    """Run everything and print a summary (and a JSON line for docs/benchmarks.md)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.webhook_ingest")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--rate", type=int, default=300, help="fixed rate, events/s")
+    parser.add_argument("--rate-duration", type=int, default=20, help="seconds at fixed rate")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("bench: wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="dshub-bench-ingest-"))
+    redis_url, redis_server = start_redis(work / "redis")
+    body = push_template(work / "push.json")
+    settings = {
+        "DSHUB_WORKERS": os.environ.get("DSHUB_WORKERS", "2"),
+        "DSHUB_THREADS": os.environ.get("DSHUB_THREADS", "8"),
+    }
+    env = {
+        **settings,
+        "DSHUB_DATA_DIR": str(work / "data"),
+        "DSHUB_WEBHOOK_SECRET": TOKEN,
+        "DSHUB_REDIS_URL": redis_url + "/0",
+        "DSHUB_LOG_LEVEL": "INFO",
+    }
+    results: dict[str, object] = {
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "gunicorn": f"gthread, {settings['DSHUB_WORKERS']} workers x {settings['DSHUB_THREADS']} threads",
+        "payload_bytes": len(body.read_text()),
+    }
+    processes = []
+    try:
+        receiver, url = start_gunicorn(work, env)
+        processes.append(receiver)
+        run_wrk(url, body, 2, args.connections)  # warm-up
+        ingest = run_wrk(url, body, args.duration, args.connections)
+        rate = fixed_rate(url, body, args.rate, args.rate_duration)
+        rss = worker_rss_mb(receiver.pid)
+        bare, bare_url = start_gunicorn(
+            work,
+            {**settings, "DSHUB_DATA_DIR": str(work / "bare")},
+            "bench.webhook_ingest.bare:app",
+        )
+        processes.append(bare)
+        run_wrk(bare_url, body, 2, args.connections)
+        baseline = run_wrk(bare_url, body, args.duration, args.connections)
+        import redis
+
+        queued = redis.Redis.from_url(redis_url + "/0").llen("rq:queue:dshub")
+        results.update(
+            ingest=vars(ingest),
+            bare=vars(baseline),
+            ratio=ingest.rps / baseline.rps,
+            fixed_rate=rate,
+            worker_rss_mb=[round(size, 1) for size in rss],
+            rq_jobs_queued=queued,
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        redis_server.stop()
+    ingest_r: WrkResult = ingest
+    print(
+        f"machine: {results['machine']}; {results['gunicorn']}; push payload {results['payload_bytes']} B"
+    )
+    print(
+        f"ingest : {ingest_r.rps:8.0f} events/s  p50 {ingest_r.p50_ms:.2f} ms  p99 {ingest_r.p99_ms:.2f} ms  "
+        f"non-2xx {ingest_r.non_2xx}  wrk CPU {ingest_r.cpu_share:.0%}"
+    )
+    print(
+        f"bare   : {baseline.rps:8.0f} req/s     p50 {baseline.p50_ms:.2f} ms  p99 {baseline.p99_ms:.2f} ms  "
+        f"non-2xx {baseline.non_2xx}  wrk CPU {baseline.cpu_share:.0%}"
+    )
+    print(f"ratio  : {results['ratio']:.2f}x bare (target >= 0.7)")
+    print(
+        f"{args.rate}/s  : achieved {rate['achieved_rps']:.0f}/s  p50 {rate['p50_ms']:.2f} ms  "
+        f"p99 {rate['p99_ms']:.2f} ms  max {rate['max_ms']:.1f} ms  errors {rate['errors']:.0f} (target p99 <= 20 ms)"
+    )
+    print(f"RSS    : gunicorn workers {results['worker_rss_mb']} MB (budget < 250 MB)")
+    print(f"RQ     : {results['rq_jobs_queued']} jobs queued (coalesced per project/ref)")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
