@@ -162,3 +162,10 @@ def token_from_headers(
         return value.strip()
     cookie = (cookies or {}).get("tokenGitLab")
     return cookie.strip() if cookie else None
+
+
+def generation_for(redis_url: str | None, data_dir: Path) -> Generation:
+    """The invalidation counter every process of a deployment shares (Redis, else a file)."""
+    if redis_url:
+        return RedisGeneration(redis_url)
+    return FileGeneration(data_dir / "permissions-generation")

@@ -8,6 +8,7 @@ credentials file and never appear in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import boto3
 import botocore.config
@@ -299,6 +300,33 @@ class S3ObjectStore:
             ExpiresIn=expires,
         )
         return url
+
+
+class _ChunkIO(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks (no buffering beyond one chunk)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def iter_stream(chunks: Iterator[bytes]) -> IO[bytes]:
+    """Wrap streamed chunks (e.g. `ObjectStore.read`) as a binary file object."""
+    return io.BufferedReader(_ChunkIO(chunks), CHUNK)
 
 
 def _iter_body(body: Any) -> Iterator[bytes]:

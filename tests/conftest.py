@@ -13,6 +13,7 @@ import itertools
 import os
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 # ---------------------------------------------------------------- process-wide hygiene
 
+_EMPTY_AWS_CONFIG = Path(tempfile.mkdtemp(prefix="dshub-test-aws-")) / "config"
+_EMPTY_AWS_CONFIG.touch()
+
 _HYGIENE = {
     "DVC_NO_ANALYTICS": "1",
     "DVC_STUDIO_OFFLINE": "true",
@@ -51,8 +55,9 @@ _HYGIENE = {
     "AWS_DEFAULT_REGION": services.S3_REGION,
     # boto would otherwise probe 169.254.169.254 for credentials and region.
     "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    # An empty file, not /dev/null: dvc-s3 (s3fs) refuses a config path that is not a file.
+    "AWS_CONFIG_FILE": str(_EMPTY_AWS_CONFIG),
+    "AWS_SHARED_CREDENTIALS_FILE": str(_EMPTY_AWS_CONFIG),
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_CONFIG_NOSYSTEM": "1",
     "NO_PROXY": "127.0.0.1,localhost,::1",

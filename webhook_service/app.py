@@ -9,7 +9,7 @@ from flask import Flask
 
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
-from webhook_service import auth, errors, health, metrics, ops, webhooks
+from webhook_service import api_datasets, auth, errors, health, metrics, ops, webhooks
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
@@ -42,10 +42,5 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     webhooks.register(app, settings)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(api_datasets.blueprint)
     return app
-
-
-def settings_of(app: Flask) -> Settings:
-    """The settings an application was built with."""
-    settings: Settings = app.extensions["dshub.settings"]
-    return settings

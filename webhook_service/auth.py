@@ -13,22 +13,13 @@ from dshub.config import Settings
 from indexer.errors import NotAuthenticated, Unavailable
 from indexer.gitlab_reader import GitLabReader
 from indexer.permissions import (
-    FileGeneration,
-    Generation,
     PermissionResolver,
-    RedisGeneration,
+    generation_for,
     token_from_headers,
 )
 from indexer.search import Viewer
 
 EXTENSION = "dshub.permissions"
-
-
-def generation_for(settings: Settings) -> Generation:
-    """The invalidation counter every process of this deployment shares."""
-    if settings.redis_url:
-        return RedisGeneration(settings.redis_url)
-    return FileGeneration(settings.data_dir / "permissions-generation")
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -40,7 +31,9 @@ def init_app(app: Flask, settings: Settings) -> None:
             raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL); sign-in is unavailable")
         return GitLabReader(gitlab_url, token, timeout=10, max_retries=1, obey_rate_limit=False)
 
-    app.extensions[EXTENSION] = PermissionResolver(reader_for_token, generation_for(settings))
+    app.extensions[EXTENSION] = PermissionResolver(
+        reader_for_token, generation_for(settings.redis_url, settings.data_dir)
+    )
 
 
 def current_viewer() -> Viewer:

@@ -1,0 +1,403 @@
+"""Level-triggered sync: make the index match what GitLab and the storage site say now.
+
+Every function re-reads the truth and converges to it, so running one twice, concurrently,
+late, or after a lost webhook is harmless. Only the default branch and tags (versions) are
+indexed. A dataset is a project whose default branch holds `.dvc/config` (and, when
+`DSHUB_NAMESPACES` is set, that lives in one of those namespaces).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from indexer.errors import DshubError
+from indexer.gitlab_reader import GitLabReader, ProjectInfo
+from indexer.gitlab_reader import RefInfo as GitRef
+from indexer.permissions import Generation
+from indexer.pointers import (
+    PointerError,
+    PointerOut,
+    is_pointer_path,
+    iter_manifest,
+    media_type,
+    object_key,
+    parse_pointer,
+)
+from indexer.storage import (
+    Credentials,
+    LocalObjectStore,
+    ObjectMissing,
+    S3ObjectStore,
+    StorageSite,
+    iter_stream,
+    open_store,
+)
+from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow, RefInfo, StaleRef
+
+log = logging.getLogger("dshub.sync")
+
+STORAGE_SITE_VARIABLE = "DSHUB_STORAGE_SITE"
+SIZE_FILL_CONCURRENCY = 8
+
+
+@dataclass
+class SyncContext:
+    """Everything a sync needs: GitLab (service token), the index, storage sites, settings."""
+
+    reader: GitLabReader
+    store: IndexStore
+    sites: Callable[[str], StorageSite | None]
+    credentials: dict[str, Credentials] = field(default_factory=dict)
+    generation: Generation | None = None
+    namespaces: tuple[str, ...] = ()
+
+    def object_store(self, dataset: Dataset) -> LocalObjectStore | S3ObjectStore | None:
+        """Byte access to the dataset's objects, or None when it has no (known) site."""
+        if not dataset.storage_site:
+            return None
+        site = self.sites(dataset.storage_site)
+        if site is None:
+            return None
+        return open_store(site, dataset.project_id, self.credentials)
+
+
+def _in_namespaces(info: ProjectInfo, namespaces: tuple[str, ...]) -> bool:
+    if not namespaces:
+        return True
+    return any(info.namespace == ns or info.namespace.startswith(ns + "/") for ns in namespaces)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _dataset(info: ProjectInfo, site: str | None) -> Dataset:
+    return Dataset(
+        project_id=info.id,
+        name=info.name,
+        path_with_namespace=info.path_with_namespace,
+        namespace=info.namespace,
+        visibility=info.visibility,
+        description=info.description,
+        topics=info.topics,
+        default_branch=info.default_branch,
+        web_url=info.web_url,
+        last_activity_at=_parse_time(info.last_activity_at),
+        storage_site=site,
+    )
+
+
+# ------------------------------------------------------------------------------ projects
+
+
+def sync_project(ctx: SyncContext, project_id: int) -> str:
+    """Converge one project: dataset facts, then its default branch and every tag."""
+    info = ctx.reader.project(project_id)
+    if info is None or not _in_namespaces(info, ctx.namespaces) or not ctx.reader.is_dataset(info):
+        removed = ctx.store.remove_dataset(project_id)
+        return "removed" if removed else "not a dataset"
+    site = ctx.reader.ci_variable(project_id, STORAGE_SITE_VARIABLE)
+    dataset = _dataset(info, site)
+    ctx.store.upsert_dataset(dataset)
+
+    wanted: dict[str, GitRef] = {tag.name: tag for tag in ctx.reader.tags(project_id)}
+    if info.default_branch:
+        branch = ctx.reader.resolve_ref(project_id, info.default_branch)
+        if branch is not None and branch.kind == "branch":
+            wanted[info.default_branch] = branch
+    indexed = {ref.ref: ref for ref in ctx.store.list_refs(project_id)}
+    for name in sorted(set(indexed) - set(wanted)):
+        ctx.store.remove_ref(project_id, name)
+    for name, git_ref in sorted(wanted.items()):
+        current = indexed.get(name)
+        if current is None or current.commit_sha != git_ref.commit_sha or current.status != "ok":
+            _index_ref(ctx, dataset, git_ref)
+    fill_sizes(ctx, project_id)
+    return "synced"
+
+
+def remove_project(ctx: SyncContext, project_id: int) -> str:
+    """Drop a project GitLab says is gone, unless GitLab still has it as a dataset."""
+    if ctx.reader.project(project_id) is not None:
+        # Events are hints: a destroy event for a project that still exists re-syncs it.
+        return sync_project(ctx, project_id)
+    return "removed" if ctx.store.remove_dataset(project_id) else "absent"
+
+
+# ---------------------------------------------------------------------------------- refs
+
+
+def sync_ref(
+    ctx: SyncContext, project_id: int, ref: str, before: str | None = None, after: str | None = None
+) -> str:
+    """Converge one ref: index it at its current commit, or remove it when it is gone.
+
+    `before`/`after` come from a push event; they only enable the incremental path (read
+    just the pointers that changed). The commit indexed is always the one GitLab has now.
+    """
+    dataset = ctx.store.get_dataset(project_id)
+    info = ctx.reader.project(project_id)
+    if dataset is None or info is None or dataset.default_branch != info.default_branch:
+        return sync_project(ctx, project_id)
+    git_ref = ctx.reader.resolve_ref(project_id, ref)
+    if git_ref is None:
+        return "removed" if ctx.store.remove_ref(project_id, ref) else "absent"
+    if git_ref.kind == "branch" and ref != dataset.default_branch:
+        return "ignored (not the default branch)"
+    current = ctx.store.get_ref(project_id, ref)
+    if current and current.commit_sha == git_ref.commit_sha and current.status == "ok":
+        return "unchanged"
+    outcome = None
+    if before and current and current.commit_sha == before and current.status == "ok":
+        outcome = _sync_incrementally(ctx, dataset, git_ref, before)
+    if outcome is None and git_ref.kind == "branch" and not ctx.reader.is_dataset(info):
+        return sync_project(ctx, project_id)  # `.dvc/config` is gone: no longer a dataset
+    if outcome is None:
+        _index_ref(ctx, dataset, git_ref)
+        outcome = "indexed"
+    fill_sizes(ctx, project_id)
+    return outcome
+
+
+def _sync_incrementally(
+    ctx: SyncContext, dataset: Dataset, git_ref: GitRef, before: str
+) -> str | None:
+    """Apply only the changed pointers; None when a full sync is needed instead."""
+    changed = ctx.reader.changed_paths(dataset.project_id, before, git_ref.commit_sha)
+    if changed is None:
+        return None
+    if ".dvc/config" in changed and git_ref.kind == "branch":
+        return sync_project(ctx, dataset.project_id)
+    if _apply_changes(ctx, dataset, git_ref, before, changed):
+        return "updated incrementally"
+    return None
+
+
+def remove_ref(ctx: SyncContext, project_id: int, ref: str) -> str:
+    """Remove a ref GitLab says was deleted — after checking that it really is gone."""
+    if ctx.reader.resolve_ref(project_id, ref) is not None:
+        return sync_ref(ctx, project_id, ref)
+    return "removed" if ctx.store.remove_ref(project_id, ref) else "absent"
+
+
+@dataclass
+class _Problems:
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        log.warning("index problem: %s", message)
+        self.messages.append(message)
+
+    def ref_info(self, git_ref: GitRef) -> RefInfo:
+        return RefInfo(
+            ref=git_ref.name,
+            kind="tag" if git_ref.kind == "tag" else "branch",
+            commit_sha=git_ref.commit_sha,
+            message=git_ref.message or "",
+            ref_date=_parse_time(git_ref.created_at),
+            status="partial" if self.messages else "ok",
+            error="; ".join(self.messages[:20]) or None,
+        )
+
+
+def _index_ref(ctx: SyncContext, dataset: Dataset, git_ref: GitRef) -> None:
+    """Full sync of one ref: every pointer at its commit, manifests resolved from storage."""
+    problems = _Problems()
+    files: list[IndexedFile] = []
+    pointer_paths = [
+        path
+        for path in ctx.reader.list_paths(dataset.project_id, git_ref.commit_sha)
+        if is_pointer_path(path)
+    ]
+    for pointer_path in pointer_paths:
+        files.extend(_files_of_pointer(ctx, dataset, git_ref.commit_sha, pointer_path, problems))
+    ctx.store.replace_ref_files(dataset.project_id, problems.ref_info(git_ref), files)
+
+
+def _apply_changes(
+    ctx: SyncContext, dataset: Dataset, git_ref: GitRef, before: str, changed: list[str]
+) -> bool:
+    problems = _Problems()
+    pointers = [path for path in changed if is_pointer_path(path)]
+    upserts: list[IndexedFile] = []
+    for pointer_path in pointers:
+        upserts.extend(_files_of_pointer(ctx, dataset, git_ref.commit_sha, pointer_path, problems))
+    try:
+        ctx.store.apply_ref_changes(
+            dataset.project_id,
+            problems.ref_info(git_ref),
+            expected_commit=before,
+            removed_pointers=pointers,
+            upserts=upserts,
+        )
+    except StaleRef:
+        return False
+    return True
+
+
+def _files_of_pointer(
+    ctx: SyncContext, dataset: Dataset, commit: str, pointer_path: str, problems: _Problems
+) -> Iterator[IndexedFile]:
+    raw = ctx.reader.read_file(dataset.project_id, pointer_path, commit)
+    if raw is None:
+        return
+    try:
+        outs = parse_pointer(raw, pointer_path)
+    except PointerError as exc:
+        problems.add(exc.message)
+        return
+    for out in outs:
+        if out.imported:
+            yield _file(out, out.path, out.md5, status="imported", note=out.import_url)
+        elif out.is_dir:
+            yield from _directory_entries(ctx, dataset, out, problems)
+        else:
+            yield _file(out, out.path, out.md5)
+
+
+def _file(
+    out: PointerOut,
+    path: str,
+    md5: str,
+    *,
+    in_directory: bool = False,
+    status: str = "ok",
+    note: str | None = None,
+) -> IndexedFile:
+    return IndexedFile(
+        path=path,
+        md5=md5,
+        hash_name=out.hash_name,
+        size=None if in_directory or out.is_dir else out.size,
+        media_type=media_type(path),
+        pointer_path=out.pointer_path,
+        in_directory=in_directory,
+        status=status,
+        note=note,
+    )
+
+
+def _directory_entries(
+    ctx: SyncContext, dataset: Dataset, out: PointerOut, problems: _Problems
+) -> Iterator[IndexedFile]:
+    if not ctx.store.has_manifest(out.md5) and not _fetch_manifest(ctx, dataset, out, problems):
+        yield _file(out, out.path, out.md5, status="error", note="manifest unavailable")
+        return
+    for row in ctx.store.iter_manifest(out.md5):
+        path = posixpath.join(out.path, row.relpath)
+        yield _file(out, path, row.md5, in_directory=True)
+
+
+def _fetch_manifest(
+    ctx: SyncContext, dataset: Dataset, out: PointerOut, problems: _Problems
+) -> bool:
+    objects = ctx.object_store(dataset)
+    if objects is None:
+        problems.add(
+            f"{out.pointer_path}: directory {out.path} cannot be listed: the dataset has no "
+            f"known storage site ({STORAGE_SITE_VARIABLE} is unset or names an unknown site)"
+        )
+        return False
+    key = object_key("", out.md5, out.hash_name, is_dir=True)
+    try:
+        stream = iter_stream(objects.read(key))
+        rows = (ManifestRow(e.relpath, e.md5) for e in iter_manifest(stream, f"{out.md5}.dir"))
+        ctx.store.put_manifest(out.md5, rows)
+    except ObjectMissing:
+        problems.add(
+            f"{out.pointer_path}: manifest {out.md5}.dir of {out.path} is missing from "
+            f"storage site {dataset.storage_site!r}"
+        )
+        return False
+    except PointerError as exc:
+        problems.add(exc.message)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------- sizes
+
+
+def fill_sizes(ctx: SyncContext, project_id: int | None = None, limit: int = 5000) -> int:
+    """Fill unknown sizes of directory entries with bounded-concurrency HEAD requests."""
+    pending = [row for row in ctx.store.unsized_md5s(limit) if project_id in (None, row[0])]
+    if not pending:
+        return 0
+    stores: dict[int, Any] = {}
+    for pid, _, _ in pending:
+        if pid not in stores:
+            dataset = ctx.store.get_dataset(pid)
+            stores[pid] = ctx.object_store(dataset) if dataset else None
+
+    def head(row: tuple[int, str, str]) -> tuple[str, int] | None:
+        pid, md5, hash_name = row
+        objects = stores.get(pid)
+        if objects is None:
+            return None
+        try:
+            meta = objects.head(object_key("", md5, hash_name, is_dir=False))
+        except DshubError:
+            return None
+        return (md5, meta.size) if meta else None
+
+    with ThreadPoolExecutor(max_workers=SIZE_FILL_CONCURRENCY) as pool:
+        sizes = dict(found for found in pool.map(head, pending) if found)
+    return ctx.store.set_sizes(sizes) if sizes else 0
+
+
+# ------------------------------------------------------------------------------ reconcile
+
+
+@dataclass
+class ReconcileReport:
+    """What a reconcile did: projects seen, synced, removed, and per-project failures."""
+
+    seen: int = 0
+    synced: int = 0
+    removed: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+def reconcile(ctx: SyncContext, project_id: int | None = None) -> ReconcileReport:
+    """Walk every project the service token sees (or one) and repair any drift in the index."""
+    report = ReconcileReport()
+    project_ids = [project_id] if project_id is not None else []
+    if project_id is None:
+        project_ids = [info.id for info in ctx.reader.projects()]
+        for stale in sorted(ctx.store.dataset_ids() - set(project_ids)):
+            if ctx.reader.project(stale) is None:
+                ctx.store.remove_dataset(stale)
+                report.removed += 1
+            else:
+                project_ids.append(stale)
+    for pid in project_ids:
+        report.seen += 1
+        try:
+            outcome = sync_project(ctx, pid)
+        except DshubError as exc:
+            report.failed[pid] = exc.message
+            log.warning("reconcile of project %s failed: %s", pid, exc.message)
+            continue
+        if outcome == "removed":
+            report.removed += 1
+        elif outcome == "synced":
+            report.synced += 1
+    return report
+
+
+def invalidate_permissions(ctx: SyncContext) -> str:
+    """Membership or visibility changed somewhere: every cached permission answer is dropped."""
+    if ctx.generation is not None:
+        ctx.generation.bump()
+    return "invalidated"

@@ -1,0 +1,182 @@
+"""`/api/v1`: dataset search, one dataset, its versions, and file search — permission-filtered.
+
+A dataset the caller may not read answers exactly like one that does not exist (404 with
+the same message), and never counts in a total or a facet.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from indexer import search
+from indexer.errors import InvalidInput, NotFound
+from indexer.store import Dataset, IndexStore, open_store
+from webhook_service.app_settings import settings_of
+from webhook_service.auth import current_viewer
+
+blueprint = Blueprint("api_datasets", __name__, url_prefix="/api/v1")
+STORE = "dshub.index"
+_store_lock = threading.Lock()
+
+
+def index_store(app: Flask | None = None) -> IndexStore:
+    """The index of this process, opened (and migrated) on first use."""
+    app = app or current_app
+    with _store_lock:
+        store: IndexStore | None = app.extensions.get(STORE)
+        if store is None:
+            store = open_store(settings_of(app).index_url)
+            app.extensions[STORE] = store
+        return store
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number, not {raw[:40]!r}") from None
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def dataset_json(dataset: Dataset) -> dict[str, Any]:
+    """The public JSON shape of a dataset (no storage credentials, ever)."""
+    return {
+        "id": dataset.project_id,
+        "name": dataset.name,
+        "path_with_namespace": dataset.path_with_namespace,
+        "namespace": dataset.namespace,
+        "visibility": dataset.visibility,
+        "description": dataset.description,
+        "topics": list(dataset.topics),
+        "default_branch": dataset.default_branch,
+        "web_url": dataset.web_url,
+        "last_activity_at": _time(dataset.last_activity_at),
+        "storage_site": dataset.storage_site,
+        "indexed_at": _time(dataset.indexed_at),
+    }
+
+
+def not_found(project_id: int) -> NotFound:
+    """The one answer for 'no such dataset' and 'not yours to see'."""
+    return NotFound(f"dataset {project_id} not found")
+
+
+@blueprint.get("/datasets")
+def list_datasets() -> ResponseReturnValue:
+    """Search datasets: `q`, `namespace`, `topic`, `visibility`, `media_type`, `sort`, pages."""
+    result = search.search_datasets(
+        index_store(),
+        current_viewer(),
+        request.args.get("q"),
+        namespace=request.args.get("namespace") or None,
+        topic=request.args.get("topic") or None,
+        visibility=request.args.get("visibility") or None,
+        media_type=request.args.get("media_type") or None,
+        sort=request.args.get("sort") or None,
+        page=_int_arg("page", 1),
+        per_page=_int_arg("per_page", 20),
+    )
+    return jsonify(
+        items=[
+            {**dataset_json(item.dataset), "highlights": item.highlights} for item in result.items
+        ],
+        total=result.total,
+        page=result.page,
+        per_page=result.per_page,
+        facets=result.facets,
+        terms=list(result.terms),
+        query_truncated=result.query_truncated,
+    )
+
+
+@blueprint.get("/datasets/<int:project_id>")
+def get_dataset(project_id: int) -> ResponseReturnValue:
+    """One dataset the caller may read."""
+    dataset = search.get_dataset(index_store(), current_viewer(), project_id)
+    if dataset is None:
+        raise not_found(project_id)
+    return jsonify(dataset_json(dataset))
+
+
+@blueprint.get("/datasets/<int:project_id>/versions")
+def list_versions(project_id: int) -> ResponseReturnValue:
+    """The dataset's versions (tags), newest first, with totals and changes."""
+    versions = search.list_versions(index_store(), current_viewer(), project_id)
+    if versions is None:
+        raise not_found(project_id)
+    return jsonify(
+        items=[
+            {
+                "name": v.name,
+                "message": v.message,
+                "commit_sha": v.commit_sha,
+                "date": _time(v.date),
+                "file_count": v.file_count,
+                "total_size": v.total_size,
+                "unsized_count": v.unsized_count,
+                "added": v.added,
+                "removed": v.removed,
+                "changed": v.changed,
+                "previous": v.previous,
+                "status": v.status,
+                "error": v.error,
+            }
+            for v in versions
+        ]
+    )
+
+
+@blueprint.get("/files")
+def list_files() -> ResponseReturnValue:
+    """Search files across readable datasets: `q` (path words), `dataset`, `ref`, `media_type`."""
+    dataset = request.args.get("dataset")
+    dataset_id = None
+    if dataset:
+        if not dataset.isdigit():
+            raise InvalidInput(f"dataset must be a numeric project id, not {dataset[:40]!r}")
+        dataset_id = int(dataset)
+    result = search.search_files(
+        index_store(),
+        current_viewer(),
+        request.args.get("q"),
+        dataset=dataset_id,
+        ref=request.args.get("ref") or None,
+        media_type=request.args.get("media_type") or None,
+        page=_int_arg("page", 1),
+        per_page=_int_arg("per_page", 20),
+    )
+    return jsonify(
+        items=[
+            {
+                "dataset_id": item.row.project_id,
+                "ref": item.row.ref,
+                "commit_sha": item.row.commit_sha,
+                "path": item.row.file.path,
+                "md5": item.row.file.md5,
+                "hash_name": item.row.file.hash_name,
+                "size": item.row.file.size,
+                "media_type": item.row.file.media_type,
+                "pointer_path": item.row.file.pointer_path,
+                "in_directory": item.row.file.in_directory,
+                "status": item.row.file.status,
+                "highlights": item.highlights,
+            }
+            for item in result.items
+        ],
+        total=result.total,
+        total_exact=result.total_exact,
+        page=result.page,
+        per_page=result.per_page,
+        query_truncated=result.query_truncated,
+    )
