@@ -13,7 +13,7 @@ import abc
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from indexer.errors import DshubError
 
@@ -121,6 +121,16 @@ class FileRow:
     ref: str
     commit_sha: str
     file: IndexedFile
+
+
+class ManifestItem(Protocol):
+    """Anything with a relpath and an md5: a parsed `pointers.ManifestEntry` or a `ManifestRow`."""
+
+    @property
+    def relpath(self) -> str: ...
+
+    @property
+    def md5(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +318,7 @@ class IndexStore(abc.ABC):
         """True when the entries of the `.dir` manifest `dir_md5` are stored."""
 
     @abc.abstractmethod
-    def put_manifest(self, dir_md5: str, entries: Iterable[ManifestRow]) -> int:
+    def put_manifest(self, dir_md5: str, entries: Iterable[ManifestItem]) -> int:
         """Store a manifest's entries once per md5 (idempotent); returns the entry count."""
 
     @abc.abstractmethod

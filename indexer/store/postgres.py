@@ -8,6 +8,7 @@ bulk loads go through COPY into a temporary staging table.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from indexer.store.base import Dataset, StoreError
 from indexer.store.sql import Connection, SqlIndexStore, like_pattern
 from indexer.store.text import document
 
+COPY_BATCH = 5000
 MIGRATION_LOCK = zlib.crc32(b"dshub-index-migrations")
 
 
@@ -99,9 +101,13 @@ class PostgresIndexStore(SqlIndexStore):
             f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
         )
         conn.execute(f"ALTER TABLE {stage} ADD COLUMN _seq BIGINT GENERATED ALWAYS AS IDENTITY")
-        with conn.cursor() as cursor, cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        # Rows are pulled in batches *outside* COPY: the iterator may itself read this store
+        # (e.g. `iter_manifest`) on this connection, which is locked while a COPY runs.
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, COPY_BATCH)):
+            with conn.cursor() as cursor, cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
         action = "NOTHING"
         if update:
             action = "UPDATE SET " + ", ".join(

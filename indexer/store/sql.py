@@ -28,6 +28,7 @@ from indexer.store.base import (
     FileRow,
     IndexedFile,
     IndexStore,
+    ManifestItem,
     ManifestRow,
     PermissionFilter,
     Ref,
@@ -499,7 +500,8 @@ class SqlIndexStore(IndexStore):
         )
         count, total, unsized = self._one(
             conn,
-            "SELECT count(*), coalesce(sum(size), 0), count(*) - count(size) FROM files "
+            "SELECT count(*), coalesce(sum(size), 0), "
+            "coalesce(sum(CASE WHEN size IS NULL AND status = 'ok' THEN 1 ELSE 0 END), 0) FROM files "
             "WHERE project_id = ? AND ref = ?",
             (project_id, ref),
         )
@@ -571,6 +573,7 @@ class SqlIndexStore(IndexStore):
             rows = self._x(
                 conn,
                 "SELECT min(project_id), md5, hash_name FROM files WHERE size IS NULL "
+                "AND status = 'ok' "
                 "GROUP BY md5, hash_name ORDER BY md5, hash_name LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -619,24 +622,18 @@ class SqlIndexStore(IndexStore):
                 self._one(conn, "SELECT 1 FROM manifests WHERE dir_md5 = ?", (dir_md5,)) is not None
             )
 
-    def put_manifest(self, dir_md5: str, entries: Iterable[ManifestRow]) -> int:
+    def put_manifest(self, dir_md5: str, entries: Iterable[ManifestItem]) -> int:
         """Store a manifest's entries once per md5 (idempotent); returns the entry count."""
         with self._write() as conn:
             row = self._one(conn, "SELECT entry_count FROM manifests WHERE dir_md5 = ?", (dir_md5,))
             if row is not None:
                 return int(row[0])
-            counter = [0]
-
-            def rows() -> Iterator[tuple[str, str, str]]:
-                for entry in entries:
-                    counter[0] += 1
-                    yield (dir_md5, entry.relpath, entry.md5)
-
+            rows = ((dir_md5, entry.relpath, entry.md5) for entry in entries)
             self._bulk_insert(
                 conn,
                 "manifest_entries",
                 ("dir_md5", "relpath", "md5"),
-                rows(),
+                rows,
                 conflict=("dir_md5", "relpath"),
                 update=False,
             )

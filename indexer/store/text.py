@@ -35,7 +35,7 @@ def query_terms(q: str | None) -> tuple[tuple[str, ...], bool]:
         return (), False
     truncated = len(q) > MAX_QUERY_CHARS
     seen: dict[str, None] = {}
-    for token in words(q[:MAX_QUERY_CHARS]):
+    for token in words(_cut(q)):
         seen.setdefault(token, None)
     terms = tuple(seen)
     if len(terms) > MAX_TERMS:
@@ -49,7 +49,7 @@ def path_terms(q: str | None) -> tuple[tuple[str, ...], bool]:
         return (), False
     truncated = len(q) > MAX_QUERY_CHARS
     seen: dict[str, None] = {}
-    for token in q[:MAX_QUERY_CHARS].casefold().split():
+    for token in _cut(q).lower().split():
         cleaned = "".join(ch for ch in token if ch.isprintable())
         if cleaned:
             seen.setdefault(cleaned, None)
@@ -57,3 +57,13 @@ def path_terms(q: str | None) -> tuple[tuple[str, ...], bool]:
     if len(terms) > MAX_TERMS:
         return terms[:MAX_TERMS], True
     return terms, truncated
+
+
+def _cut(q: str) -> str:
+    """The first MAX_QUERY_CHARS characters, without a word cut in half at the end."""
+    if len(q) <= MAX_QUERY_CHARS:
+        return q
+    head = q[:MAX_QUERY_CHARS]
+    if not q[MAX_QUERY_CHARS].isspace() and not head[-1].isspace():
+        head = head.rsplit(None, 1)[0] if len(head.split()) > 1 else ""
+    return head
