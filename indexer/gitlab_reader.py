@@ -230,14 +230,18 @@ class GitLabReader:
                 return []
             raise _translate(exc, f"tags of project {project_id}") from exc
 
-    def resolve_ref(self, project_id: int, ref: str) -> RefInfo | None:
-        """The branch or tag named `ref` (tags win over branches, as in git), or None."""
+    def resolve_ref(self, project_id: int, ref: str, kind: str | None = None) -> RefInfo | None:
+        """The tag or branch named `ref`, or None. `kind` ("tag"/"branch") limits the lookup;
+        without it a tag wins over a branch of the same name, as in git."""
         project = self.client.projects.get(project_id, lazy=True)
-        try:
-            return _tag_info(project.tags.get(ref).asdict())
-        except Exception as exc:
-            if not _is_not_found(exc):
-                raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
+        if kind != "branch":
+            try:
+                return _tag_info(project.tags.get(ref).asdict())
+            except Exception as exc:
+                if not _is_not_found(exc):
+                    raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
+            if kind == "tag":
+                return None
         try:
             branch = project.branches.get(ref).asdict()
         except Exception as exc:

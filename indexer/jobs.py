@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from dshub.config import load_settings
+from dshub.config import Settings, load_settings
 from indexer import sync
 from indexer.errors import Unavailable
 from indexer.gitlab_reader import GitLabReader
@@ -23,6 +23,7 @@ from indexer.store import open_store
 log = logging.getLogger("dshub.jobs")
 
 _context: sync.SyncContext | None = None
+_settings: Settings | None = None
 _lock = threading.Lock()
 
 
@@ -33,9 +34,19 @@ def configure(context: sync.SyncContext | None) -> None:
         _context = context
 
 
-def context_from_settings() -> sync.SyncContext:
-    """Build the job context from the environment's `DSHUB_*` settings."""
-    settings = load_settings()
+def use_settings(settings: Settings) -> None:
+    """Build this process's context from `settings` (not the environment) on first use.
+
+    The application calls this so its embedded worker runs jobs with the app's own settings.
+    """
+    global _context, _settings
+    with _lock:
+        _settings, _context = settings, None
+
+
+def context_from_settings(settings: Settings | None = None) -> sync.SyncContext:
+    """Build the job context from `settings` (default: the environment's `DSHUB_*`)."""
+    settings = settings or load_settings()
     if settings.gitlab_url is None:
         raise Unavailable("DSHUB_GITLAB_URL is not set: jobs cannot read GitLab")
     store = open_store(settings.index_url)
@@ -54,7 +65,7 @@ def context() -> sync.SyncContext:
     global _context  # noqa: PLW0603 - one context per process, by design
     with _lock:
         if _context is None:
-            _context = context_from_settings()
+            _context = context_from_settings(_settings)
         return _context
 
 

@@ -153,3 +153,19 @@ def _site(row: Any) -> StorageSite:
         credentials_ref=row[8],
         path=row[9],
     )
+
+
+LOCAL_SITE = "local"
+
+
+def ensure_embedded_site(registry: SiteRegistry, data_dir: Path) -> StorageSite | None:
+    """On the embedded default, register the local-directory site `local` if no site exists."""
+    if registry.list():
+        return None
+    site = StorageSite(
+        name=LOCAL_SITE,
+        kind="local",
+        path=str((data_dir / "storage").resolve()),
+        description="Local directory on this machine (the embedded default)",
+    )
+    return registry.put(site)

@@ -67,6 +67,14 @@ class SyncContext:
         return open_store(site, dataset.project_id, self.credentials)
 
 
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """`refs/tags/v1` → ("v1", "tag"), `refs/heads/main` → ("main", "branch"), `v1` → ("v1", None)."""
+    for prefix, kind in (("refs/tags/", "tag"), ("refs/heads/", "branch")):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :], kind
+    return ref, None
+
+
 def _in_namespaces(info: ProjectInfo, namespaces: tuple[str, ...]) -> bool:
     if not namespaces:
         return True
@@ -146,11 +154,12 @@ def sync_ref(
     `before`/`after` come from a push event; they only enable the incremental path (read
     just the pointers that changed). The commit indexed is always the one GitLab has now.
     """
+    ref, kind = split_ref(ref)
     dataset = ctx.store.get_dataset(project_id)
     info = ctx.reader.project(project_id)
     if dataset is None or info is None or dataset.default_branch != info.default_branch:
         return sync_project(ctx, project_id)
-    git_ref = ctx.reader.resolve_ref(project_id, ref)
+    git_ref = ctx.reader.resolve_ref(project_id, ref, kind)
     if git_ref is None:
         return "removed" if ctx.store.remove_ref(project_id, ref) else "absent"
     if git_ref.kind == "branch" and ref != dataset.default_branch:
@@ -186,9 +195,14 @@ def _sync_incrementally(
 
 def remove_ref(ctx: SyncContext, project_id: int, ref: str) -> str:
     """Remove a ref GitLab says was deleted — after checking that it really is gone."""
-    if ctx.reader.resolve_ref(project_id, ref) is not None:
+    name, kind = split_ref(ref)
+    if ctx.reader.resolve_ref(project_id, name, kind) is not None:
         return sync_ref(ctx, project_id, ref)
-    return "removed" if ctx.store.remove_ref(project_id, ref) else "absent"
+    stored = ctx.store.get_ref(project_id, name)
+    if stored is None or (kind is not None and stored.kind != kind):
+        return "absent"  # nothing indexed, or a ref of the other kind with the same name
+    ctx.store.remove_ref(project_id, name)
+    return "removed"
 
 
 @dataclass

@@ -9,6 +9,8 @@ from flask import Flask
 
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
+from indexer import jobs
+from indexer.sites import SiteRegistry, ensure_embedded_site
 from webhook_service import api_datasets, auth, errors, health, metrics, ops, webhooks
 
 
@@ -43,4 +45,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(api_datasets.blueprint)
+    jobs.use_settings(settings)
+    if settings.index_url.startswith("sqlite:"):
+        ensure_embedded_site(SiteRegistry(settings.index_url), settings.data_dir)
     return app
