@@ -21,8 +21,9 @@ from tests.ci.harness import (
     require_tools,
     run,
 )
+from tests.shared_paths import GITLAB_CI_SCHEMA
 
-SCHEMA = Path("/work/shared/schemas/gitlab-ci.newer.json")
+SCHEMA = GITLAB_CI_SCHEMA
 BUNDLED_SCHEMA = (
     Path(__file__).resolve().parents[2] / "node_modules/gitlab-ci-local/src/schema.json"
 )

@@ -12,11 +12,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.shared_paths import WEBHOOK_FIXTURES
 from webhook_service import create_app
 from webhook_service.webhooks import receiver_of
 
 # GitLab's documented examples, kept next to the repository (see their NOTES.md).
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gitlab-webhooks"
+FIXTURES = WEBHOOK_FIXTURES
 SECRET = "s3cret-token-for-tests"
 
 

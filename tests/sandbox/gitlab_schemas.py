@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SCHEMAS = Path("/work/shared/schemas/gitlab-api")
+from tests.shared_paths import GITLAB_API_SCHEMAS
+
+SCHEMAS = GITLAB_API_SCHEMAS
 BASE = "https://gitlab-schemas.invalid/"
 
 

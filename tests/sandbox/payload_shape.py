@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-FIXTURES = Path("/work/shared/fixtures/gitlab-webhooks")
+from tests.shared_paths import WEBHOOK_FIXTURES
+
+FIXTURES = WEBHOOK_FIXTURES
 
 
 def load_example(name: str) -> Any:
