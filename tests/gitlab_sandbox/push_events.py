@@ -137,7 +137,7 @@ def _base(
     }
 
 
-def build_push(  # noqa: PLR0917 - positional order mirrors the data builder's arguments
+def build_push(
     project_json: dict[str, Any],
     user: Any,
     ref: str,
