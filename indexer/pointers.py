@@ -17,6 +17,7 @@ constant buffer.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import mimetypes
 import posixpath
@@ -274,13 +275,27 @@ DEFAULT_MEDIA_TYPE = "application/octet-stream"
 def media_type(path: str) -> str:
     """The media type for a file path, from its extension (case-insensitive); octet-stream if unknown."""
     name = posixpath.basename(path).lower()
-    for suffix, kind in _EXTRA_TYPES.items():
-        if suffix.count(".") > 1 and name.endswith(suffix):
-            return kind
-    ext = posixpath.splitext(name)[1]
+    for suffix in _MULTI_SUFFIXES:
+        if name.endswith(suffix):
+            return _EXTRA_TYPES[suffix]
+    dot = name.rfind(".")
+    ext = name[dot:] if dot > 0 else ""
+    if ext in _MIMETYPES.encodings_map:  # archive.tar.gz: the type is under the encoding
+        guessed, _ = _MIMETYPES.guess_type(name, strict=False)
+        return guessed or DEFAULT_MEDIA_TYPE
+    return _type_of_extension(ext)
+
+
+_MULTI_SUFFIXES = tuple(s for s in _EXTRA_TYPES if s.count(".") > 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_of_extension(ext: str) -> str:
+    if not ext:
+        return DEFAULT_MEDIA_TYPE
     if ext in _EXTRA_TYPES:
         return _EXTRA_TYPES[ext]
-    guessed, _ = _MIMETYPES.guess_type(name, strict=False)
+    guessed, _ = _MIMETYPES.guess_type("x" + ext, strict=False)
     return guessed or DEFAULT_MEDIA_TYPE
 
 

@@ -168,6 +168,17 @@ class SqlIndexStore(IndexStore):
     def _path_match(self, terms: tuple[str, ...]) -> tuple[str, list[Any]]:
         """(condition, params) requiring every term as a case-insensitive substring of f.path."""
 
+    def _delete_files(self, conn: Connection, where: str, params: Sequence[Any]) -> None:
+        """Delete the files matching `where` (a condition on `files` columns)."""
+        self._x(conn, f"DELETE FROM files WHERE {where}", params)
+
+    def _files_inserting(self, conn: Connection) -> Any:
+        """Called before files are inserted (a backend may note where new rows will start)."""
+        return None
+
+    def _files_inserted(self, conn: Connection, before: Any) -> None:
+        """Called after new files were inserted; `before` is what `_files_inserting` returned."""
+
     # ------------------------------------------------------------- connections
 
     def _conn(self) -> Connection:
@@ -287,8 +298,8 @@ class SqlIndexStore(IndexStore):
     def remove_dataset(self, project_id: int) -> bool:
         """Delete a dataset with its refs and files; False if it was not indexed."""
         with self._write() as conn:
+            self._delete_files(conn, "project_id = ?", (project_id,))
             for table in (
-                "files",
                 "version_diffs",
                 "refs",
                 "dataset_topics",
@@ -346,9 +357,7 @@ class SqlIndexStore(IndexStore):
         with self._write() as conn:
             self._require_dataset(conn, project_id)
             self._upsert_ref(conn, project_id, ref)
-            self._x(
-                conn, "DELETE FROM files WHERE project_id = ? AND ref = ?", (project_id, ref.ref)
-            )
+            self._delete_files(conn, "project_id = ? AND ref = ?", (project_id, ref.ref))
             self._insert_files(conn, project_id, ref, files)
             return self._finish_ref(conn, project_id, ref.ref)
 
@@ -379,16 +388,14 @@ class SqlIndexStore(IndexStore):
                 )
             self._upsert_ref(conn, project_id, ref)
             for pointer in removed_pointers:
-                self._x(
+                self._delete_files(
                     conn,
-                    "DELETE FROM files WHERE project_id = ? AND ref = ? AND pointer_path = ?",
+                    "project_id = ? AND ref = ? AND pointer_path = ?",
                     (project_id, ref.ref, pointer),
                 )
             for path in removed_paths:
-                self._x(
-                    conn,
-                    "DELETE FROM files WHERE project_id = ? AND ref = ? AND path = ?",
-                    (project_id, ref.ref, path),
+                self._delete_files(
+                    conn, "project_id = ? AND ref = ? AND path = ?", (project_id, ref.ref, path)
                 )
             self._insert_files(conn, project_id, ref, upserts)
             return self._finish_ref(conn, project_id, ref.ref)
@@ -396,7 +403,7 @@ class SqlIndexStore(IndexStore):
     def remove_ref(self, project_id: int, ref: str) -> bool:
         """Delete a ref and its files; False if it was not indexed."""
         with self._write() as conn:
-            self._x(conn, "DELETE FROM files WHERE project_id = ? AND ref = ?", (project_id, ref))
+            self._delete_files(conn, "project_id = ? AND ref = ?", (project_id, ref))
             self._x(
                 conn,
                 "DELETE FROM version_diffs WHERE project_id = ? AND ref = ?",
@@ -487,9 +494,11 @@ class SqlIndexStore(IndexStore):
             )
             for f in files
         )
+        marker = self._files_inserting(conn)
         self._bulk_insert(
             conn, "files", FILE_COLUMNS, rows, conflict=("project_id", "ref", "path"), update=True
         )
+        self._files_inserted(conn, marker)
 
     def _finish_ref(self, conn: Connection, project_id: int, ref: str) -> Ref:
         self._x(

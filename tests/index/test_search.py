@@ -318,3 +318,30 @@ def test_any_query_text_never_raises(catalog: IndexStore, q: str) -> None:
     assert datasets.total <= 3
     files = search_files(catalog, reporter, q)
     assert files.total <= 15
+
+
+def test_file_search_follows_replacements_incremental_changes_and_removals(
+    catalog: IndexStore,
+) -> None:
+    admin = Viewer(user_id=1, is_admin=True)
+    catalog.replace_ref_files(
+        1, RefInfo("main", "branch", "c" * 40), [_file("fresh/zulu.png", "image/png")]
+    )
+    assert search_files(catalog, admin, "alpha_2").total == 0  # only main had alpha_2
+    assert search_files(catalog, admin, "zulu").total == 1
+    catalog.apply_ref_changes(
+        1,
+        RefInfo("main", "branch", "d" * 40),
+        expected_commit="c" * 40,
+        removed_paths=["fresh/zulu.png"],
+        upserts=[_file("fresh/yankee.png", "image/png")],
+    )
+    assert search_files(catalog, admin, "zulu").total == 0
+    assert [i.row.file.path for i in search_files(catalog, admin, "yankee").items] == [
+        "fresh/yankee.png"
+    ]
+    catalog.remove_ref(1, "v1")
+    assert search_files(catalog, admin, "alpha").total == 0
+    catalog.remove_dataset(2)
+    assert search_files(catalog, admin, "bravo").total == 0
+    assert search_files(catalog, admin, "charlie").total == 5

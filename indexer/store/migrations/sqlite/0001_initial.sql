@@ -74,20 +74,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS files_ref_path ON files (project_id, ref, path
 CREATE INDEX IF NOT EXISTS files_ref_pointer ON files (project_id, ref, pointer_path);
 CREATE INDEX IF NOT EXISTS files_md5 ON files (md5);
 
--- Substring search over paths (trigram), kept in step with `files` by triggers.
+-- Substring search over paths (trigram). Kept in step with `files` by the store itself, in
+-- bulk (indexer/store/sqlite.py): every insert and delete of `files` goes through it.
 CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5 (
     path, content = 'files', content_rowid = 'id', tokenize = 'trigram'
 );
-CREATE TRIGGER IF NOT EXISTS files_fts_insert AFTER INSERT ON files BEGIN
-    INSERT INTO files_fts (rowid, path) VALUES (new.id, new.path);
-END;
-CREATE TRIGGER IF NOT EXISTS files_fts_delete AFTER DELETE ON files BEGIN
-    INSERT INTO files_fts (files_fts, rowid, path) VALUES ('delete', old.id, old.path);
-END;
-CREATE TRIGGER IF NOT EXISTS files_fts_update AFTER UPDATE OF path ON files BEGIN
-    INSERT INTO files_fts (files_fts, rowid, path) VALUES ('delete', old.id, old.path);
-    INSERT INTO files_fts (rowid, path) VALUES (new.id, new.path);
-END;
 
 -- Sizes learnt by HEAD requests, by md5, so later refs with the same objects get them.
 CREATE TABLE IF NOT EXISTS object_sizes (
