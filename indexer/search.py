@@ -36,7 +36,7 @@ MAX_PER_PAGE = 100
 MAX_OFFSET = 10_000
 MAX_FILTER_CHARS = 255
 SORTS = ("relevance", "name", "-name", "updated")
-FILE_COUNT_LIMIT = 10_000
+FILE_COUNT_LIMIT = 1_000
 
 Span = tuple[int, int]
 
@@ -262,7 +262,8 @@ def search_files(
 ) -> FileSearch:
     """Files whose path contains every whitespace-separated term of `q` (case-insensitive), in index order.
 
-    Only files of datasets `viewer` may read; `total` is exact up to 10,000 matches.
+    Only files of datasets `viewer` may read; `total` is exact up to 1,000 matches, beyond
+    which it is 1,000 with `total_exact` False (counting every match of a common term is slow).
     """
     offset = _page_offset(page, per_page)
     terms, truncated = path_terms(q)

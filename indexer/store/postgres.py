@@ -82,7 +82,9 @@ class PostgresIndexStore(SqlIndexStore):
         return None if value is None else value.astimezone(UTC)
 
     def _ids_sql(self, column: str, ids: frozenset[int]) -> tuple[str, list[Any]]:
-        return f"{column} = ANY(?)", [sorted(ids)]
+        # A sub-select becomes a hashed subplan; `= ANY(array)` would compare every row
+        # with every id (4x slower for a user who reads 2,000 private datasets).
+        return f"{column} IN (SELECT unnest(?::bigint[]))", [sorted(ids)]
 
     def _bulk_insert(
         self,

@@ -164,6 +164,19 @@ class SqlIndexStore(IndexStore):
         A lower rank is a better match.
         """
 
+    def _file_source(
+        self, terms: tuple[str, ...], *, scoped: bool
+    ) -> tuple[str, list[str], list[Any], str]:
+        """(FROM source aliasing `files f`, conditions, params, ORDER BY) for a path search.
+
+        `scoped` is True when the search is limited to one dataset. Results come in index
+        order (`f.id`); a backend may walk its text index in that same order instead.
+        """
+        if not terms:
+            return "files f", [], [], "f.id"
+        condition, params = self._path_match(terms)
+        return "files f", [condition], params, "f.id"
+
     @abc.abstractmethod
     def _path_match(self, terms: tuple[str, ...]) -> tuple[str, list[Any]]:
         """(condition, params) requiring every term as a case-insensitive substring of f.path."""
@@ -721,14 +734,24 @@ class SqlIndexStore(IndexStore):
         )
         params = rank_params + params
         facet_sql = {
-            "namespace": ("d.namespace", "JOIN datasets d ON d.project_id = hits.pid"),
             "topic": ("t.topic", "JOIN dataset_topics t ON t.project_id = hits.pid"),
-            "visibility": ("d.visibility", "JOIN datasets d ON d.project_id = hits.pid"),
             "media_type": ("m.media_type", "JOIN dataset_media_types m ON m.project_id = hits.pid"),
         }
         with self._read() as conn:
-            total = int(self._one(conn, hits + "SELECT count(*) FROM hits", params)[0])
-            facets: dict[str, dict[str, int]] = {}
+            # One pass gives the total and the namespace and visibility facets.
+            pairs = self._x(
+                conn,
+                f"{hits}SELECT d.namespace, d.visibility, count(*) FROM hits "
+                "JOIN datasets d ON d.project_id = hits.pid GROUP BY d.namespace, d.visibility",
+                params,
+            ).fetchall()
+            namespaces: dict[str, int] = {}
+            visibilities: dict[str, int] = {}
+            for namespace, visibility, n in pairs:
+                namespaces[namespace] = namespaces.get(namespace, 0) + int(n)
+                visibilities[visibility] = visibilities.get(visibility, 0) + int(n)
+            total = sum(visibilities.values())
+            facets = {"namespace": _top(namespaces), "visibility": _top(visibilities)}
             for name, (column, facet_join) in facet_sql.items():
                 rows = self._x(
                     conn,
@@ -738,6 +761,9 @@ class SqlIndexStore(IndexStore):
                     params,
                 ).fetchall()
                 facets[name] = {str(key): int(n) for key, n in rows}
+            facets = {
+                key: facets[key] for key in ("namespace", "topic", "visibility", "media_type")
+            }
             rows = self._x(
                 conn,
                 f"{hits}SELECT {DATASET_COLUMNS} FROM hits JOIN datasets d ON d.project_id = hits.pid "
@@ -749,11 +775,11 @@ class SqlIndexStore(IndexStore):
     def query_files(self, query: FileQuery) -> FileHits:
         """Permission-filtered file search, in index order (use `indexer.search`)."""
         perm_sql, params = self._permission_sql(query.permission)
-        conditions = [perm_sql]
-        if query.terms:
-            match, match_params = self._path_match(query.terms)
-            conditions.append(match)
-            params += match_params
+        source, match, match_params, order = self._file_source(
+            query.terms, scoped=query.project_id is not None
+        )
+        conditions = [perm_sql, *match]
+        params += match_params
         for column, value in (
             ("f.project_id", query.project_id),
             ("f.ref", query.ref),
@@ -763,7 +789,7 @@ class SqlIndexStore(IndexStore):
                 conditions.append(f"{column} = ?")
                 params.append(value)
         where = (
-            "FROM files f JOIN datasets d ON d.project_id = f.project_id "
+            f"FROM {source} JOIN datasets d ON d.project_id = f.project_id "
             f"WHERE {' AND '.join(conditions)}"
         )
         select = SELECT_FILE.replace(" FROM files f", "")
@@ -777,7 +803,7 @@ class SqlIndexStore(IndexStore):
             )
             rows = self._x(
                 conn,
-                f"{select} {where} ORDER BY f.id LIMIT ? OFFSET ?",
+                f"{select} {where} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*params, query.limit, query.offset],
             ).fetchall()
         exact = counted <= query.count_limit
@@ -851,6 +877,12 @@ class SqlIndexStore(IndexStore):
                 (project_id, ref, current[0], previous, prev[0], added, removed, changed),
             )
         return VersionDiff(added, removed, changed, previous)
+
+
+def _top(counts: dict[str, int]) -> dict[str, int]:
+    """The FACET_LIMIT largest counts, largest first (ties by key), like the SQL facets."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return dict(ordered[:FACET_LIMIT])
 
 
 def _file_row(row: Sequence[Any]) -> FileRow:

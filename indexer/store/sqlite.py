@@ -186,6 +186,33 @@ class SqliteIndexStore(SqlIndexStore):
             [],
         )
 
+    def _file_source(
+        self, terms: tuple[str, ...], *, scoped: bool
+    ) -> tuple[str, list[str], list[Any], str]:
+        long_terms = [t for t in terms if len(t) >= TRIGRAM]
+        if scoped or not long_terms:
+            # One dataset: scanning its rows beats materialising a common term's matches.
+            return (
+                "files f",
+                ["f.path LIKE ? ESCAPE '\\'" for _ in terms],
+                [like_pattern(t) for t in terms],
+                "f.id",
+            )
+        # Walk the trigram index in rowid (= f.id) order, so LIMIT stops the scan early
+        # however common the term is.
+        conditions = ["files_fts MATCH ?"]
+        params: list[Any] = [" AND ".join(_fts_phrase(t) for t in long_terms)]
+        for term in terms:
+            if len(term) < TRIGRAM:
+                conditions.append("f.path LIKE ? ESCAPE '\\'")
+                params.append(like_pattern(term))
+        return (
+            "files_fts JOIN files f ON f.id = files_fts.rowid",
+            conditions,
+            params,
+            "files_fts.rowid",
+        )
+
     def _path_match(self, terms: tuple[str, ...]) -> tuple[str, list[Any]]:
         long_terms = [t for t in terms if len(t) >= TRIGRAM]
         parts, params = [], []
