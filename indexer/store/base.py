@@ -225,6 +225,10 @@ class IndexStore(abc.ABC):
     def close(self) -> None:
         """Close every connection this store opened."""
 
+    @abc.abstractmethod
+    def ping(self) -> int:
+        """The schema version, proving the index answers; raises `Unavailable` if it does not."""
+
     def __enter__(self) -> IndexStore:
         return self
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+from indexer.errors import Unavailable
 from indexer.store import text
 from indexer.store.base import (
     VISIBILITIES,
@@ -214,6 +215,19 @@ class SqlIndexStore(IndexStore):
             with contextlib.suppress(Exception):  # best effort: the handle is dropped anyway
                 conn.close()
         self._local = threading.local()
+
+    def ping(self) -> int:
+        """The schema version, proving the index answers; raises `Unavailable` if it does not."""
+        try:
+            with self._read() as conn:
+                row = self._one(conn, "SELECT max(version) FROM schema_version")
+        except StoreError as exc:
+            raise Unavailable(f"the index cannot be reached: {exc.message}") from None
+        except Exception as exc:  # any driver error means "not usable now"
+            raise Unavailable(f"the index does not answer: {type(exc).__name__}: {exc}") from None
+        if row is None or row[0] is None:
+            raise Unavailable("the index has no schema yet (run the migrations)")
+        return int(row[0])
 
     def _x(self, conn: Connection, statement: str, params: Sequence[Any] = ()) -> Cursor:
         return conn.execute(self._sql(statement), tuple(params))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from indexer.errors import Unavailable
 from indexer.store import (
     Dataset,
     IndexedFile,
@@ -284,3 +286,20 @@ def test_many_files_stream_in_bounded_pages(store: IndexStore) -> None:
     assert ref.file_count == 12_000
     listed = paths(store, 1, "main")
     assert listed == sorted(listed) and len(listed) == 12_000
+
+
+def test_ping_reports_the_schema_version(store: IndexStore) -> None:
+    assert store.ping() == 1
+
+
+def test_ping_of_an_unmigrated_or_unreachable_index_is_unavailable(tmp_path: Path) -> None:
+    unmigrated = open_store(f"sqlite:///{tmp_path}/empty.sqlite3", migrate=False)
+    unreachable = open_store("postgresql://nobody@127.0.0.1:1/none", migrate=False)
+    try:
+        with pytest.raises(Unavailable, match="index"):
+            unmigrated.ping()
+        with pytest.raises(Unavailable, match="cannot be reached"):
+            unreachable.ping()
+    finally:
+        unmigrated.close()
+        unreachable.close()
