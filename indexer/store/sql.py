@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -106,6 +107,7 @@ class SqlIndexStore(IndexStore):
         self._lock = threading.Lock()
         self._connections: list[Connection] = []
         self._closed = False
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------ backend hooks
 
@@ -196,6 +198,12 @@ class SqlIndexStore(IndexStore):
     # ------------------------------------------------------------- connections
 
     def _conn(self) -> Connection:
+        if self._pid != os.getpid():
+            # A forked child (RQ's work horse) must not share its parent's connections;
+            # they are abandoned, not closed, so the parent's stay usable.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:

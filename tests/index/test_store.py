@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -303,3 +304,21 @@ def test_ping_of_an_unmigrated_or_unreachable_index_is_unavailable(tmp_path: Pat
     finally:
         unmigrated.close()
         unreachable.close()
+
+
+def test_a_forked_child_opens_its_own_connection(store: IndexStore) -> None:
+    store.upsert_dataset(dataset())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: use the inherited store, report, and leave without cleanup
+        try:
+            os.write(write, str(sorted(store.dataset_ids())).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        reported = pipe.read()
+    os.waitpid(pid, 0)
+    assert reported == "[1]"
+    store.upsert_dataset(dataset(2))  # the parent's connection still works
+    assert store.dataset_ids() == {1, 2}
