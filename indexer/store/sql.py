@@ -333,6 +333,7 @@ class SqlIndexStore(IndexStore):
     def remove_dataset(self, project_id: int) -> bool:
         """Delete a dataset with its refs and files; False if it was not indexed."""
         with self._write() as conn:
+            self._lock_dataset(conn, project_id)
             self._delete_files(conn, "project_id = ?", (project_id,))
             for table in (
                 "version_diffs",
@@ -438,6 +439,7 @@ class SqlIndexStore(IndexStore):
     def remove_ref(self, project_id: int, ref: str) -> bool:
         """Delete a ref and its files; False if it was not indexed."""
         with self._write() as conn:
+            self._lock_dataset(conn, project_id)
             self._delete_files(conn, "project_id = ? AND ref = ?", (project_id, ref))
             self._x(
                 conn,
@@ -475,8 +477,23 @@ class SqlIndexStore(IndexStore):
     def _lock_suffix(self) -> str:
         return ""
 
+    def _lock_dataset(self, conn: Connection, project_id: int) -> bool:
+        """Serialise writers of one dataset's refs and files; False if it is not indexed.
+
+        On PostgreSQL (READ COMMITTED) a DELETE does not see rows a concurrent writer is
+        inserting, so two unserialised writers of one ref could leave both file sets. The
+        ref row's upsert already orders two replacements of the same ref; this lock also
+        orders them against `remove_ref`/`remove_dataset` and incremental changes.
+        """
+        row = self._one(
+            conn,
+            "SELECT 1 FROM datasets WHERE project_id = ?" + self._lock_suffix(),
+            (project_id,),
+        )
+        return row is not None
+
     def _require_dataset(self, conn: Connection, project_id: int) -> None:
-        if self._one(conn, "SELECT 1 FROM datasets WHERE project_id = ?", (project_id,)) is None:
+        if not self._lock_dataset(conn, project_id):
             raise StoreError(f"dataset {project_id} is not indexed; upsert_dataset it first")
 
     def _is_default_branch(self, conn: Connection, project_id: int, ref: str) -> bool:

@@ -322,3 +322,38 @@ def test_a_forked_child_opens_its_own_connection(store: IndexStore) -> None:
     assert reported == "[1]"
     store.upsert_dataset(dataset(2))  # the parent's connection still works
     assert store.dataset_ids() == {1, 2}
+
+
+def test_concurrent_replacements_of_one_ref_never_mix_file_sets(store_url: str) -> None:
+    stores = [open_store(store_url) for _ in range(2)]
+    try:
+        stores[0].upsert_dataset(dataset())
+        sets = {
+            "a" * 40: [file(f"a/{i:03d}.jpg") for i in range(400)],
+            "b" * 40: [file(f"b/{i:03d}.jpg") for i in range(400)],
+        }
+        errors: list[BaseException] = []
+
+        def replace(store: IndexStore, commit: str) -> None:
+            try:
+                store.replace_ref_files(1, RefInfo("main", "branch", commit), sets[commit])
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        for _ in range(5):
+            threads = [
+                threading.Thread(target=replace, args=(s, c))
+                for s, c in zip(stores, sets, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            ref = stores[0].get_ref(1, "main")
+            assert ref is not None
+            assert paths(stores[0], 1, "main") == [f.path for f in sets[ref.commit_sha]]
+            assert ref.file_count == 400
+    finally:
+        for opened in stores:
+            opened.close()
