@@ -302,6 +302,20 @@ class IndexStore(abc.ABC):
         """The files of a ref, by path, read in pages (bounded memory)."""
 
     @abc.abstractmethod
+    def get_file(self, project_id: int, ref: str, path: str) -> IndexedFile | None:
+        """The file indexed at exactly `path` in `ref`, or None."""
+
+    @abc.abstractmethod
+    def iter_directory(
+        self, project_id: int, ref: str, directory: str
+    ) -> Iterator[tuple[str, IndexedFile | None]]:
+        """One level of `directory` ('' = root) in `ref`: `(name, file)` for a file and
+        `(name, None)` for a subdirectory, in path order (a subdirectory sorts as `name/`).
+
+        Subtrees are skipped, not read, so a level with few entries is cheap whatever its depth.
+        """
+
+    @abc.abstractmethod
     def unsized_md5s(self, limit: int = 1000) -> list[tuple[int, str, str]]:
         """Up to `limit` (project_id, md5, hash_name) of objects whose size is still unknown.
 
