@@ -5,11 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+export PATH="$PWD/$BIN:$PATH"  # dvc and git helpers from the venv
 export DSHUB_DATA_DIR="${DSHUB_DATA_DIR:-$PWD/var}"
 export DSHUB_BIND="${DSHUB_BIND:-127.0.0.1:8000}"
 export DSHUB_PUBLIC_URL="${DSHUB_PUBLIC_URL:-http://$DSHUB_BIND}"
 export DVC_NO_ANALYTICS=1
+export DSHUB_LOG_FORMAT="${DSHUB_LOG_FORMAT:-text}"  # people read this terminal
 mkdir -p "$DSHUB_DATA_DIR"
+
+# A webhook secret shared by GitLab (the sandbox's hook) and dshub, generated once.
+if [ -z "${DSHUB_WEBHOOK_SECRET:-}" ]; then
+  secret_file="$DSHUB_DATA_DIR/webhook-secret"
+  if [ ! -s "$secret_file" ]; then
+    (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(24))' > "$secret_file")
+  fi
+  export DSHUB_WEBHOOK_SECRET
+  DSHUB_WEBHOOK_SECRET="$(cat "$secret_file")"
+fi
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -46,5 +58,16 @@ fi
 pids+=($!)
 wait_for "http://$DSHUB_BIND/healthz" "dshub"
 echo "dshub:           $DSHUB_PUBLIC_URL   (health: $DSHUB_PUBLIC_URL/healthz)"
+
+if [ -n "${DSHUB_SANDBOX_ADMIN_TOKEN:-}" ]; then
+  # First run: a public demo dataset with two versions, indexed through real webhooks.
+  "$BIN/python" -m tests.gitlab_sandbox.demo --gitlab "$DSHUB_GITLAB_URL" \
+    --dshub "http://$DSHUB_BIND" --storage "$DSHUB_DATA_DIR/storage" \
+    || echo "dshub: the demo dataset could not be created (see above); the service keeps running" >&2
+  echo
+  echo "Try:  curl '$DSHUB_PUBLIC_URL/api/v1/datasets?q=cats'"
+  echo "      curl '$DSHUB_PUBLIC_URL/api/v1/datasets?q=cats' -H \"PRIVATE-TOKEN: \$(cat $token_file)\""
+  echo "      DSHUB_URL=$DSHUB_PUBLIC_URL .venv/bin/dshub search cats"
+fi
 echo "Press Ctrl-C to stop."
 wait -n "${pids[@]}"
