@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 
 from indexer.store.base import Dataset, StoreError
-from indexer.store.sql import Connection, SqlIndexStore, like_pattern
+from indexer.store.queries import like_pattern
+from indexer.store.sql import Connection, SqlIndexStore
 from indexer.store.text import document
 
 COPY_BATCH = 5000

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from indexer.store.base import Dataset, StoreError
-from indexer.store.sql import Connection, SqlIndexStore, like_pattern
+from indexer.store.queries import like_pattern
+from indexer.store.sql import Connection, SqlIndexStore
 from indexer.store.text import document
 
 BUSY_TIMEOUT_MS = 15_000
