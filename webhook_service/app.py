@@ -10,6 +10,7 @@ from flask import Flask
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
 from indexer import jobs
+from indexer.scheduler import journal_scheduler
 from indexer.sites import SiteRegistry, ensure_embedded_site
 from webhook_service import api_datasets, auth, errors, health, metrics, ops, webhooks
 
@@ -46,6 +47,15 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(api_datasets.blueprint)
     jobs.use_settings(settings)
+    if settings.embedded and settings.reconcile_interval and settings.gitlab_url:
+        # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).
+        receiver = webhooks.receiver_of(app)
+
+        def run_embedded_jobs() -> None:
+            receiver.start_background()
+            receiver.wake()
+
+        journal_scheduler(receiver.journal, settings.reconcile_interval, run_embedded_jobs).start()
     if settings.index_url.startswith("sqlite:"):
         ensure_embedded_site(SiteRegistry(settings.index_url), settings.data_dir)
     return app
