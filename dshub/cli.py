@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dshub import __version__, client_cli, receiver_cli
+from dshub import __version__, admin_cli, client_cli, receiver_cli
 from dshub.ci.cli import add_ci_parser
 from dshub.config import DOCUMENTED, ConfigError, load_settings
 
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     client_cli.register(sub)
     receiver_cli.register(sub)
+    admin_cli.register(sub)
     add_ci_parser(sub)
     return parser
 

@@ -91,10 +91,18 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         return 5
     if drainer is not None and not args.burst:
         drainer.start()
+    scheduler = None
+    if settings.reconcile_interval and not args.burst:
+        from indexer.scheduler import redis_scheduler
+
+        scheduler = redis_scheduler(queue, settings.reconcile_interval)
+        scheduler.start()
     worker = Worker([queue.queue], connection=queue.connection)
     try:
         worker.work(burst=args.burst, logging_level=settings.log_level)
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         if drainer is not None:
             drainer.stop()
     return 0
