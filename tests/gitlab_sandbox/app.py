@@ -34,6 +34,7 @@ CORE_MODULES = (
     "tests.gitlab_sandbox.api_members",
     "tests.gitlab_sandbox.api_hooks",
     "tests.gitlab_sandbox.api_variables",
+    "tests.gitlab_sandbox.api_jobs",
 )
 # Owned by the sandbox-repository helper; optional until they exist.
 OPTIONAL_MODULES = ("tests.gitlab_sandbox.repository_api",)

@@ -339,6 +339,10 @@ def make_app(state: Any) -> GitHttpApp:
 
     def authenticate(username: str, password: str) -> Any | None:
         user = state.user_for_token(password)
+        if user is None and username == "gitlab-ci-token":
+            from tests.gitlab_sandbox.api_jobs import user_for_job_token
+
+            return user_for_job_token(state, password)  # CI_JOB_TOKEN of a running job
         if user is None:
             return None
         # GitLab accepts `oauth2:<token>` and `<username>:<personal access token>`.

@@ -100,6 +100,18 @@ class Sandbox:
         token: Token = self.state.create_token(user, "test")
         return user, token.token
 
+    def create_job_token(self, project_id: int, user: User, ref: str | None = None) -> str:
+        """Start a running CI job of `project_id` for `user`; returns its `CI_JOB_TOKEN`."""
+        from tests.gitlab_sandbox.api_jobs import mint_job
+
+        return mint_job(self.state, project_id, user, ref=ref).token
+
+    def finish_job(self, token: str, status: str = "success") -> None:
+        """End the job owning `token`; GitLab then refuses the token (401)."""
+        from tests.gitlab_sandbox.api_jobs import finish_job
+
+        finish_job(self.state, token, status)
+
     def deliveries(self) -> list[Delivery]:
         """Recorded webhook delivery attempts, oldest first."""
         return self.webhooks.deliveries()
