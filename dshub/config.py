@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Settings:
     storage_credentials_file: Path | None = None
     namespaces: tuple[str, ...] = ()
     admin_group: str | None = None
+    allow_link_local_endpoints: tuple[str, ...] = ()
     reconcile_interval: int = 3600
     download_mode: str = "stream"
     mr_notes: bool = False
@@ -79,6 +81,8 @@ DOCUMENTED: dict[str, str] = {
     "DSHUB_STORAGE_CREDENTIALS_FILE": "file holding storage-site credentials (never stored elsewhere)",
     "DSHUB_NAMESPACES": "comma-separated GitLab namespaces whose projects count as datasets",
     "DSHUB_ADMIN_GROUP": "GitLab group whose members may register storage sites",
+    "DSHUB_ALLOW_LINK_LOCAL_ENDPOINTS": "comma-separated addresses/CIDRs a storage-site endpoint "
+    "may resolve to although link-local or cloud-metadata (default: none)",
     "DSHUB_RECONCILE_INTERVAL": "seconds between full reconciles with GitLab; 0 = off (default 3600)",
     "DSHUB_DOWNLOAD_MODE": "`stream` (default) or `redirect` to presigned storage URLs",
     "DSHUB_MR_NOTES": "1 to keep a data-diff note on merge requests that change pointers",
@@ -195,6 +199,16 @@ def _csv(value: str) -> tuple[str, ...]:
     return items
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    items = _csv(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return items
+
+
 def _secret_key(value: str) -> str:
     if len(value) < 32:
         raise ValueError("must be at least 32 characters long")
@@ -260,6 +274,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_credentials_file=read.parse("DSHUB_STORAGE_CREDENTIALS_FILE", _readable_file, None),
         namespaces=read.parse("DSHUB_NAMESPACES", _csv, ()),
         admin_group=read.raw("DSHUB_ADMIN_GROUP"),
+        allow_link_local_endpoints=read.parse("DSHUB_ALLOW_LINK_LOCAL_ENDPOINTS", _networks, ()),
         reconcile_interval=read.parse("DSHUB_RECONCILE_INTERVAL", _non_negative_int, 3600),
         download_mode=read.parse("DSHUB_DOWNLOAD_MODE", _choice("stream", "redirect"), "stream"),
         mr_notes=read.parse("DSHUB_MR_NOTES", _bool, False),
