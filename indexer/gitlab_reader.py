@@ -84,6 +84,28 @@ class UserInfo:
     is_admin: bool
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    """A file stored in git at a commit: its blob id (git's sha1 of the content) and size."""
+
+    path: str
+    blob_id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a repository tree level: `type` is `blob`, `tree` or `commit` (submodule)."""
+
+    name: str
+    path: str
+    type: str
+    id: str
+
+
+RAW_CHUNK = 1024 * 1024
+
+
 def _visibility(value: object) -> str:
     return value if value in ("public", "internal", "private") else "private"
 
@@ -272,6 +294,52 @@ class GitLabReader:
                 return None
             raise _translate(exc, f"{path} in project {project_id}") from exc
         return base64.b64decode(project_file.asdict().get("content") or "")
+
+    def commit_sha(self, project_id: int, ref: str) -> str | None:
+        """The full sha of the commit `ref` (branch, tag, full or short sha) names, or None."""
+        project = self.client.projects.get(project_id, lazy=True)
+        try:
+            commit = project.commits.get(ref, stats=False)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
+        return str(commit.asdict()["id"])
+
+    def blob_info(self, project_id: int, path: str, ref: str) -> BlobInfo | None:
+        """Blob id and size of the git file `path` at `ref` (a HEAD request), or None."""
+        try:
+            headers = self.client.projects.get(project_id, lazy=True).files.head(path, ref=ref)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"{path} in project {project_id}") from exc
+        return BlobInfo(path, str(headers["X-Gitlab-Blob-Id"]), int(headers["X-Gitlab-Size"]))
+
+    def iter_raw(self, project_id: int, path: str, ref: str) -> Iterator[bytes]:
+        """The bytes of the git file `path` at `ref`, streamed in 1 MiB chunks (never buffered)."""
+        try:
+            chunks = self.client.projects.get(project_id, lazy=True).files.raw(
+                path, ref=ref, streamed=True, iterator=True, chunk_size=RAW_CHUNK
+            )
+        except Exception as exc:
+            raise _translate(exc, f"{path} in project {project_id}") from exc
+        return (chunk for chunk in chunks if chunk)
+
+    def list_tree(self, project_id: int, ref: str, path: str = "") -> Iterator[TreeEntry]:
+        """One level of the repository tree at `ref` under `path`; empty when it is no directory."""
+        project = self.client.projects.get(project_id, lazy=True)
+        try:
+            for entry in project.repository_tree(
+                ref=ref, path=path, iterator=True, pagination="keyset", per_page=100
+            ):
+                yield TreeEntry(
+                    str(entry["name"]), str(entry["path"]), str(entry["type"]), str(entry["id"])
+                )
+        except Exception as exc:
+            if _is_not_found(exc):
+                return
+            raise _translate(exc, f"the tree of project {project_id} at {ref!r}") from exc
 
     def changed_paths(self, project_id: int, before: str, after: str) -> list[str] | None:
         """Paths changed between two commits, or None when GitLab cannot compare them."""
