@@ -174,7 +174,7 @@ def _bulk_postgres(url: str, datasets: int, per_dataset: int) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         # Building the trigram index once is much faster than maintaining it row by row.
-        conn.execute("DROP INDEX IF EXISTS files_path_trgm")
+        conn.execute("DROP INDEX IF EXISTS files_path_trgm_ci")
         with conn.transaction(), conn.cursor() as cursor:
             with cursor.copy(
                 "COPY refs (project_id, ref, kind, commit_sha, indexed_at) FROM STDIN"
@@ -188,7 +188,9 @@ def _bulk_postgres(url: str, datasets: int, per_dataset: int) -> None:
             cursor.execute(REF_TOTALS)
             cursor.execute(MEDIA_TYPES)
         conn.execute("SET maintenance_work_mem = '512MB'")
-        conn.execute("CREATE INDEX files_path_trgm ON files USING GIN (path gin_trgm_ops)")
+        conn.execute(
+            'CREATE INDEX files_path_trgm_ci ON files USING GIN ((path COLLATE "default") gin_trgm_ops)'
+        )
         conn.execute("VACUUM ANALYZE")
 
 

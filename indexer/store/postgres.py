@@ -151,5 +151,6 @@ class PostgresIndexStore(SqlIndexStore):
         )
 
     def _path_match(self, terms: tuple[str, ...]) -> tuple[str, list[Any]]:
-        parts = ["f.path ILIKE ? ESCAPE '\\'" for _ in terms]
+        # The default collation folds case beyond ASCII ("C" would not); see migration 0002.
+        parts = ["(f.path COLLATE \"default\") ILIKE ? ESCAPE '\\'" for _ in terms]
         return " AND ".join(parts), [like_pattern(term) for term in terms]

@@ -345,3 +345,19 @@ def test_file_search_follows_replacements_incremental_changes_and_removals(
     catalog.remove_dataset(2)
     assert search_files(catalog, admin, "bravo").total == 0
     assert search_files(catalog, admin, "charlie").total == 5
+
+
+def test_non_ascii_words_and_paths_are_found_on_both_backends(store: IndexStore) -> None:
+    store.upsert_dataset(
+        Dataset(
+            1, "Imágenes Ñandú", "ns/nandu", "ns", "public", "Fotos de 東京 y Straße", (), "main"
+        )
+    )
+    store.replace_ref_files(
+        1, RefInfo("main", "branch", "a" * 40), [_file("fotos/Ñandú_東京.jpg", "image/jpeg")]
+    )
+    for q in ("imágenes", "IMÁGENES", "ñandú", "東京", "straße"):
+        assert search_datasets(store, Viewer(), q).total == 1, q
+    assert search_datasets(store, Viewer(), "imagenes").total == 0  # accents are not folded
+    for q in ("ñandú", "Ñandú", "東京", "ú_東"):
+        assert search_files(store, Viewer(), q).total == 1, q

@@ -21,6 +21,7 @@ from indexer.store import (
     StoreError,
     open_store,
 )
+from indexer.store.sql import load_migrations
 
 
 def dataset(project_id: int = 1, **changes: object) -> Dataset:
@@ -63,11 +64,12 @@ def paths(store: IndexStore, project_id: int, ref: str) -> list[str]:
 
 
 def test_migrate_is_idempotent_and_records_the_version(store: IndexStore, store_url: str) -> None:
-    assert store.migrate() == 1
-    assert store.migrate() == 1
+    latest = max(number for number, _ in load_migrations(store.backend))  # type: ignore[attr-defined]
+    assert store.migrate() == latest
+    assert store.migrate() == latest
     again = open_store(store_url)
     try:
-        assert again.migrate() == 1
+        assert again.migrate() == latest
     finally:
         again.close()
 
@@ -290,7 +292,7 @@ def test_many_files_stream_in_bounded_pages(store: IndexStore) -> None:
 
 
 def test_ping_reports_the_schema_version(store: IndexStore) -> None:
-    assert store.ping() == 1
+    assert store.ping() == store.migrate() >= 1
 
 
 def test_ping_of_an_unmigrated_or_unreachable_index_is_unavailable(tmp_path: Path) -> None:
