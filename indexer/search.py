@@ -357,4 +357,6 @@ def _filter(name: str, value: str | None) -> str | None:
         return None
     if len(value) > MAX_FILTER_CHARS:
         raise InvalidInput(f"{name} is longer than {MAX_FILTER_CHARS} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; no GitLab name contains one
+        raise InvalidInput(f"{name} may not contain NUL characters")
     return value
