@@ -12,7 +12,16 @@ from dshub.logs import configure_logging
 from indexer import jobs
 from indexer.scheduler import journal_scheduler
 from indexer.sites import SiteRegistry, ensure_embedded_site
-from webhook_service import api_datasets, auth, errors, health, metrics, ops, webhooks
+from webhook_service import (
+    api_datasets,
+    api_gc,
+    auth,
+    errors,
+    health,
+    metrics,
+    ops,
+    webhooks,
+)
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
@@ -46,6 +55,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(api_datasets.blueprint)
+    app.register_blueprint(api_gc.blueprint)
     jobs.use_settings(settings)
     if settings.embedded and settings.reconcile_interval and settings.gitlab_url:
         # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).

@@ -1,0 +1,76 @@
+"""CI job tokens: which running job (and so which project) a `CI_JOB_TOKEN` belongs to.
+
+GitLab is the only authority: dshub asks `GET /api/v4/job` with the token in the `JOB-TOKEN`
+header. GitLab answers only while the job runs (401 afterwards); the job's project is
+`pipeline.project_id` (the job's own `project` object carries no id). The token itself is
+never logged, stored or echoed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gitlab
+import requests
+
+from indexer.errors import DshubError, NotAuthenticated, Unavailable
+
+
+class WrongProject(DshubError):
+    """A job token of one project used on another project's dataset."""
+
+    status = 403
+    code = "forbidden"
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """The running job a token belongs to."""
+
+    job_id: int
+    project_id: int
+    user_id: int | None
+    username: str | None
+    ref: str | None
+
+
+def verify_job_token(gitlab_url: str, token: str, *, timeout: float = 10.0) -> JobIdentity:
+    """The running job owning `token`; raises `NotAuthenticated` when GitLab refuses it."""
+    client = gitlab.Gitlab(gitlab_url, job_token=token, timeout=timeout, keep_base_url=True)
+    try:
+        job: Any = client.http_get("/job", max_retries=1, obey_rate_limit=False)
+    except gitlab.exceptions.GitlabAuthenticationError:
+        raise NotAuthenticated(
+            "GitLab did not accept this CI job token (the job has finished, or the token is wrong)"
+        ) from None
+    except gitlab.exceptions.GitlabError as exc:
+        raise Unavailable(
+            f"GitLab could not check the CI job token ({exc.response_code or 'no answer'})"
+        ) from None
+    except requests.RequestException as exc:
+        raise Unavailable(f"GitLab is unreachable ({type(exc).__name__})") from None
+    try:
+        pipeline = job["pipeline"]
+        user = job.get("user") or {}
+        if job.get("status") != "running":
+            raise NotAuthenticated("this CI job token belongs to a job that is not running")
+        return JobIdentity(
+            job_id=int(job["id"]),
+            project_id=int(pipeline["project_id"]),
+            user_id=int(user["id"]) if user.get("id") is not None else None,
+            username=str(user["username"]) if user.get("username") else None,
+            ref=str(job["ref"]) if job.get("ref") else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise Unavailable("GitLab's answer to GET /job has no pipeline.project_id") from None
+
+
+def require_job_of(identity: JobIdentity, project_id: int) -> None:
+    """Refuse a job token that belongs to another project than `project_id`."""
+    if identity.project_id != project_id:
+        raise WrongProject(
+            "this CI job token belongs to another project; a pipeline may only reach its own "
+            "dataset"
+        )
