@@ -91,7 +91,22 @@ def keep_set(root: Path, remote_name: str, jobs: int) -> set[str]:
     return {info.value for infos in used.values() for info in infos if info.value}
 
 
-def indexed_objects(dshub_url: str, variables: CiVariables) -> set[str]:
+@dataclass(frozen=True)
+class IndexedVersions:
+    """dshub's answer: object ids of indexed versions, and versions it could not fully list."""
+
+    oids: frozenset[str]
+    incomplete: tuple[str, ...] = ()
+
+
+def _dshub_error(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.reason or "no message"
+
+
+def indexed_objects(dshub_url: str, variables: CiVariables) -> IndexedVersions:
     """Object ids of versions dshub has indexed (GET /api/v1/datasets/<id>/objects?indexed=true)."""
     dataset_id = variables.require("DSHUB_DATASET_ID", "needed to ask dshub for indexed versions")
     token = variables.require("CI_JOB_TOKEN", "needed to authenticate to dshub")
@@ -100,14 +115,26 @@ def indexed_objects(dshub_url: str, variables: CiVariables) -> set[str]:
         response = requests.get(
             url, params={"indexed": "true"}, headers={"JOB-TOKEN": token}, timeout=60
         )
-        response.raise_for_status()
-        oids = response.json()["oids"]
-    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+    except requests.RequestException as exc:
         raise CiConfigError(
             f"could not read the objects of indexed versions from {url} ({type(exc).__name__}); "
             "refusing to collect"
         ) from exc
-    return {str(oid) for oid in oids}
+    if response.status_code != 200:
+        raise CiConfigError(
+            f"could not read the objects of indexed versions from {url}: dshub answered "
+            f"{response.status_code} ({_dshub_error(response)}); refusing to collect"
+        )
+    try:
+        body = response.json()
+        oids = frozenset(str(oid) for oid in body["oids"])
+        incomplete = tuple(str(item) for item in body.get("incomplete") or ())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CiConfigError(
+            f"could not read the objects of indexed versions from {url} (unexpected answer); "
+            "refusing to collect"
+        ) from exc
+    return IndexedVersions(oids, incomplete)
 
 
 def _describe(item: ObjectMeta) -> dict[str, Any]:
@@ -152,8 +179,13 @@ def run_gc(
     say(f"keep set: {len(keep)} objects referenced by history")
     if options.dshub_url:
         indexed = indexed_objects(options.dshub_url, variables)
-        say(f"keep set: {len(indexed)} objects of versions dshub indexed")
-        keep |= indexed
+        say(f"keep set: {len(indexed.oids)} objects of versions dshub indexed")
+        if indexed.incomplete and options.delete:
+            raise CiCheckFailed(
+                "dshub could not fully list some indexed versions, so their objects are not all "
+                f"known; refusing to delete: {'; '.join(indexed.incomplete[:3])}"
+            )
+        keep |= indexed.oids
     else:
         say("keep set: dshub not consulted for indexed versions (input dshub_url is empty)")
     store = open_remote_store(root, remote, variables, Access.READ_WRITE)

@@ -45,6 +45,18 @@ def component_files(source: Path) -> dict[str, str]:
     return files
 
 
+def component_addresses(files: dict[str, str], project_path: str, version: str) -> list[str]:
+    """`include: component:` addresses of every component in `files` at `version`."""
+    names = set()
+    for path in files:
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "templates" and parts[2] == "template.yml":
+            names.add(parts[1])
+        elif len(parts) == 2 and parts[0] == "templates" and parts[1].endswith(".yml"):
+            names.add(parts[1][: -len(".yml")])
+    return [f"$CI_SERVER_FQDN/{project_path}/{name}@{version}" for name in sorted(names)]
+
+
 def _project(gl: Any, project_path: str, description: str) -> Any:
     import gitlab
 
@@ -58,7 +70,15 @@ def _project(gl: Any, project_path: str, description: str) -> Any:
             raise CiConfigError(
                 f"project path {project_path!r} needs a group: <group>/<project>"
             ) from exc
-        namespace = gl.namespaces.get(namespace_path)
+        try:
+            namespace = gl.namespaces.get(namespace_path)
+        except gitlab.exceptions.GitlabGetError as missing:
+            if missing.response_code != 404:
+                raise
+            raise CiConfigError(
+                f"group {namespace_path!r} does not exist or the token cannot see it; create "
+                "it (or use one the token's user may create projects in) and publish again"
+            ) from missing
         return gl.projects.create(
             {"name": name, "path": name, "namespace_id": namespace.id, "description": description}
         )
@@ -66,6 +86,23 @@ def _project(gl: Any, project_path: str, description: str) -> Any:
         project.description = description
         project.save()
     return project
+
+
+def _files_at(project: Any, branch: str) -> dict[str, str]:
+    """`{path: text}` of the component project's branch (GitLab answers 404 for no tree)."""
+    import gitlab
+
+    found: dict[str, str] = {}
+    try:
+        items = project.repository_tree(ref=branch, recursive=True, get_all=True)
+    except gitlab.exceptions.GitlabGetError as exc:
+        if exc.response_code == 404:
+            return found
+        raise
+    for item in items:
+        if item["type"] == "blob":
+            found[item["path"]] = project.files.raw(file_path=item["path"], ref=branch).decode()
+    return found
 
 
 def publish(
@@ -90,13 +127,8 @@ def publish(
         branch = project.default_branch or "main"
         if any(tag.name == version for tag in project.tags.list(search=version, get_all=True)):
             raise CiConfigError(f"{project_path} already has tag {version}; publish a new version")
-        existing: dict[str, str] = {}
-        if project.default_branch:
-            for item in project.repository_tree(ref=branch, recursive=True, get_all=True):
-                if item["type"] == "blob":
-                    existing[item["path"]] = project.files.raw(
-                        file_path=item["path"], ref=branch
-                    ).decode()
+        empty = bool(getattr(project, "empty_repo", False)) or not project.default_branch
+        existing = {} if empty else _files_at(project, branch)
         actions = [
             {
                 "action": "update" if path in existing else "create",
@@ -123,4 +155,7 @@ def publish(
             f"GitLab refused the publication ({exc.response_code}): {exc.error_message}"
         ) from exc
     say(f"published {project_path}@{version} ({len(actions)} files changed, commit {sha[:12]})")
+    say("include the components with:")
+    for address in component_addresses(files, project_path, version):
+        say(f"  - component: {address}")
     return PublishResult(project_path, version, sha, len(actions))
