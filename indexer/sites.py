@@ -1,8 +1,12 @@
-"""The storage-site registry, kept in the service database (the same database as the index).
+"""The storage-site registry and dataset site selections, kept in the service database.
 
 Unlike the index, the registry is not derived from GitLab: sites are registered by
-administrators. It stores no secret — only the name of an entry in the credentials file.
-The embedded default registers one local-directory site (`local`) under the data directory.
+administrators. It stores no secret — only the names of entries in the credentials file
+(`credentials_ref` for the read-write keys the service uses, `credentials_ref_readonly` for
+the read-only keys direct-mode pipelines get). A dataset's selection (which site it uses) is
+recorded here once and never changed; it is mirrored into the project's `DSHUB_STORAGE_SITE`
+CI/CD variable, so it can be rebuilt from GitLab. The embedded default registers one
+local-directory site (`local`) under the data directory.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +26,25 @@ import psycopg
 from indexer.errors import InvalidInput
 from indexer.storage import StorageSite
 
-_COLUMNS = (
-    "name, kind, bucket, prefix, endpoint_url, region, description, access_mode, "
-    "credentials_ref, path"
+_BASE_COLUMNS = (
+    "name",
+    "kind",
+    "bucket",
+    "prefix",
+    "endpoint_url",
+    "region",
+    "description",
+    "access_mode",
+    "credentials_ref",
+    "path",
 )
+# Added after the first release of the table; migrated in place by `_migrate`.
+_EXTRA_COLUMNS = {
+    "credentials_ref_readonly": "TEXT",
+    "validated_at": "TEXT",
+    "registered_by": "BIGINT",
+}
+_COLUMNS = ", ".join((*_BASE_COLUMNS, *_EXTRA_COLUMNS))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS storage_sites (
     name TEXT PRIMARY KEY,
@@ -38,10 +59,47 @@ CREATE TABLE IF NOT EXISTS storage_sites (
     path TEXT
 )
 """
+_SELECTIONS = """
+CREATE TABLE IF NOT EXISTS dataset_storage_sites (
+    project_id BIGINT PRIMARY KEY,
+    site TEXT NOT NULL,
+    selected_by BIGINT,
+    selected_at TEXT NOT NULL,
+    applied_at TEXT
+)
+"""
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+# Fields that decide where a dataset's objects live: frozen once a dataset uses the site.
+PLACEMENT_FIELDS = ("kind", "bucket", "prefix", "path")
 
 
-def validate_site(site: StorageSite) -> StorageSite:
+@dataclass(frozen=True)
+class SiteRecord:
+    """A registered site with what the registry knows about it beyond `StorageSite`."""
+
+    site: StorageSite
+    credentials_ref_readonly: str | None = None
+    validated_at: datetime | None = None
+    registered_by: int | None = None
+
+    @property
+    def validated(self) -> bool:
+        """True when the site passed the write/read/delete probe at its last registration."""
+        return self.validated_at is not None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A dataset's (immutable) choice of storage site; `applied_at` is set once GitLab has it."""
+
+    project_id: int
+    site: str
+    selected_by: int | None
+    selected_at: datetime
+    applied_at: datetime | None
+
+
+def validate_site(site: StorageSite, credentials_ref_readonly: str | None = None) -> StorageSite:
     """Check a site's fields before it is stored; raises `InvalidInput` naming the field."""
     if not site.name or len(site.name) > 64 or not set(site.name) <= NAME_CHARS:
         raise InvalidInput("name must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")
@@ -49,15 +107,31 @@ def validate_site(site: StorageSite) -> StorageSite:
         raise InvalidInput("kind must be 's3' or 'local'")
     if site.access_mode not in ("proxy", "direct"):
         raise InvalidInput("access_mode must be 'proxy' or 'direct'")
-    if ".." in site.prefix.split("/") or site.prefix.startswith("/"):
-        raise InvalidInput("prefix must be a relative key prefix without '..'")
+    if ".." in site.prefix.split("/") or site.prefix.startswith("/") or "\\" in site.prefix:
+        raise InvalidInput("prefix must be a relative key prefix without '..' or backslashes")
     if site.kind == "s3" and not site.bucket:
         raise InvalidInput("an s3 site needs a bucket")
     if site.kind == "local" and not (site.path and Path(site.path).is_absolute()):
         raise InvalidInput("a local site needs an absolute path")
     if site.endpoint_url and urlsplit(site.endpoint_url).scheme not in ("http", "https"):
         raise InvalidInput("endpoint_url must be an http:// or https:// URL")
+    if site.access_mode == "direct":
+        if site.kind != "s3":
+            raise InvalidInput("access_mode 'direct' needs an s3 site (pipelines use S3 directly)")
+        if not site.credentials_ref or not credentials_ref_readonly:
+            raise InvalidInput(
+                "access_mode 'direct' needs credentials_ref (read-write keys) and "
+                "credentials_ref_readonly (read-only keys for merge-request pipelines)"
+            )
     return site
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 class SiteRegistry:
@@ -69,6 +143,8 @@ class SiteRegistry:
         self._postgres = urlsplit(url).scheme in ("postgresql", "postgres")
         with self._connection() as conn:
             conn.execute(_SCHEMA)
+            conn.execute(_SELECTIONS)
+            self._migrate(conn)
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -85,47 +161,131 @@ class SiteRegistry:
         with lite:
             yield lite
 
+    def _migrate(self, conn: Any) -> None:
+        if self._postgres:
+            for column, kind in _EXTRA_COLUMNS.items():
+                conn.execute(f"ALTER TABLE storage_sites ADD COLUMN IF NOT EXISTS {column} {kind}")
+            return
+        present = {row[1] for row in conn.execute("PRAGMA table_info(storage_sites)")}
+        for column, kind in _EXTRA_COLUMNS.items():
+            if column not in present:
+                conn.execute(f"ALTER TABLE storage_sites ADD COLUMN {column} {kind}")
+
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s") if self._postgres else text
 
+    # ------------------------------------------------------------------ sites
+
     def put(self, site: StorageSite) -> StorageSite:
-        """Register or update a site (idempotent by name)."""
-        validate_site(site)
-        placeholders = ", ".join("?" * 10)
-        updates = ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS.split(", ")[1:])
+        """Register or update a site (idempotent by name), keeping no validation mark."""
+        self.save(SiteRecord(site))
+        return site
+
+    def save(self, record: SiteRecord) -> SiteRecord:
+        """Register or replace a site record by name (the caller decides whether it may)."""
+        validate_site(record.site, record.credentials_ref_readonly)
+        names = _COLUMNS.split(", ")
+        placeholders = ", ".join("?" * len(names))
+        updates = ", ".join(f"{column} = excluded.{column}" for column in names[1:])
         with self._connection() as conn:
             conn.execute(
                 self._sql(
                     f"INSERT INTO storage_sites ({_COLUMNS}) VALUES ({placeholders}) "  # noqa: S608
                     f"ON CONFLICT (name) DO UPDATE SET {updates}"
                 ),
-                _row(site),
+                _row(record),
             )
-        return site
+        return record
 
     def get(self, name: str) -> StorageSite | None:
         """The site registered under `name`, or None."""
+        record = self.record(name)
+        return record.site if record else None
+
+    def record(self, name: str) -> SiteRecord | None:
+        """The full record of the site registered under `name`, or None."""
         with self._connection() as conn:
             row = conn.execute(
                 self._sql(f"SELECT {_COLUMNS} FROM storage_sites WHERE name = ?"),  # noqa: S608
                 (name,),
             ).fetchone()
-        return _site(row) if row else None
+        return _record(row) if row else None
 
-    def list(self, q: str | None = None) -> list[StorageSite]:
-        """Every site, or those whose name or description contains `q` (case-insensitive)."""
+    def records(self, q: str | None = None) -> list[SiteRecord]:
+        """Every site record, or those whose name, description, kind or bucket contains `q`."""
         with self._connection() as conn:
             rows = conn.execute(
                 self._sql(f"SELECT {_COLUMNS} FROM storage_sites ORDER BY name")  # noqa: S608
             ).fetchall()
-        sites = [_site(row) for row in rows]
+        found = [_record(row) for row in rows]
         if q:
-            needle = q.casefold()
-            sites = [s for s in sites if needle in s.name or needle in s.description.casefold()]
-        return sites
+            needle = q.casefold().strip()
+            found = [r for r in found if needle in _haystack(r.site)]
+        return found
+
+    def list(self, q: str | None = None) -> list[StorageSite]:
+        """Every site, or those matching `q` (case-insensitive; see `records`)."""
+        return [record.site for record in self.records(q)]
+
+    # ------------------------------------------------------------------ selections
+
+    def select(self, project_id: int, site: str, user_id: int | None) -> tuple[Selection, bool]:
+        """Record that dataset `project_id` uses `site`, unless it already chose one.
+
+        Returns the selection in force and whether this call created it (first writer wins,
+        also between concurrent requests: the row's primary key decides).
+        """
+        with self._connection() as conn:
+            cursor = conn.execute(
+                self._sql(
+                    "INSERT INTO dataset_storage_sites (project_id, site, selected_by, selected_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (project_id) DO NOTHING"
+                ),
+                (project_id, site, user_id, _now().isoformat()),
+            )
+            created = cursor.rowcount == 1
+        current = self.selection(project_id)
+        if current is None:  # pragma: no cover - the row was inserted now or before
+            raise InvalidInput(f"dataset {project_id}: the selection could not be recorded")
+        return current, created
+
+    def selection(self, project_id: int) -> Selection | None:
+        """The dataset's recorded selection, or None."""
+        with self._connection() as conn:
+            row = conn.execute(
+                self._sql(
+                    "SELECT project_id, site, selected_by, selected_at, applied_at "
+                    "FROM dataset_storage_sites WHERE project_id = ?"
+                ),
+                (project_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Selection(int(row[0]), str(row[1]), row[2], _time(row[3]) or _now(), _time(row[4]))
+
+    def mark_applied(self, project_id: int) -> None:
+        """Note that the selection's CI/CD variables are set on the GitLab project."""
+        with self._connection() as conn:
+            conn.execute(
+                self._sql("UPDATE dataset_storage_sites SET applied_at = ? WHERE project_id = ?"),
+                (_now().isoformat(), project_id),
+            )
+
+    def datasets_using(self, site: str) -> int:
+        """How many datasets have selected `site`."""
+        with self._connection() as conn:
+            row = conn.execute(
+                self._sql("SELECT COUNT(*) FROM dataset_storage_sites WHERE site = ?"), (site,)
+            ).fetchone()
+        return int(row[0])
 
 
-def _row(site: StorageSite) -> tuple[Any, ...]:
+def _haystack(site: StorageSite) -> str:
+    return " ".join((site.name, site.description, site.kind, site.bucket)).casefold()
+
+
+def _row(record: SiteRecord) -> tuple[Any, ...]:
+    site = record.site
     return (
         site.name,
         site.kind,
@@ -137,11 +297,14 @@ def _row(site: StorageSite) -> tuple[Any, ...]:
         site.access_mode,
         site.credentials_ref,
         site.path,
+        record.credentials_ref_readonly,
+        record.validated_at.isoformat() if record.validated_at else None,
+        record.registered_by,
     )
 
 
-def _site(row: Any) -> StorageSite:
-    return StorageSite(
+def _record(row: Any) -> SiteRecord:
+    site = StorageSite(
         name=row[0],
         kind=row[1],
         bucket=row[2],
@@ -153,6 +316,17 @@ def _site(row: Any) -> StorageSite:
         credentials_ref=row[8],
         path=row[9],
     )
+    return SiteRecord(site, row[10], _time(row[11]), row[12])
+
+
+def placement_changes(old: StorageSite, new: StorageSite) -> list[str]:
+    """The placement fields (kind, bucket, prefix, path) that differ between two versions."""
+    return [f for f in PLACEMENT_FIELDS if getattr(old, f) != getattr(new, f)]
+
+
+def validated(record: SiteRecord) -> SiteRecord:
+    """The record marked as validated now."""
+    return replace(record, validated_at=_now())
 
 
 LOCAL_SITE = "local"

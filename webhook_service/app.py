@@ -14,7 +14,9 @@ from indexer.scheduler import journal_scheduler
 from indexer.sites import SiteRegistry, ensure_embedded_site
 from webhook_service import (
     api_datasets,
+    api_files,
     api_gc,
+    api_sites,
     auth,
     errors,
     health,
@@ -55,6 +57,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(api_datasets.blueprint)
+    app.register_blueprint(api_files.blueprint)
+    app.register_blueprint(api_sites.blueprint)
     app.register_blueprint(api_gc.blueprint)
     jobs.use_settings(settings)
     if settings.embedded and settings.reconcile_interval and settings.gitlab_url:

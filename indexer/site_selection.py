@@ -1,0 +1,244 @@
+"""A dataset's storage-site selection: who may choose, and the CI/CD variables it sets.
+
+The selection is made once by a Maintainer (or more) of the dataset's GitLab project and is
+never changed. It is recorded in the service database (`SiteRegistry.select`) and written to
+the project as the CI/CD variables of the contract in ARCHITECTURE.md, with the service token
+(python-gitlab). Which variables and flags follow from the site's access mode:
+
+- proxy: DSHUB_URL, DSHUB_DATASET_ID, DSHUB_STORAGE_SITE, DSHUB_DVC_REMOTE_URL = DSHUB_URL/dvc/<id>;
+- direct: the same with DSHUB_DVC_REMOTE_URL = s3://bucket/<site prefix>/<id>, plus
+  DSHUB_S3_ENDPOINT_URL, the read-only keys (masked, not protected) from the credentials entry
+  `credentials_ref_readonly`, and the read-write keys (masked, hidden, protected) from
+  `credentials_ref`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gitlab
+import gitlab.exceptions
+import requests
+
+from indexer.errors import DshubError, InvalidInput, NotAuthenticated, Unavailable
+from indexer.site_probe import endpoint_of
+from indexer.sites import SiteRecord
+from indexer.storage import Credentials
+
+MAINTAINER = 40
+GUEST = 10
+# GitLab refuses to mask values outside this alphabet or shorter than 8 characters.
+MASKABLE = re.compile(r"^[a-zA-Z0-9_+=/@:.~-]{8,}$")
+
+
+class Forbidden(DshubError):
+    """The caller is signed in but GitLab does not give them the role this needs."""
+
+    status = 403
+    code = "forbidden"
+    exit_code = 4
+
+
+class Conflict(DshubError):
+    """The request contradicts the current state (e.g. a second site selection)."""
+
+    status = 409
+    code = "conflict"
+    exit_code = 2
+
+
+class NotADataset(Conflict):
+    """The project's default branch is not a DVC repository."""
+
+    code = "not_a_dataset"
+
+
+class SelectionExists(Conflict):
+    """The dataset already has a storage site; the selection cannot be changed."""
+
+    code = "storage_site_already_selected"
+
+
+@dataclass(frozen=True)
+class CiVariable:
+    """One CI/CD variable to set on a project, with GitLab's flags."""
+
+    key: str
+    value: str = field(repr=False)
+    masked: bool = False
+    protected: bool = False
+    hidden: bool = False
+
+
+def client_for(url: str, token: str, timeout: float = 10.0) -> gitlab.Gitlab:
+    """A python-gitlab client for the configured GitLab (never a URL from a request)."""
+    return gitlab.Gitlab(url, private_token=token, timeout=timeout, keep_base_url=True)
+
+
+def _translate(exc: Exception, what: str) -> DshubError:
+    if isinstance(exc, gitlab.exceptions.GitlabAuthenticationError):
+        return NotAuthenticated("GitLab did not accept the token")
+    if isinstance(exc, gitlab.exceptions.GitlabError):
+        return Unavailable(f"GitLab answered {exc.response_code} while {what}")
+    if isinstance(exc, requests.RequestException):
+        return Unavailable(f"GitLab could not be reached while {what}")
+    raise exc
+
+
+def _not_found(exc: Exception) -> bool:
+    return isinstance(exc, gitlab.exceptions.GitlabError) and exc.response_code == 404
+
+
+# ------------------------------------------------------------------------------ who may
+
+
+def is_site_admin(client: gitlab.Gitlab, user_id: int, admin_group: str | None) -> bool:
+    """Whether the caller (whose token `client` carries) is an active member of `admin_group`.
+
+    Asked with the caller's own token: a member can always see their group, so no service
+    token is needed, and GitLab's answer is exactly what the caller may know.
+    """
+    if not admin_group:
+        return False
+    try:
+        member = client.groups.get(admin_group, lazy=True).members_all.get(user_id)
+    except Exception as exc:
+        if _not_found(exc):
+            return False
+        raise _translate(exc, f"checking membership of group {admin_group!r}") from exc
+    attrs = member.asdict()
+    return attrs.get("state", "active") == "active" and int(attrs.get("access_level", 0)) >= GUEST
+
+
+def project_access_level(client: gitlab.Gitlab, project_id: int, user_id: int) -> int | None:
+    """The caller's effective access level on the project, or None when they cannot see it.
+
+    `permissions` of `GET /projects/:id` holds the direct project and namespace memberships;
+    memberships inherited from ancestor or invited groups come from `members/all/:user_id`.
+    """
+    try:
+        project = client.projects.get(project_id)
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise _translate(exc, f"reading project {project_id}") from exc
+    permissions = project.asdict().get("permissions") or {}
+    level = max(
+        int((permissions.get(kind) or {}).get("access_level") or 0)
+        for kind in ("project_access", "group_access")
+    )
+    if level >= MAINTAINER:
+        return level
+    try:
+        member = project.members_all.get(user_id)
+    except Exception as exc:
+        if _not_found(exc):
+            return level
+        raise _translate(exc, f"reading the members of project {project_id}") from exc
+    return max(level, int(member.asdict().get("access_level") or 0))
+
+
+# ------------------------------------------------------------------------------ variables
+
+
+def dvc_remote_url(record: SiteRecord, project_id: int, public_url: str) -> str:
+    """The DVC remote a dataset's `.dvc/config` must name (proxy: dshub; direct: the bucket)."""
+    site = record.site
+    if site.access_mode == "direct":
+        return f"s3://{site.bucket}/{site.dataset_prefix(project_id).rstrip('/')}"
+    return f"{public_url.rstrip('/')}/dvc/{project_id}"
+
+
+def _keys(credentials: Mapping[str, Credentials], ref: str | None, what: str) -> Credentials:
+    entry = credentials.get(ref) if ref else None
+    if entry is None:
+        raise InvalidInput(
+            f"the credentials file has no entry {ref!r} for the {what} keys of this site; "
+            "ask the operator to add it"
+        )
+    for part, value in (
+        ("access key id", entry.access_key_id),
+        ("secret", entry.secret_access_key),
+    ):
+        if not MASKABLE.match(value):
+            raise InvalidInput(
+                f"the {what} {part} of credentials entry {ref!r} cannot be masked by GitLab "
+                "(needs 8+ characters of letters, digits and _+=/@:.~-); rotate the key"
+            )
+    return entry
+
+
+def contract_variables(
+    record: SiteRecord,
+    project_id: int,
+    public_url: str,
+    credentials: Mapping[str, Credentials],
+) -> list[CiVariable]:
+    """The CI/CD variables of the contract for a dataset on this site (see the module doc)."""
+    site = record.site
+    variables = [
+        CiVariable("DSHUB_URL", public_url.rstrip("/")),
+        CiVariable("DSHUB_DATASET_ID", str(project_id)),
+        CiVariable("DSHUB_STORAGE_SITE", site.name),
+        CiVariable("DSHUB_DVC_REMOTE_URL", dvc_remote_url(record, project_id, public_url)),
+    ]
+    if site.access_mode != "direct":
+        return variables
+    ro = _keys(credentials, record.credentials_ref_readonly, "read-only")
+    rw = _keys(credentials, site.credentials_ref, "read-write")
+    return [
+        *variables,
+        CiVariable("DSHUB_S3_ENDPOINT_URL", endpoint_of(site)),
+        CiVariable("DSHUB_S3_RO_ACCESS_KEY_ID", ro.access_key_id, masked=True),
+        CiVariable("DSHUB_S3_RO_SECRET_ACCESS_KEY", ro.secret_access_key, masked=True),
+        CiVariable(
+            "DSHUB_S3_RW_ACCESS_KEY_ID", rw.access_key_id, masked=True, protected=True, hidden=True
+        ),
+        CiVariable(
+            "DSHUB_S3_RW_SECRET_ACCESS_KEY",
+            rw.secret_access_key,
+            masked=True,
+            protected=True,
+            hidden=True,
+        ),
+    ]
+
+
+def _create_data(variable: CiVariable) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "key": variable.key,
+        "value": variable.value,
+        "protected": variable.protected,
+        "raw": True,  # our values are literal: never expand $ in a key
+        "environment_scope": "*",
+    }
+    if variable.hidden:
+        data["masked_and_hidden"] = True
+    else:
+        data["masked"] = variable.masked
+    return data
+
+
+def set_variables(client: gitlab.Gitlab, project_id: int, variables: list[CiVariable]) -> None:
+    """Create each variable with exactly its flags, replacing any variable of the same key.
+
+    A variable left by an earlier, interrupted attempt is deleted and created again, because
+    GitLab cannot make an existing variable hidden.
+    """
+    project = client.projects.get(project_id, lazy=True)
+    for variable in variables:
+        try:
+            try:
+                project.variables.create(_create_data(variable))
+            except gitlab.exceptions.GitlabCreateError as exc:
+                if exc.response_code != 400 or "taken" not in str(exc.error_message):
+                    raise
+                project.variables.delete(variable.key)
+                project.variables.create(_create_data(variable))
+        except Exception as exc:
+            raise _translate(
+                exc, f"setting CI/CD variable {variable.key} on project {project_id}"
+            ) from None

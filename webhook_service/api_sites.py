@@ -1,0 +1,401 @@
+"""`/api/v1/storage-sites` (register, update, list, show) and a dataset's site selection.
+
+Registering or updating a site is for GitLab administrators and members of
+`DSHUB_ADMIN_GROUP`, and validates the site for real (see `indexer.site_probe`); listing is
+for every signed-in user. No response and no log line ever holds a credential: requests name
+entries of the credentials file (`credentials_ref`, `credentials_ref_readonly`) and a field
+that looks like a key is refused. Selecting a dataset's site is for Maintainers of its
+GitLab project, happens once, and sets the project's CI/CD variables (the contract).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from dshub.config import Settings
+from indexer import routing
+from indexer.errors import InvalidInput, NotAuthenticated, NotFound, Unavailable
+from indexer.gitlab_reader import GitLabReader
+from indexer.journal import Entry, JournalError
+from indexer.permissions import token_from_headers
+from indexer.search import Viewer
+from indexer.site_probe import ProbeStep, SiteValidationFailed, parse_networks, probe_site
+from indexer.site_selection import (
+    MAINTAINER,
+    Conflict,
+    Forbidden,
+    NotADataset,
+    SelectionExists,
+    client_for,
+    contract_variables,
+    dvc_remote_url,
+    is_site_admin,
+    project_access_level,
+    set_variables,
+)
+from indexer.sites import SiteRecord, SiteRegistry, placement_changes, validate_site, validated
+from indexer.storage import StorageSite, load_credentials
+from webhook_service.api_datasets import index_store
+from webhook_service.app_settings import settings_of
+from webhook_service.auth import current_viewer
+from webhook_service.webhooks import receiver_of
+
+log = logging.getLogger("dshub.sites")
+blueprint = Blueprint("api_sites", __name__, url_prefix="/api/v1")
+REGISTRY = "dshub.sites"
+STORAGE_SITE_VARIABLE = "DSHUB_STORAGE_SITE"
+
+_FIELDS = (
+    "name",
+    "kind",
+    "endpoint_url",
+    "bucket",
+    "prefix",
+    "region",
+    "description",
+    "access_mode",
+    "credentials_ref",
+    "credentials_ref_readonly",
+    "path",
+)
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "access_key", "key_id", "private")
+_AWS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+
+
+@blueprint.errorhandler(SiteValidationFailed)
+def _validation_failed(exc: SiteValidationFailed) -> ResponseReturnValue:
+    steps = [step.as_dict() for step in exc.steps]
+    return jsonify(error={"code": exc.code, "message": exc.message, "steps": steps}), exc.status
+
+
+def registry() -> SiteRegistry:
+    """The site registry of this process (the service database), opened on first use."""
+    found: SiteRegistry | None = current_app.extensions.get(REGISTRY)
+    if found is None:
+        found = SiteRegistry(settings_of(current_app).index_url)
+        current_app.extensions[REGISTRY] = found
+    return found
+
+
+def _signed_in() -> Viewer:
+    viewer = current_viewer()
+    if not viewer.signed_in or viewer.user_id is None:
+        raise NotAuthenticated("sign in with your GitLab token to use storage sites")
+    return viewer
+
+
+def _user_id(viewer: Viewer) -> int:
+    if viewer.user_id is None:
+        raise NotAuthenticated("sign in with your GitLab token to use storage sites")
+    return viewer.user_id
+
+
+def _caller_client(settings: Settings) -> Any:
+    if settings.gitlab_url is None:
+        raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
+    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    if not token:
+        raise NotAuthenticated("sign in with your GitLab token")
+    return client_for(settings.gitlab_url, token)
+
+
+def _require_site_admin(settings: Settings) -> Viewer:
+    viewer = _signed_in()
+    if viewer.is_admin:
+        return viewer
+    if is_site_admin(_caller_client(settings), _user_id(viewer), settings.admin_group):
+        return viewer
+    group = f" or members of GitLab group {settings.admin_group!r}" if settings.admin_group else ""
+    raise Forbidden(f"only GitLab administrators{group} may register or change storage sites")
+
+
+def site_json(record: SiteRecord, in_use: int | None = None) -> dict[str, Any]:
+    """The public shape of a site: never a credential, only whether it has some."""
+    site = record.site
+    body: dict[str, Any] = {
+        "name": site.name,
+        "kind": site.kind,
+        "endpoint_url": site.endpoint_url,
+        "bucket": site.bucket,
+        "prefix": site.prefix,
+        "region": site.region,
+        "path": site.path,
+        "description": site.description,
+        "access_mode": site.access_mode,
+        "has_credentials": bool(site.credentials_ref),
+        "validated": record.validated,
+        "validated_at": record.validated_at.isoformat() if record.validated_at else None,
+    }
+    if in_use is not None:
+        body["datasets"] = in_use
+    return body
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    if "\x00" in value or len(value) > 2048:
+        raise InvalidInput(f"{name} must be at most 2048 characters without NUL")
+    return value.strip()
+
+
+def _parse_site(body: Any, name: str | None = None) -> tuple[StorageSite, str | None]:
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object describing the storage site")
+    secretish = [key for key in body if any(word in str(key).lower() for word in _SECRET_WORDS)] + [
+        key for key, value in body.items() if isinstance(value, str) and _AWS_KEY.search(value)
+    ]
+    if secretish:
+        raise InvalidInput(
+            f"field(s) {', '.join(sorted(set(map(str, secretish))))} look like credentials; "
+            "never send keys to dshub: put them in the credentials file "
+            "(DSHUB_STORAGE_CREDENTIALS_FILE) and name the entry in credentials_ref"
+        )
+    unknown = sorted(str(key) for key in body if key not in _FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+    if name is not None and body.get("name") not in (None, name):
+        raise InvalidInput("the name in the body differs from the name in the URL")
+    endpoint = _string(body, "endpoint_url") or None
+    if endpoint and (urlsplit(endpoint).username or urlsplit(endpoint).password):
+        raise InvalidInput("endpoint_url must not contain credentials")
+    site = StorageSite(
+        name=name or _string(body, "name") or "",
+        kind=_string(body, "kind") or "",
+        bucket=_string(body, "bucket") or "",
+        prefix=(_string(body, "prefix") or "").strip("/"),
+        endpoint_url=endpoint.rstrip("/") if endpoint else None,
+        region=_string(body, "region") or None,
+        description=_string(body, "description") or "",
+        access_mode=_string(body, "access_mode") or "proxy",
+        credentials_ref=_string(body, "credentials_ref") or None,
+        path=_string(body, "path") or None,
+    )
+    readonly = _string(body, "credentials_ref_readonly") or None
+    validate_site(site, readonly)
+    if site.kind == "s3" and not site.credentials_ref:
+        raise InvalidInput("an s3 site needs credentials_ref (an entry of the credentials file)")
+    return site, readonly
+
+
+def _probe(settings: Settings, site: StorageSite, readonly_ref: str | None) -> list[ProbeStep]:
+    credentials = load_credentials(settings.storage_credentials_file)
+    for ref in (site.credentials_ref, readonly_ref):
+        if ref and ref not in credentials:
+            raise InvalidInput(
+                f"the credentials file has no entry {ref!r}; add it to "
+                "DSHUB_STORAGE_CREDENTIALS_FILE first (JSON {ref: {access_key_id, "
+                "secret_access_key}})"
+            )
+    rw = credentials.get(site.credentials_ref) if site.credentials_ref else None
+    ro = credentials.get(readonly_ref) if readonly_ref else None
+    allowed = parse_networks(settings.allow_link_local_endpoints)
+    return probe_site(site, rw, ro, allowed=allowed)
+
+
+def _in_use(name: str) -> int:
+    chosen = registry().datasets_using(name)
+    indexed = sum(1 for d in index_store().list_datasets() if d.storage_site == name)
+    return max(chosen, indexed)
+
+
+def _steps_json(steps: list[ProbeStep]) -> list[dict[str, str]]:
+    return [step.as_dict() for step in steps]
+
+
+@blueprint.post("/storage-sites")
+def register_site() -> ResponseReturnValue:
+    """Register a new site after validating it for real (201), or 409 if the name exists."""
+    settings = settings_of(current_app)
+    viewer = _require_site_admin(settings)
+    site, readonly = _parse_site(request.get_json(silent=True))
+    if registry().record(site.name) is not None:
+        raise Conflict(
+            f"storage site {site.name!r} is already registered; "
+            f"to change it use PUT /api/v1/storage-sites/{site.name}"
+        )
+    steps = _probe(settings, site, readonly)
+    record = validated(SiteRecord(site, readonly, registered_by=viewer.user_id))
+    registry().save(record)
+    log.info(
+        "storage site registered",
+        extra={"site": site.name, "kind": site.kind, "user_id": viewer.user_id},
+    )
+    return jsonify({**site_json(record, 0), "steps": _steps_json(steps)}), 201
+
+
+@blueprint.put("/storage-sites/<name>")
+def update_site(name: str) -> ResponseReturnValue:
+    """Update a registered site (validated again); a site in use keeps its placement."""
+    settings = settings_of(current_app)
+    viewer = _require_site_admin(settings)
+    current = registry().record(name)
+    if current is None:
+        raise NotFound(f"storage site {name!r} is not registered; register it with POST first")
+    site, readonly = _parse_site(request.get_json(silent=True), name)
+    changed = placement_changes(current.site, site)
+    in_use = _in_use(name)
+    if changed and in_use:
+        raise Conflict(
+            f"storage site {name!r} holds {in_use} dataset(s); its {', '.join(changed)} "
+            "cannot change (their objects live there). Register a new site instead"
+        )
+    steps = _probe(settings, site, readonly)
+    record = validated(SiteRecord(site, readonly, registered_by=viewer.user_id))
+    registry().save(record)
+    log.info("storage site updated", extra={"site": name, "user_id": viewer.user_id})
+    return jsonify({**site_json(record, in_use), "steps": _steps_json(steps)})
+
+
+@blueprint.get("/storage-sites")
+def list_sites() -> ResponseReturnValue:
+    """Registered sites matching `q` (name, description, kind, bucket), for signed-in users."""
+    _signed_in()
+    q = request.args.get("q")
+    if q is not None and len(q) > 200:
+        raise InvalidInput("q must be at most 200 characters")
+    items = [site_json(record) for record in registry().records(q)]
+    return jsonify(items=items, total=len(items))
+
+
+@blueprint.get("/storage-sites/<name>")
+def get_site(name: str) -> ResponseReturnValue:
+    """One registered site, with how many datasets use it."""
+    _signed_in()
+    record = registry().record(name)
+    if record is None:
+        raise NotFound(f"storage site {name!r} is not registered")
+    return jsonify(site_json(record, _in_use(name)))
+
+
+# ------------------------------------------------------------------------------ selection
+
+
+def _service_reader(settings: Settings) -> GitLabReader:
+    if settings.gitlab_url is None or not settings.gitlab_token:
+        raise Unavailable(
+            "dshub has no service token (DSHUB_GITLAB_TOKEN); it cannot set CI/CD variables"
+        )
+    return GitLabReader(settings.gitlab_url, settings.gitlab_token, timeout=10, max_retries=1)
+
+
+def _dataset_not_found(project_id: int) -> NotFound:
+    return NotFound(f"dataset {project_id} not found")
+
+
+def _check_maintainer(settings: Settings, viewer: Viewer, project_id: int) -> None:
+    level = project_access_level(_caller_client(settings), project_id, _user_id(viewer))
+    if level is None:
+        raise _dataset_not_found(project_id)
+    if level < MAINTAINER and not viewer.is_admin:
+        raise Forbidden(
+            f"choosing the storage site of dataset {project_id} needs the Maintainer role "
+            "(or Owner) in its GitLab project"
+        )
+
+
+def _queue_sync(project_id: int) -> str:
+    """Journal a `sync_project` so the index learns the site (the queue or embedded worker runs it)."""
+    receiver = receiver_of(current_app._get_current_object())  # type: ignore[attr-defined]
+    job = routing.sync_project(project_id)
+    kind = "storage_site_selected"
+    try:
+        journal = receiver.journal()
+        receiver.start_background()
+        inline = receiver.can_hand_over_inline()
+        entry_id, _ = journal.append(
+            f"{kind}:{project_id}:{uuid.uuid4()}", kind, project_id, [job], claim=inline
+        )
+    except JournalError as exc:
+        log.warning("sync not queued", extra={"project_id": project_id, "error": str(exc)})
+        return "not queued; the next reconcile indexes the site"
+    if inline:
+        entry = Entry(entry_id, "", kind, project_id, [job], "accepted", time.time(), 0)
+        receiver.hand_over_now(entry)
+    else:
+        receiver.wake()
+    return "queued"
+
+
+@blueprint.get("/datasets/<int:project_id>/storage-site")
+def get_selection(project_id: int) -> ResponseReturnValue:
+    """The dataset's selected site (null before selection), for callers who can see it."""
+    settings = settings_of(current_app)
+    viewer = _signed_in()
+    if project_access_level(_caller_client(settings), project_id, _user_id(viewer)) is None:
+        raise _dataset_not_found(project_id)
+    selection = registry().selection(project_id)
+    return jsonify(
+        dataset_id=project_id,
+        storage_site=selection.site if selection else None,
+        applied=bool(selection and selection.applied_at),
+    )
+
+
+@blueprint.post("/datasets/<int:project_id>/storage-site")
+def select_site(project_id: int) -> ResponseReturnValue:
+    """Choose the dataset's storage site, once; sets the project's CI/CD variables (201)."""
+    settings = settings_of(current_app)
+    viewer = _signed_in()
+    body = request.get_json(silent=True)
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name:
+        raise InvalidInput('send {"name": "<storage site>"}')
+    _check_maintainer(settings, viewer, project_id)
+    reader = _service_reader(settings)
+    project = reader.project(project_id)
+    if project is None:
+        raise _dataset_not_found(project_id)
+    if not reader.is_dataset(project):
+        raise NotADataset(
+            f"project {project_id} is not a dataset: its default branch has no .dvc/config; "
+            "run `dvc init` and push before choosing a storage site"
+        )
+    current = registry().selection(project_id)
+    if current is None:
+        existing = reader.ci_variable(project_id, STORAGE_SITE_VARIABLE)
+        if existing:  # chosen before dshub recorded selections: GitLab's value stands
+            current, _ = registry().select(project_id, existing, None)
+            registry().mark_applied(project_id)
+            current = registry().selection(project_id)
+    if current is not None and (current.site != name or current.applied_at is not None):
+        raise SelectionExists(
+            f"dataset {project_id} already uses storage site {current.site!r}; "
+            "a dataset's storage site cannot be changed"
+        )
+    record = registry().record(name)
+    if record is None:
+        raise NotFound(f"storage site {name!r} is not registered")
+    credentials = load_credentials(settings.storage_credentials_file)
+    variables = contract_variables(record, project_id, settings.public_url, credentials)
+    chosen, _ = registry().select(project_id, name, viewer.user_id)
+    if chosen.site != name:  # a concurrent request won
+        raise SelectionExists(
+            f"dataset {project_id} already uses storage site {chosen.site!r}; "
+            "a dataset's storage site cannot be changed"
+        )
+    set_variables(reader.client, project_id, variables)
+    registry().mark_applied(project_id)
+    log.info(
+        "storage site selected",
+        extra={"project_id": project_id, "site": name, "user_id": viewer.user_id},
+    )
+    return jsonify(
+        dataset_id=project_id,
+        storage_site=name,
+        access_mode=record.site.access_mode,
+        dvc_remote_url=dvc_remote_url(record, project_id, settings.public_url),
+        variables=[variable.key for variable in variables],
+        sync=_queue_sync(project_id),
+    ), 201
