@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +14,10 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.search import Viewer
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import IndexStore, open_store
+from indexer.store import IndexStore
 from tests.conftest import S3Bucket
 from tests.dataset_repo import DatasetRepo, image_bytes
 from tests.gitlab_sandbox.server import Sandbox
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def store(index_url: str) -> Iterator[IndexStore]:
-    with open_store(index_url) as opened:
-        yield opened
 
 
 @pytest.fixture
