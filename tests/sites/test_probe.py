@@ -161,3 +161,10 @@ def test_read_only_keys_are_probed_in_direct_mode(s3_bucket: S3Bucket) -> None:
         "delete",
     ]
     assert s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name).get("Contents") is None
+
+
+def test_tls_to_a_plain_http_endpoint_is_reported_as_tls(s3_bucket: S3Bucket) -> None:
+    site = _site(s3_bucket, s3_bucket.endpoint_url.replace("http://", "https://"))
+    with pytest.raises(SiteValidationFailed) as failed:
+        probe_site(site, _creds(s3_bucket), timeout=2)
+    assert "TLS" in failed.value.message
