@@ -23,11 +23,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from indexer.errors import DshubError, InvalidInput
 
 PREVIEW_TYPES = {"image/jpeg", "image/png", "image/webp", "image/tiff"}
-_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "MPO"}
+_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 MIN_SIZE, MAX_SIZE = 16, 1024
 MAX_PIXELS = 64_000_000
 MAX_INPUT_BYTES = 128 * 1024 * 1024
-_KEY = re.compile(r"[0-9a-f-]{8,80}")
+_KEY = re.compile(r"[0-9a-z-]{8,100}")
 
 
 class NotPreviewable(DshubError):
@@ -109,7 +109,7 @@ def render(data: bytes, size: int, path: str) -> tuple[bytes, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data), formats=sorted(_FORMATS))
+            opened = Image.open(io.BytesIO(data), formats=_FORMATS)
             width, height = opened.size
             if width * height > MAX_PIXELS:
                 raise UnsafeImage(
