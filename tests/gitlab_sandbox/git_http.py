@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -342,7 +343,13 @@ def make_app(state: Any) -> GitHttpApp:
         if user is None and username == "gitlab-ci-token":
             from tests.gitlab_sandbox.api_jobs import user_for_job_token
 
-            return user_for_job_token(state, password)  # CI_JOB_TOKEN of a running job
+            job_user = user_for_job_token(state, password)  # CI_JOB_TOKEN of a running job
+            if job_user is None:
+                return None
+            # GitLab lets a job token fetch but not push (the default of every project).
+            clone = dataclasses.replace(job_user)
+            setattr(clone, "via_job_token", True)  # noqa: B010 - a flag the record lacks
+            return clone
         if user is None:
             return None
         # GitLab accepts `oauth2:<token>` and `<username>:<personal access token>`.
@@ -351,6 +358,8 @@ def make_app(state: Any) -> GitHttpApp:
         return None
 
     def check_push(user: Any, project: Any, updates: list[Update]) -> str | None:
+        if getattr(user, "via_job_token", False):
+            return PUSH_DENIED
         if not permissions.can(state, user, project, "push"):
             return PUSH_DENIED
         default = f"refs/heads/{project.default_branch}"

@@ -154,3 +154,30 @@ def test_job_token_clones_over_http_as_gitlab_ci_token_while_the_job_runs(
     )
     assert refused.returncode != 0
     assert "Access denied" in refused.stderr or "Authentication failed" in refused.stderr
+
+
+def test_job_token_may_fetch_but_not_push(
+    gitlab_sandbox: Sandbox, project_and_developer: tuple[Any, Any], tmp_path: Path
+) -> None:
+    project, developer = project_and_developer
+    token = gitlab_sandbox.create_job_token(project.id, developer)
+    host = gitlab_sandbox.url.split("://", 1)[1]
+    url = f"http://gitlab-ci-token:{token}@{host}/{project.path_with_namespace}.git"
+    env = {"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    work = tmp_path / "clone"
+    git = ["git", "-c", "user.name=CI", "-c", "user.email=ci@example.com"]
+    subprocess.run([*git, "clone", "-q", url, str(work)], env=env, check=True)
+    subprocess.run(
+        [*git, "commit", "-q", "--allow-empty", "-m", "x"], cwd=work, env=env, check=True
+    )
+    pushed = subprocess.run(
+        [*git, "push", "-q", "origin", "HEAD:refs/heads/ci"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert pushed.returncode != 0
+    assert "You are not allowed to push code to this project." in pushed.stderr
+    assert all(b.name != "ci" for b in project.branches.list(get_all=True))
