@@ -106,7 +106,8 @@ def is_site_admin(client: gitlab.Gitlab, user_id: int, admin_group: str | None) 
     try:
         member = client.groups.get(admin_group, lazy=True).members_all.get(user_id)
     except Exception as exc:
-        if _not_found(exc):
+        # 404: not a member (or the group is hidden from them); 403: the token may not ask.
+        if _not_found(exc) or getattr(exc, "response_code", None) == 403:
             return False
         raise _translate(exc, f"checking membership of group {admin_group!r}") from exc
     attrs = member.asdict()
