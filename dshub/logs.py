@@ -42,3 +42,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # At DEBUG, botocore and urllib3 log signed request headers (access key id and signature);
+    # they never go below INFO, whatever DSHUB_LOG_LEVEL says.
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -103,3 +103,14 @@ def test_readme_documents_every_setting() -> None:
     documented = set(re.findall(r"`(DSHUB_[A-Z_]+)`", readme))
     missing = set(DOCUMENTED) - documented
     assert not missing, f"README.md does not document {sorted(missing)}"
+
+
+def test_debug_logging_never_lets_botocore_log_signed_headers() -> None:
+    import logging
+
+    from dshub.logs import configure_logging
+
+    configure_logging("DEBUG", "json")
+    assert logging.getLogger("dshub").level == logging.DEBUG
+    assert logging.getLogger("botocore").getEffectiveLevel() >= logging.INFO
+    assert logging.getLogger("urllib3").getEffectiveLevel() >= logging.INFO
