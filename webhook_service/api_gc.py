@@ -28,7 +28,7 @@ from indexer.indexed_objects import IndexedObjects, indexed_objects
 from indexer.job_tokens import require_job_of, verify_job_token
 from indexer.permissions import token_from_headers
 from indexer.sites import SiteRegistry
-from indexer.storage import ObjectMeta, load_credentials, open_store
+from indexer.storage import ObjectMeta, StorageSite, load_credentials, open_store
 from indexer.store import Dataset
 from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
@@ -227,20 +227,36 @@ def _answer(
     }
 
 
+def _site_of(registry: SiteRegistry, dataset: Dataset) -> StorageSite:
+    """The dataset's site: the recorded selection, which the CI/CD variable must agree with."""
+    selection = registry.selection(dataset.project_id)
+    name = selection.site if selection is not None else dataset.storage_site
+    if not name:
+        raise GcRefused(
+            f"dataset {dataset.project_id} has no storage site; there is nothing to collect"
+        )
+    if selection is not None and dataset.storage_site and dataset.storage_site != name:
+        raise GcRefused(
+            f"dataset {dataset.project_id} selected storage site {name!r} but its "
+            f"DSHUB_STORAGE_SITE variable says {dataset.storage_site!r}; refusing to collect "
+            "until they agree"
+        )
+    site = registry.get(name)
+    if site is None:
+        raise GcRefused(
+            f"dataset {dataset.project_id} names storage site {name!r}, which is not registered"
+        )
+    return site
+
+
 @blueprint.post("/datasets/<int:project_id>/gc")
 def collect(project_id: int) -> ResponseReturnValue:
     """Collect the dataset's storage: `{keep, dry_run=true, min_age_hours=72}` (see module doc)."""
     keep, dry_run, hours = _gc_request()
     caller, dataset = _collector_of_dataset(project_id)
-    if not dataset.storage_site:
-        raise GcRefused(f"dataset {project_id} has no storage site; there is nothing to collect")
     settings = _settings()
-    site = SiteRegistry(settings.index_url).get(dataset.storage_site)
-    if site is None:
-        raise GcRefused(
-            f"dataset {project_id} names storage site {dataset.storage_site!r}, which is not "
-            "registered"
-        )
+    registry = SiteRegistry(settings.index_url)
+    site = _site_of(registry, dataset)
     objects = open_store(site, project_id, load_credentials(settings.storage_credentials_file))
 
     def deleted(item: ObjectMeta) -> None:

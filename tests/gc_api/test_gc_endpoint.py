@@ -14,6 +14,7 @@ from indexer import sync
 from indexer.gc_lock import gc_lock
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
+from indexer.storage import StorageSite
 from indexer.store import Dataset, open_store
 from tests.gc_api.conftest import OLD_ORPHAN, YOUNG_ORPHAN, World, object_key
 
@@ -251,3 +252,34 @@ def test_real_gc_is_refused_while_an_indexed_version_cannot_be_fully_listed(
         project.tags.delete("v-broken")
         with open_store(index_url) as store:
             store.remove_ref(world.project.id, "v-broken")
+
+
+def test_gc_refuses_when_the_site_variable_disagrees_with_the_recorded_selection(
+    app: Flask, dataset_world: World
+) -> None:
+    world = dataset_world
+    admin = gitlab.Gitlab(world.sandbox.url, private_token=world.sandbox.admin_token)
+    birds = admin.projects.create({"name": "birds", "visibility": "private"})
+    birds.members.create({"user_id": world.users["mia"][0].id, "access_level": 40})
+    index_url = world.env["DSHUB_INDEX_URL"]
+    registry = SiteRegistry(index_url)
+    registry.put(StorageSite(name="elsewhere", kind="local", path=str(world.root / "elsewhere")))
+    registry.select(birds.id, "elsewhere", None)
+    with open_store(index_url) as store:
+        store.upsert_dataset(
+            Dataset(
+                project_id=birds.id,
+                name="birds",
+                path_with_namespace=birds.path_with_namespace,
+                namespace="root",
+                visibility="private",
+                default_branch="main",
+                storage_site="lab",  # the CI/CD variable, edited by hand
+            )
+        )
+    answer = _client(app).post(
+        f"/api/v1/datasets/{birds.id}/gc", headers=_user(world, "mia"), json={"dry_run": False}
+    )
+    assert answer.status_code == 409
+    assert "refusing to collect until they agree" in answer.get_json()["error"]["message"]
+    assert OLD_ORPHAN in world.files()
