@@ -16,13 +16,12 @@ from typing import Any
 
 import gitlab
 import gitlab.exceptions
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.convergence.gitlab_ops import commit, create_dataset, expected_index, write_pointer
-from tests.convergence.harness import SECRET, Example, History, git
-from tests.receiver.serving import Gunicorn, start_gunicorn
+from tests.convergence.harness import Example, History, git
+from tests.receiver.serving import Gunicorn
 
 OPERATIONS = (
     "push",
@@ -44,25 +43,6 @@ FAULTS = ("none", "drop", "duplicate", "reorder", "delay")
 STEP = st.tuples(
     st.sampled_from(OPERATIONS), st.integers(0, 5), st.sampled_from(FAULTS), st.booleans()
 )
-
-
-@pytest.fixture
-def receiver(tmp_path: Path, redis_url: str) -> Any:
-    server = start_gunicorn(
-        tmp_path / "gunicorn",
-        {
-            "DSHUB_DATA_DIR": str(tmp_path / "receiver"),
-            "DSHUB_INDEX_URL": f"sqlite:///{tmp_path / 'receiver-index.sqlite3'}",
-            "DSHUB_WEBHOOK_SECRET": SECRET,
-            "DSHUB_REDIS_URL": redis_url,
-            "DSHUB_RECONCILE_INTERVAL": "0",
-            "DSHUB_LOG_FORMAT": "text",
-            "DSHUB_LOG_LEVEL": "WARNING",
-        },
-        workers=1,
-    )
-    yield server
-    server.stop()
 
 
 class World:
