@@ -91,7 +91,12 @@ def download_file(
     params = {"ref": ref} if ref else {}
     path = file_path(project_id, dataset_path)
 
-    head = client.request("HEAD", path, params=params)
+    try:
+        head = client.request("HEAD", path, params=params)
+    except DshubError:
+        # A HEAD answer has no body: ask again with GET to get the server's own message.
+        client.request("GET", path, params=params, stream=True).close()
+        raise
     etag = _strip_quotes(head.headers.get("ETag"))
     hash_name = head.headers.get("X-Dshub-Hash", "md5")
     total = int(head.headers.get("Content-Length", "0"))
