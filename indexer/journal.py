@@ -1,8 +1,12 @@
 """The durable event journal: every accepted delivery is on disk before the receiver says 202.
 
 One SQLite file (`journal.sqlite3` in DSHUB_DATA_DIR) in WAL mode with `synchronous=FULL`, so
-each append is fsync'd when its transaction commits. A row's `dedupe_key` is unique, which is
-how a redelivered event is recognised. States:
+each append is fsync'd when its transaction commits (`append_many` appends a whole batch of
+deliveries in one transaction: one fsync for all of them). Bookkeeping writes that can be
+redone safely (`mark_handed_over`) may skip that fsync (`durable=False`): the next durable
+commit syncs them too, and losing one in a power cut only hands a row over a second time,
+which coalescing absorbs. A row's `dedupe_key` is unique, which is how a redelivered event is
+recognised. States:
 
 - `accepted`: on disk, not yet handed to a queue (Redis down, or not tried yet);
 - `handed_over`: enqueued to RQ, or claimed by the embedded worker (then `lease_until` is set
@@ -20,7 +24,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,17 @@ CLAIM_SECONDS = 30.0
 # Settled rows are kept this long so redeliveries (GitLab keeps 2 days of logs) stay deduped.
 RETENTION_SECONDS = 14 * 24 * 3600
 _WRITE_LOCK = threading.Lock()
+_CHUNK = 500  # rows per multi-row statement (7 parameters each: SQLite allows 32,766)
+# Only `?` placeholders (from `_rows`) are ever formatted into these.
+_INSERT = (
+    "INSERT INTO deliveries (dedupe_key, kind, project_id, jobs, state, received_at, lease_until)"
+    " VALUES {rows} ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, id"
+)
+_FIND = "SELECT dedupe_key, id FROM deliveries WHERE dedupe_key IN {keys}"
+_MARK = (
+    "UPDATE deliveries SET state = 'handed_over', lease_until = ?, settled_at = ?"
+    " WHERE id IN {ids} AND state IN ('accepted', 'handed_over')"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -55,6 +70,16 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state, lease_until)
 
 class JournalError(Unavailable):
     """The journal file cannot be opened or written (disk full, permissions, corruption)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery to journal: its dedupe key, event kind, project and routed jobs."""
+
+    dedupe_key: str
+    kind: str
+    project_id: int | None
+    jobs: list[JobRequest]
 
 
 @dataclass(frozen=True)
@@ -110,12 +135,29 @@ class Journal:
         return conn
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
         # Threads of one process queue on this mutex rather than on SQLite's busy handler,
         # which sleeps in steps of up to 100 ms and would turn contention into tail latency.
-        with _WRITE_LOCK, self._file_lock(), self._write_transaction(conn):
-            yield conn
+        with _WRITE_LOCK, self._file_lock():
+            if durable:
+                with self._write_transaction(conn):
+                    yield conn
+                return
+            # WAL + NORMAL: the commit reaches the OS (safe against a process kill) without an
+            # fsync; the next FULL commit on this file syncs it along with its own frames.
+            self._set_synchronous(conn, "NORMAL")
+            try:
+                with self._write_transaction(conn):
+                    yield conn
+            finally:
+                self._set_synchronous(conn, "FULL")
+
+    def _set_synchronous(self, conn: sqlite3.Connection, level: str) -> None:
+        try:
+            conn.execute(f"PRAGMA synchronous={level}")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from exc
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -171,21 +213,52 @@ class Journal:
         `claim`, the new row is leased to the caller for `CLAIM_SECONDS` so background drainers
         leave it alone while the caller hands it over itself.
         """
+        return self.append_many([Delivery(dedupe_key, kind, project_id, jobs)], claim)[0]
+
+    def append_many(
+        self, deliveries: list[Delivery], claim: bool = True, handed_over: Sequence[int] = ()
+    ) -> list[tuple[int, bool]]:
+        """Durably record several deliveries in one transaction (one fsync); `append` for each.
+
+        Results are in input order; a key repeated within the batch is a duplicate of its first
+        occurrence. Either every delivery is on disk when this returns, or it raises
+        `JournalError` and none is. `handed_over` ids (rows an earlier batch enqueued) are
+        marked as `mark_handed_over` would, in the same transaction.
+        """
         now = time.time()
         lease = now + CLAIM_SECONDS if claim else 0.0
+        first: dict[str, Delivery] = {}
+        for item in deliveries:
+            first.setdefault(item.dedupe_key, item)
         with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO deliveries (dedupe_key, kind, project_id, jobs, state, received_at,"
-                " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (dedupe_key) DO NOTHING",
-                (dedupe_key, kind, project_id, dump_jobs(jobs), ACCEPTED, now, lease),
-            )
-            if cursor.rowcount == 1:
-                return int(cursor.lastrowid or 0), False
-            row = conn.execute(
-                "SELECT id FROM deliveries WHERE dedupe_key = ?", (dedupe_key,)
-            ).fetchone()
-            return int(row[0]), True
+            if handed_over:
+                self._mark(conn, list(handed_over), 0.0, now)
+            ids: dict[str, int] = {}
+            batch = list(first.values())
+            for offset in range(0, len(batch), _CHUNK):
+                chunk = batch[offset : offset + _CHUNK]
+                values: list[object] = []
+                for item in chunk:
+                    values += (item.dedupe_key, item.kind, item.project_id, dump_jobs(item.jobs))
+                    values += (ACCEPTED, now, lease)
+                # One statement per chunk: RETURNING gives the rows it inserted; the keys it
+                # skipped are redeliveries of rows already there.
+                inserted = conn.execute(
+                    _INSERT.format(rows=_rows(len(chunk), 7)), values
+                ).fetchall()
+                ids.update((str(key), int(entry_id)) for key, entry_id in inserted)
+            new = set(ids)
+            known = [key for key in first if key not in ids]
+            for offset in range(0, len(known), _CHUNK):
+                keys = known[offset : offset + _CHUNK]
+                found = conn.execute(_FIND.format(keys=_rows(1, len(keys))), keys).fetchall()
+                ids.update((str(key), int(entry_id)) for key, entry_id in found)
+        results: list[tuple[int, bool]] = []
+        for item in deliveries:
+            key = item.dedupe_key
+            results.append((ids[key], key not in new))
+            new.discard(key)  # a repeat within the batch is a duplicate of the first
+        return results
 
     def get(self, entry_id: int) -> Entry | None:
         """One row by id, or None."""
@@ -220,15 +293,22 @@ class Journal:
             )
         return [_entry(row) for row in rows]
 
-    def mark_handed_over(self, ids: list[int], lease_seconds: float = 0.0) -> None:
-        """Record that these rows' jobs are in the queue (RQ), or being run (embedded, leased)."""
+    def mark_handed_over(
+        self, ids: list[int], lease_seconds: float = 0.0, durable: bool = True
+    ) -> None:
+        """Record that these rows' jobs are in the queue (RQ), or being run (embedded, leased).
+
+        `durable=False` skips the fsync: fine after an RQ hand-over, since a mark lost to a
+        power cut only makes the drainer enqueue the row again (coalesced into the same job).
+        """
         lease = time.time() + lease_seconds if lease_seconds else 0.0
-        with self._transaction() as conn:
-            conn.executemany(
-                "UPDATE deliveries SET state = 'handed_over', lease_until = ?,"
-                " settled_at = ? WHERE id = ? AND state IN ('accepted', 'handed_over')",
-                [(lease, time.time(), entry_id) for entry_id in ids],
-            )
+        with self._transaction(durable) as conn:
+            self._mark(conn, ids, lease, time.time())
+
+    def _mark(self, conn: sqlite3.Connection, ids: list[int], lease: float, now: float) -> None:
+        for offset in range(0, len(ids), _CHUNK):
+            chunk = ids[offset : offset + _CHUNK]
+            conn.execute(_MARK.format(ids=_rows(1, len(chunk))), [lease, now, *chunk])
 
     def release(self, ids: list[int], error: str, retry_in: float = 0.0) -> None:
         """Give rows back (hand-over failed): they stay `accepted` and are retried later."""
@@ -281,6 +361,12 @@ class Journal:
                 (time.time() - older_than,),
             )
             return cursor.rowcount
+
+
+def _rows(count: int, width: int) -> str:
+    """`(?, ?), (?, ?)`-style placeholders: `count` tuples of `width` (one tuple if count=1)."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * count)
 
 
 def _entry(row: tuple[object, ...]) -> Entry:

@@ -1,14 +1,16 @@
 """Handing journaled jobs to whoever runs them: RQ on Redis, or the embedded in-process worker.
 
 Coalescing (RQ): every `JobRequest` has a stable id. A small state key per id says whether
-that job is `queued` or `running`; `RedisQueue.enqueue` reads it together with RQ's own status
-under WATCH, so that
+that job is `queued` or `running`; `RedisQueue.enqueue_many` compares it with RQ's own status
+atomically (a Lua script, one round trip for a whole batch), so that
 
 - a job still queued absorbs the new event (jobs re-read GitLab, so one run covers both);
 - a job running gets a `rerun` flag, and `run_coalesced` (the function RQ actually executes)
   runs the job once more after the current run when it finds the flag: exactly one more run,
   however many events arrived meanwhile;
-- otherwise a new RQ job is enqueued under the stable id.
+- otherwise a new RQ job is enqueued under the stable id: the script's verdict is checked
+  again under WATCH and RQ itself writes the job in the same MULTI (one WATCH, one check and
+  one EXEC for all the batch's new jobs).
 
 A state key left behind by a killed worker is ignored because RQ's status no longer agrees,
 so the worst case is one extra run, never a skipped one.
@@ -39,7 +41,28 @@ JOB_TIMEOUT = 3600
 STATE_PREFIX = "dshub:coalesce:"
 STATE_TTL = 7 * 24 * 3600
 ENQUEUED, COALESCED, RERUN = "enqueued", "coalesced", "rerun"
-_WAITING = {"queued", "deferred", "scheduled"}
+_NEEDS_ENQUEUE = "enqueue"
+
+# KEYS: per job, its state key, rerun key and RQ job hash; ARGV[1]: the state keys' TTL.
+# Per job: `coalesced` (queued and still waiting in RQ), `rerun` (running: flag set here,
+# atomically with the check) or `enqueue` (idle, finished, or a stale marker).
+_DECIDE = """
+local verdicts = {}
+for i = 1, #KEYS, 3 do
+  local state = redis.call('GET', KEYS[i])
+  local status = redis.call('HGET', KEYS[i + 2], 'status')
+  if state == 'queued' and (status == 'queued' or status == 'deferred'
+      or status == 'scheduled') then
+    verdicts[#verdicts + 1] = 'coalesced'
+  elseif state == 'running' and status == 'started' then
+    redis.call('SET', KEYS[i + 1], '1', 'EX', ARGV[1])
+    verdicts[#verdicts + 1] = 'rerun'
+  else
+    verdicts[#verdicts + 1] = 'enqueue'
+  end
+end
+return verdicts
+"""
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -65,6 +88,7 @@ class RedisQueue:
         self.connection = connection
         self.queue = Queue(name, connection=connection)
         self.allowed = allowed
+        self._script = connection.register_script(_DECIDE)
 
     @classmethod
     def from_url(cls, url: str, name: str = QUEUE_NAME) -> RedisQueue:
@@ -76,39 +100,95 @@ class RedisQueue:
 
         Raises `redis.RedisError` (or `OSError`) when Redis cannot be reached.
         """
-        state_key, rerun_key = _keys(job.job_id)
-        rq_key = Job.key_for(job.job_id)
+        return self.enqueue_many([job])[0]
+
+    def enqueue_many(self, jobs: list[JobRequest]) -> list[str]:
+        """`enqueue` for several jobs in a few round trips; outcomes in input order.
+
+        A job id repeated in `jobs` coalesces into its first occurrence. Raises
+        `redis.RedisError` (or `OSError`) when Redis cannot be reached; jobs already decided
+        by then stay decided (enqueueing again later only coalesces).
+        """
+        distinct: dict[str, JobRequest] = {}
+        for job in jobs:
+            distinct.setdefault(job.job_id, job)
+        verdicts = dict(zip(distinct, self._decide(list(distinct.values())), strict=True))
+        fresh = [
+            distinct[job_id] for job_id, verdict in verdicts.items() if verdict == _NEEDS_ENQUEUE
+        ]
+        if fresh:
+            verdicts.update(self._enqueue_fresh(fresh))
+        seen: set[str] = set()
+        outcomes = []
+        for job in jobs:
+            outcomes.append(COALESCED if job.job_id in seen else verdicts[job.job_id])
+            seen.add(job.job_id)
+        return outcomes
+
+    def _decide(self, jobs: list[JobRequest], client: Any = None) -> list[str]:
+        keys: list[str] = []
+        for job in jobs:
+            keys.extend((*_keys(job.job_id), Job.key_for(job.job_id)))
+        if client is None:
+            verdicts = self._script(keys=keys, args=[STATE_TTL])
+        else:
+            # On a watching pipeline the command runs at once; going through `Script` would
+            # register it with the pipeline, which then re-checks it with an extra round trip.
+            try:
+                verdicts = client.evalsha(self._script.sha, len(keys), *keys, STATE_TTL)
+            except redis.exceptions.NoScriptError:
+                self._script.sha = client.script_load(_DECIDE)
+                verdicts = client.evalsha(self._script.sha, len(keys), *keys, STATE_TTL)
+        return [_text(verdict) or _NEEDS_ENQUEUE for verdict in verdicts]
+
+    def _enqueue_fresh(self, jobs: list[JobRequest]) -> dict[str, str]:
+        """Enqueue jobs the script found idle, unless that changed meanwhile (WATCH)."""
+        decided: dict[str, str] = {}
+        pending = jobs
         with self.connection.pipeline() as pipe:
-            while True:
+            while pending:
+                watched: list[str] = []
+                for job in pending:
+                    state_key, _ = _keys(job.job_id)
+                    watched.extend((state_key, Job.key_for(job.job_id)))
                 try:
-                    pipe.watch(state_key, rq_key)  # type: ignore[no-untyped-call]
-                    state = _text(pipe.get(state_key))
-                    status = _text(pipe.hget(rq_key, "status"))
-                    if state == "queued" and status in _WAITING:
+                    pipe.watch(*watched)  # type: ignore[no-untyped-call]
+                    verdicts = self._decide(pending, client=pipe)
+                    fresh = []
+                    for job, verdict in zip(pending, verdicts, strict=True):
+                        if verdict == _NEEDS_ENQUEUE:
+                            fresh.append(job)
+                        else:
+                            decided[job.job_id] = verdict
+                    if not fresh:
                         pipe.unwatch()
-                        return COALESCED
-                    if state == "running" and status == "started":
-                        pipe.multi()
-                        pipe.set(rerun_key, "1", ex=STATE_TTL)
-                        pipe.execute()
-                        return RERUN
+                        return decided
                     pipe.multi()
-                    pipe.set(state_key, "queued", ex=STATE_TTL)
-                    self.queue.enqueue_call(
-                        run_coalesced,
-                        args=(job.func, list(job.args), job.job_id),
-                        kwargs={"allowed": list(self.allowed)},
-                        job_id=job.job_id,
-                        timeout=JOB_TIMEOUT,
-                        result_ttl=24 * 3600,
-                        failure_ttl=7 * 24 * 3600,
-                        description=f"{job.name}{tuple(job.args)!r}",
-                        pipeline=pipe,
-                    )
+                    for job in fresh:
+                        self._enqueue_in(pipe, job)
                     pipe.execute()
-                    return ENQUEUED
+                    decided.update((job.job_id, ENQUEUED) for job in fresh)
+                    return decided
                 except redis.WatchError:
+                    # Something touched one of these jobs: decide the undecided ones again.
+                    pending = [job for job in pending if job.job_id not in decided]
                     continue
+        return decided
+
+    def _enqueue_in(self, pipe: Any, job: JobRequest) -> None:
+        state_key, _ = _keys(job.job_id)
+        pipe.set(state_key, "queued", ex=STATE_TTL)
+        self.queue.enqueue_call(
+            run_coalesced,
+            args=(job.func, list(job.args), job.job_id),
+            kwargs={"allowed": list(self.allowed)},
+            job_id=job.job_id,
+            timeout=JOB_TIMEOUT,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"{job.name}{tuple(job.args)!r}",
+            pipeline=pipe,
+        )
 
     def ping(self) -> None:
         """Raise unless Redis answers."""
@@ -191,23 +271,36 @@ class HandOver:
     latency: float
 
 
-def hand_over(journal: Journal, queue: RedisQueue, entries: list[Entry]) -> list[HandOver]:
-    """Enqueue the jobs of `entries` and mark them handed over, one row at a time.
+def hand_over(
+    journal: Journal,
+    queue: RedisQueue,
+    entries: list[Entry],
+    durable: bool = True,
+    mark: bool = True,
+) -> list[HandOver]:
+    """Enqueue the jobs of `entries` (one batch) and mark them handed over.
 
-    Stops at the first Redis error, gives the remaining rows back to the journal (they stay
-    `accepted`) and re-raises it.
+    On a Redis error, gives the rows back to the journal (they stay `accepted`) and re-raises
+    it. `durable=False` marks them without an fsync (see `Journal.mark_handed_over`);
+    `mark=False` leaves marking to the caller.
     """
+    if not entries:
+        return []
+    try:
+        outcomes = queue.enqueue_many([job for entry in entries for job in entry.jobs])
+    except (redis.RedisError, OSError) as exc:
+        with contextlib.suppress(JournalError):
+            journal.release([entry.id for entry in entries], f"redis: {type(exc).__name__}")
+        raise
+    if mark:
+        journal.mark_handed_over([entry.id for entry in entries], durable=durable)
+    now = time.time()
     done: list[HandOver] = []
-    for index, entry in enumerate(entries):
-        try:
-            outcomes = tuple(queue.enqueue(job) for job in entry.jobs)
-        except (redis.RedisError, OSError) as exc:
-            rest = [item.id for item in entries[index:]]
-            with contextlib.suppress(JournalError):
-                journal.release(rest, f"redis: {type(exc).__name__}", retry_in=0.0)
-            raise
-        journal.mark_handed_over([entry.id])
-        done.append(HandOver(entry.id, outcomes, time.time() - entry.received_at))
+    start = 0
+    for entry in entries:
+        mine = tuple(outcomes[start : start + len(entry.jobs)])
+        start += len(entry.jobs)
+        done.append(HandOver(entry.id, mine, now - entry.received_at))
     return done
 
 
@@ -238,7 +331,7 @@ class Drainer(threading.Thread):
             entries = self.journal.claim(limit=100)
             if not entries:
                 return total
-            handed = hand_over(self.journal, self.queue, entries)
+            handed = hand_over(self.journal, self.queue, entries, durable=False)
             if self.on_hand_over:
                 self.on_hand_over(handed)
             total += len(handed)

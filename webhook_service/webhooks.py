@@ -4,7 +4,9 @@ Order of checks: authentication (401, nothing said about the expected value), si
 before reading the body), content type (415), signature (401), body and fields (400, naming
 the field), unknown event (200 `{"ignored": reason}`). Accepted events are appended to the
 journal (503 only if that fails), then handed to RQ; if Redis is down the answer is still 202
-and the journal drainer hands them over later. Nothing here indexes inline.
+and the journal drainer hands them over later. Nothing here indexes inline. Concurrent
+requests share the journal fsync and the Redis round trips: `indexer.intake` group-commits
+them, and each request still answers only once its own event is on disk.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from dshub.config import Settings
 from indexer.errors import DshubError, NotAuthenticated, Unavailable
 from indexer.events import IgnoredEvent, InvalidEvent, header, parse_event
-from indexer.journal import Entry, Journal, JournalError
+from indexer.intake import Intake
+from indexer.journal import Delivery, Entry, Journal, JournalError
 from indexer.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_over
 from indexer.routing import JobRequest, route
 from webhook_service import metrics
@@ -65,6 +68,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._background: Drainer | EmbeddedWorker | None = None
         self._background_pid = 0
+        self._intake: Intake | None = None
         self._redis_down_until = 0.0
 
     def journal(self) -> Journal:
@@ -90,13 +94,31 @@ class Receiver:
             self._background, self._background_pid = thread, os.getpid()
         thread.start()
 
+    def intake(self) -> Intake:
+        """The group-commit queue requests submit their deliveries to (opens the journal)."""
+        journal = self.journal()
+        with self._lock:
+            if self._intake is None or self._intake.journal is not journal:
+                self._intake = Intake(
+                    journal,
+                    self.queue,
+                    redis_usable=self.can_hand_over_inline,
+                    redis_failed=self._redis_failed,
+                    on_hand_over=record_hand_over,
+                    on_deferred=self.wake,
+                )
+            return self._intake
+
     def wake(self) -> None:
         """Tell the background thread there is work (it also polls every second)."""
         if self._background is not None:
             self._background.wake.set()
 
     def stop(self) -> None:
-        """Stop the background thread and close the journal (tests, shutdown)."""
+        """Stop the background threads and close the journal (tests, shutdown)."""
+        if self._intake is not None:
+            self._intake.stop()
+            self._intake = None
         if self._background is not None:
             self._background.stop()
             self._background = None
@@ -118,14 +140,16 @@ class Receiver:
         try:
             record_hand_over(hand_over(journal, self.queue, [entry]))
         except (redis.RedisError, OSError) as exc:
-            self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
-            log.warning(
-                "redis unreachable; event kept in the journal",
-                extra={"error": type(exc).__name__},
-            )
+            self._redis_failed(exc)
             self.wake()
             return False
         return True
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
+        log.warning(
+            "redis unreachable; event kept in the journal", extra={"error": type(exc).__name__}
+        )
 
 
 def record_hand_over(handed: list[HandOver]) -> None:
@@ -289,26 +313,22 @@ def receive() -> ResponseReturnValue:
                 context=context,
                 started=started,
             )
-        journal = receiver.journal()
+        intake = receiver.intake()
         receiver.start_background()
-        inline = receiver.can_hand_over_inline()
-        entry_id, duplicate = journal.append(
-            dedupe_key(headers, body), kind, context["project_id"], jobs, claim=inline
+        ticket = intake.submit(
+            Delivery(dedupe_key(headers, body), kind, context["project_id"], jobs)
         )
+        _, duplicate = ticket.wait_journaled()  # on disk from here on (or JournalError: 503)
         if duplicate:
             metrics.count_dedupe_hit()
             body_out = {"accepted": True, "duplicate": True, "jobs": _jobs_json(jobs)}
             return _answer(
                 202, body_out, kind=kind, outcome="duplicate", context=context, started=started
             )
-        entry = Entry(entry_id, "", kind, context["project_id"], jobs, "accepted", time.time(), 0)
-        handed = receiver.hand_over_now(entry) if inline else False
-        if not inline:
-            receiver.wake()
         body_out = {
             "accepted": True,
             "duplicate": False,
-            "handed_over": handed,
+            "handed_over": ticket.wait_settled().handed_over,
             "jobs": _jobs_json(jobs),
         }
         return _answer(
