@@ -35,6 +35,7 @@ CORE_MODULES = (
     "tests.gitlab_sandbox.api_hooks",
     "tests.gitlab_sandbox.api_variables",
     "tests.gitlab_sandbox.api_jobs",
+    "tests.gitlab_sandbox.api_merge_requests",
 )
 # Owned by the sandbox-repository helper; optional until they exist.
 OPTIONAL_MODULES = ("tests.gitlab_sandbox.repository_api",)

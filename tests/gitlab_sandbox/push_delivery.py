@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.gitlab_sandbox import push_events
+from tests.gitlab_sandbox import merge_requests, push_events
 from tests.gitlab_sandbox.gitrepo import GitRepo
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ def fire_push(
         return
     with state.mutation():
         project.last_activity_at = state.now()
+    merge_requests.refresh_after_push(state, project, user, updates)
     dispatcher = state.webhooks
     if dispatcher is None:
         return
