@@ -1,0 +1,113 @@
+"""`GET /api/v1/datasets/<id>/merge_requests/<iid>/diff`: the data diff of a merge request.
+
+The dataset is checked first, with the caller's permissions (absent or unreadable: the one
+404); only then is the merge request read, with the service token. Lists are capped at
+`?limit=` (default 100, at most 1000) with their totals alongside.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from indexer import search
+from indexer.errors import InvalidInput, NotFound, Unavailable
+from indexer.gitlab_reader import GitLabReader
+from indexer.mr_diff import FileChange, data_diff, read_merge_request
+from indexer.sites import SiteRegistry
+from indexer.storage import load_credentials
+from indexer.sync import SyncContext
+from webhook_service.api_datasets import index_store, not_found
+from webhook_service.app_settings import settings_of
+from webhook_service.auth import current_viewer
+
+blueprint = Blueprint("api_merge_requests", __name__, url_prefix="/api/v1")
+CONTEXT = "dshub.mr_context"
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+_lock = threading.Lock()
+
+
+def _context() -> SyncContext:
+    app = current_app
+    with _lock:
+        found: SyncContext | None = app.extensions.get(CONTEXT)
+        if found is None:
+            settings = settings_of(app)
+            if settings.gitlab_url is None:
+                raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
+            reader = GitLabReader(
+                settings.gitlab_url,
+                settings.gitlab_token,
+                timeout=10,
+                max_retries=1,
+                obey_rate_limit=False,
+            )
+            found = SyncContext(
+                reader=reader,
+                store=index_store(),
+                sites=SiteRegistry(settings.index_url).get,
+                credentials=load_credentials(settings.storage_credentials_file),
+            )
+            app.extensions[CONTEXT] = found
+        return found
+
+
+def _limit() -> int:
+    raw = request.args.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {raw[:40]!r}")
+    return int(raw)
+
+
+def _change_json(item: FileChange) -> dict[str, Any]:
+    return {
+        "path": item.path,
+        "old_md5": item.old_md5,
+        "new_md5": item.new_md5,
+        "old_size": item.old_size,
+        "new_size": item.new_size,
+        "pointer_path": item.pointer_path,
+    }
+
+
+@blueprint.get("/datasets/<int:project_id>/merge_requests/<int:iid>/diff")
+def merge_request_diff(project_id: int, iid: int) -> ResponseReturnValue:
+    """Files added, removed and modified by merge request `!iid`, with byte sums."""
+    limit = _limit()
+    dataset = search.get_dataset(index_store(), current_viewer(), project_id)
+    if dataset is None:
+        raise not_found(project_id)
+    ctx = _context()
+    refs = read_merge_request(ctx, project_id, iid)
+    if refs is None:
+        raise NotFound(f"merge request !{iid} not found in dataset {project_id}")
+    diff = data_diff(ctx, dataset, refs)
+    body: dict[str, Any] = {
+        "dataset_id": project_id,
+        "merge_request": {
+            "iid": refs.iid,
+            "title": refs.title,
+            "state": refs.state,
+            "source_branch": refs.source_branch,
+            "target_branch": refs.target_branch,
+            "base_sha": refs.base_sha,
+            "head_sha": refs.head_sha,
+            "web_url": refs.web_url,
+        },
+        "pointers_changed": diff.pointers_changed,
+        "bytes_added": diff.bytes_added,
+        "bytes_removed": diff.bytes_removed,
+        "unsized": diff.unsized,
+        "problems": diff.problems,
+        "limit": limit,
+    }
+    for name in ("added", "removed", "modified"):
+        items: list[FileChange] = getattr(diff, name)
+        body[name] = [_change_json(item) for item in items[:limit]]
+        body[f"{name}_total"] = len(items)
+    return jsonify(body)
