@@ -260,6 +260,16 @@ def _apply_changes(
     return True
 
 
+def pointer_files(
+    ctx: SyncContext, dataset: Dataset, commit: str, pointer_path: str
+) -> tuple[list[IndexedFile], list[str]]:
+    """The files one pointer tracks at `commit` (directory entries from their manifests, the
+    store's copy first) and the problems met; empty when the pointer does not exist there."""
+    problems = _Problems()
+    files = list(_files_of_pointer(ctx, dataset, commit, pointer_path, problems))
+    return files, problems.messages
+
+
 def _files_of_pointer(
     ctx: SyncContext, dataset: Dataset, commit: str, pointer_path: str, problems: _Problems
 ) -> Iterator[IndexedFile]:
