@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 
 from dshub.config import Settings, load_settings
-from indexer import sync
+from indexer import mr_note, sync
 from indexer.errors import Unavailable
 from indexer.gitlab_reader import GitLabReader
 from indexer.permissions import generation_for
@@ -93,8 +93,14 @@ def remove_project(project_id: int) -> str:
 
 
 def sync_merge_request(project_id: int, iid: int) -> str:
-    """Merge requests are diffed on demand by the API; the index itself does not change."""
-    return f"merge request {project_id}!{iid}: nothing to index"
+    """With `DSHUB_MR_NOTES=1`, keep the MR's one data-diff note up to date; else nothing."""
+    settings = _settings or load_settings()
+    if not settings.mr_notes:
+        return f"merge request {project_id}!{iid}: DSHUB_MR_NOTES is off, no data-diff note kept"
+    return _run(
+        "sync_merge_request",
+        lambda: mr_note.sync_note(context(), int(project_id), int(iid)),
+    )
 
 
 def invalidate_permissions(
