@@ -16,6 +16,7 @@ from webhook_service import (
     api_datasets,
     api_files,
     api_gc,
+    api_merge_requests,
     api_sites,
     auth,
     errors,
@@ -60,6 +61,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_files.blueprint)
     app.register_blueprint(api_sites.blueprint)
     app.register_blueprint(api_gc.blueprint)
+    app.register_blueprint(api_merge_requests.blueprint)
     jobs.use_settings(settings)
     if settings.embedded and settings.reconcile_interval and settings.gitlab_url:
         # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).
