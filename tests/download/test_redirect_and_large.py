@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -127,10 +128,15 @@ def _large_dataset(world: World) -> tuple[int, str]:
     return project.id, md5
 
 
+@pytest.fixture(scope="module")
+def large(world: World) -> tuple[int, str]:
+    return _large_dataset(world)
+
+
 def test_a_300_mb_file_streams_with_the_worker_under_the_memory_budget(
-    world: World, server: Gunicorn
+    world: World, server: Gunicorn, large: tuple[int, str]
 ) -> None:
-    project_id, expected = _large_dataset(world)
+    project_id, expected = large
     workers = psutil.Process(server.process.pid).children()
     assert len(workers) == 1
     worker = workers[0]
@@ -150,3 +156,29 @@ def test_a_300_mb_file_streams_with_the_worker_under_the_memory_budget(
     assert received == LARGE and digest.hexdigest() == expected
     assert peak < RSS_BUDGET, f"worker RSS reached {peak / 2**20:.0f} MiB"
     assert peak < LARGE / 2  # far below the file: nothing buffered it whole
+
+
+def test_a_client_that_goes_away_releases_the_reader_and_the_object(
+    world: World, server: Gunicorn, large: tuple[int, str]
+) -> None:
+    project_id, expected = large
+    worker = psutil.Process(server.process.pid).children()[0]
+    with requests.get(
+        f"{server.url}/api/v1/datasets/{project_id}/files/big.bin", stream=True, timeout=60
+    ) as answer:
+        received = 0
+        for chunk in answer.iter_content(1024 * 1024):
+            received += len(chunk)
+            if received >= 5 * 1024 * 1024:
+                break
+        assert any(expected[2:] in f.path for f in worker.open_files())
+        threads_streaming = worker.num_threads()  # includes the read-ahead thread
+    # The connection is closed mid-body: the object is closed and no reader thread lingers.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        still_open = any(expected[2:] in f.path for f in worker.open_files())
+        if not still_open and worker.num_threads() < threads_streaming:
+            break
+        time.sleep(0.05)
+    assert not any(expected[2:] in f.path for f in worker.open_files())
+    assert worker.num_threads() < threads_streaming
