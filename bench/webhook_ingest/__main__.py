@@ -4,11 +4,14 @@ Runs, against gunicorn with dshub's own settings (deploy/gunicorn.conf.py) and a
 
 1. saturating load with `wrk` (one thread, fixed connections) on the real receiver with a
    realistic push payload (GitLab's documented example, fresh Idempotency-Key per request,
-   500 projects), then the same against a bare Flask endpoint answering 202 (same gunicorn
-   settings): events/s, p50/p99, and wrk's CPU share of the machine;
+   500 projects), alternating with the same against a bare Flask endpoint answering 202
+   (same gunicorn settings), `--repeat` times: events/s, p50/p99, wrk's CPU share of the
+   machine, the gunicorn workers' CPU time per request and cores used, and the machine's
+   load average, so a reader can tell a server-bound run from a starved one;
 2. a fixed 300 events/s open-loop load from a small Python generator (latency is measured
    from each request's scheduled send time, so a stall is not hidden): p50/p99;
-3. the RSS of every gunicorn worker after the runs.
+3. the RSS of every gunicorn worker after the runs, and how many events shared each journal
+   transaction (rows per distinct `received_at`: one per group commit).
 
 Needs `wrk` (Debian package `wrk`) and `redis-server`.
 """
@@ -16,6 +19,7 @@ Needs `wrk` (Debian package `wrk`) and `redis-server`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -44,7 +48,7 @@ FIXTURE = ROOT.parent / "shared" / "fixtures" / "gitlab-webhooks" / "push.json"
 
 @dataclass
 class WrkResult:
-    """What one wrk run measured."""
+    """What one wrk run measured (and what the server and machine did meanwhile)."""
 
     rps: float
     p50_ms: float
@@ -52,6 +56,9 @@ class WrkResult:
     requests: int
     non_2xx: int
     cpu_share: float
+    server_cpu_ms: float = 0.0  # gunicorn workers' user+system CPU per request
+    server_cores: float = 0.0  # ... per second of the run
+    load_avg: float = 0.0  # 1-minute load average at the end of the run
 
 
 def push_template(path: Path) -> Path:
@@ -112,6 +119,35 @@ def start_gunicorn(
 def _up(url: str) -> bool:
     response = requests.post(url + "/webhooks/gitlab", data=b"{}", timeout=1)
     return response.status_code < 500
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds used so far by these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """The gunicorn workers (children of the master)."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def measured_wrk(
+    master_pid: int, url: str, body: Path, duration: int, connections: int
+) -> WrkResult:
+    """`run_wrk`, plus the workers' CPU per request and the load average."""
+    pids = worker_pids(master_pid)
+    before = cpu_seconds(pids)
+    result = run_wrk(url, body, duration, connections)
+    used = cpu_seconds(pids) - before
+    result.server_cpu_ms = used / max(result.requests, 1) * 1000
+    result.server_cores = used / duration
+    result.load_avg = os.getloadavg()[0]
+    return result
 
 
 def run_wrk(url: str, body: Path, duration: int, connections: int) -> WrkResult:
@@ -241,6 +277,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--rate", type=int, default=300, help="fixed rate, events/s")
     parser.add_argument("--rate-duration", type=int, default=20, help="seconds at fixed rate")
+    parser.add_argument("--repeat", type=int, default=3, help="receiver/bare wrk run pairs")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -263,60 +300,90 @@ def main() -> int:
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "gunicorn": f"gthread, {settings['DSHUB_WORKERS']} workers x {settings['DSHUB_THREADS']} threads",
         "payload_bytes": len(body.read_text()),
+        "load_avg_at_start": round(os.getloadavg()[0], 2),
     }
     processes = []
+    ingest: list[WrkResult] = []
+    bare: list[WrkResult] = []
     try:
         receiver, url = start_gunicorn(work, env)
         processes.append(receiver)
-        run_wrk(url, body, 2, args.connections)  # warm-up
-        ingest = run_wrk(url, body, args.duration, args.connections)
-        rate = fixed_rate(url, body, args.rate, args.rate_duration)
-        rss = worker_rss_mb(receiver.pid)
-        bare, bare_url = start_gunicorn(
+        baseline, bare_url = start_gunicorn(
             work,
             {**settings, "DSHUB_DATA_DIR": str(work / "bare")},
             "bench.webhook_ingest.bare:app",
         )
-        processes.append(bare)
+        processes.append(baseline)
+        run_wrk(url, body, 2, args.connections)  # warm-up
         run_wrk(bare_url, body, 2, args.connections)
-        baseline = run_wrk(bare_url, body, args.duration, args.connections)
+        for _ in range(args.repeat):  # alternate, so a change in machine load hits both
+            ingest.append(measured_wrk(receiver.pid, url, body, args.duration, args.connections))
+            bare.append(measured_wrk(baseline.pid, bare_url, body, args.duration, args.connections))
+        rate = fixed_rate(url, body, args.rate, args.rate_duration)
+        rss = worker_rss_mb(receiver.pid)
         import redis
 
         queued = redis.Redis.from_url(redis_url + "/0").llen("rq:queue:dshub")
         results.update(
-            ingest=vars(ingest),
-            bare=vars(baseline),
-            ratio=ingest.rps / baseline.rps,
+            ingest=[vars(item) for item in ingest],
+            bare=[vars(item) for item in bare],
+            ratios=[round(i.rps / b.rps, 3) for i, b in zip(ingest, bare, strict=True)],
             fixed_rate=rate,
             worker_rss_mb=[round(size, 1) for size in rss],
             rq_jobs_queued=queued,
+            events_per_journal_commit=round(events_per_commit(work / "data"), 1),
         )
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
         redis_server.stop()
-    ingest_r: WrkResult = ingest
     print(
-        f"machine: {results['machine']}; {results['gunicorn']}; push payload {results['payload_bytes']} B"
+        f"machine: {results['machine']}; {results['gunicorn']}; push payload {results['payload_bytes']} B; "
+        f"load average at start {results['load_avg_at_start']}"
+    )
+    for number, (item, base) in enumerate(zip(ingest, bare, strict=True), 1):
+        print(f"run {number}: ratio {item.rps / base.rps:.2f}x")
+        for name, run in (("ingest", item), ("bare", base)):
+            print(
+                f"  {name:6}: {run.rps:6.0f}/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                f"non-2xx {run.non_2xx}  server CPU {run.server_cpu_ms:.3f} ms/req on "
+                f"{run.server_cores:.2f} cores  wrk CPU {run.cpu_share:.0%}  load {run.load_avg:.1f}"
+            )
+    ratios = [item.rps / base.rps for item, base in zip(ingest, bare, strict=True)]
+    print(
+        f"ingest {_span([r.rps for r in ingest])} events/s, bare {_span([r.rps for r in bare])} req/s, "
+        f"ratio {_span(ratios, 2)}x (target >= 0.7)"
     )
     print(
-        f"ingest : {ingest_r.rps:8.0f} events/s  p50 {ingest_r.p50_ms:.2f} ms  p99 {ingest_r.p99_ms:.2f} ms  "
-        f"non-2xx {ingest_r.non_2xx}  wrk CPU {ingest_r.cpu_share:.0%}"
+        f"CPU per request: ingest {_span([r.server_cpu_ms for r in ingest], 3)} ms, "
+        f"bare {_span([r.server_cpu_ms for r in bare], 3)} ms"
     )
-    print(
-        f"bare   : {baseline.rps:8.0f} req/s     p50 {baseline.p50_ms:.2f} ms  p99 {baseline.p99_ms:.2f} ms  "
-        f"non-2xx {baseline.non_2xx}  wrk CPU {baseline.cpu_share:.0%}"
-    )
-    print(f"ratio  : {results['ratio']:.2f}x bare (target >= 0.7)")
     print(
         f"{args.rate}/s  : achieved {rate['achieved_rps']:.0f}/s  p50 {rate['p50_ms']:.2f} ms  "
         f"p99 {rate['p99_ms']:.2f} ms  max {rate['max_ms']:.1f} ms  errors {rate['errors']:.0f} (target p99 <= 20 ms)"
     )
     print(f"RSS    : gunicorn workers {results['worker_rss_mb']} MB (budget < 250 MB)")
     print(f"RQ     : {results['rq_jobs_queued']} jobs queued (coalesced per project/ref)")
+    print(f"journal: {results['events_per_journal_commit']} events per fsync'd commit (mean)")
     print(json.dumps(results))
     return 0
+
+
+def _span(values: list[float], digits: int = 0) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f}" if low == high else f"{low:.{digits}f}-{high:.{digits}f}"
+
+
+def events_per_commit(data_dir: Path) -> float:
+    """Journal rows per group commit: every row of one `append_many` shares its `received_at`."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(data_dir / "journal.sqlite3")) as conn:
+        rows, commits = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT received_at) FROM deliveries"
+        ).fetchone()
+    return float(rows) / max(int(commits), 1)
 
 
 if __name__ == "__main__":
