@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -51,6 +52,7 @@ FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 REF_TTL = 5.0  # seconds a tag/branch → commit answer is reused (tags can move)
 SITE_TTL = 30.0
+LIVE_POINTER_READERS = 8
 
 ObjectStore = LocalObjectStore | S3ObjectStore
 
@@ -397,16 +399,18 @@ class Resolver:
                 if out.path == directory and out.is_dir and not out.imported:
                     return self._manifest_level(dataset, out, path)
         items: list[TreeItem] = []
-        for item in git_items:
-            if not _is_pointer(item):
-                continue
-            for out in self._pointer_outs(dataset, commit, item.path):
-                if posixpath.dirname(out.path) == path:
-                    name = posixpath.basename(out.path)
-                    if out.is_dir:
-                        items.append(TreeItem(name, out.path, "dir", "dvc"))
-                    else:
-                        items.append(_tree_item(path, name, _file_of(out, out.path, out.md5)))
+        pointers = [item.path for item in git_items if _is_pointer(item)]
+        # Web uploads write one pointer per file: read a level's pointers concurrently.
+        with ThreadPoolExecutor(max_workers=LIVE_POINTER_READERS) as pool:
+            parsed = pool.map(lambda p: self._pointer_outs(dataset, commit, p), pointers)
+            outs = [out for group in parsed for out in group]
+        for out in outs:
+            if posixpath.dirname(out.path) == path:
+                name = posixpath.basename(out.path)
+                if out.is_dir:
+                    items.append(TreeItem(name, out.path, "dir", "dvc"))
+                else:
+                    items.append(_tree_item(path, name, _file_of(out, out.path, out.md5)))
         return sorted(items, key=lambda item: item.order)
 
     def _manifest_level(self, dataset: Dataset, out: PointerOut, path: str) -> list[TreeItem]:
