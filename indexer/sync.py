@@ -226,7 +226,29 @@ class _Problems:
 
 
 def _index_ref(ctx: SyncContext, dataset: Dataset, git_ref: GitRef) -> None:
-    """Full sync of one ref: every pointer at its commit, manifests resolved from storage."""
+    """Full sync of one ref: every pointer at its commit, manifests resolved from storage.
+
+    A ref at a commit another ref of the dataset is already fully indexed at (the usual
+    "tag the head of main") copies that ref's files instead of reading GitLab again.
+    """
+    twin = next(
+        (
+            ref
+            for ref in ctx.store.list_refs(dataset.project_id)
+            if ref.commit_sha == git_ref.commit_sha
+            and ref.status == "ok"
+            and ref.ref != git_ref.name
+        ),
+        None,
+    )
+    if twin is not None:
+        ctx.store.replace_ref_files(
+            dataset.project_id,
+            _Problems().ref_info(git_ref),
+            # Read fully before the write transaction starts (one connection per thread).
+            list(ctx.store.iter_ref_files(dataset.project_id, twin.ref)),
+        )
+        return
     problems = _Problems()
     files: list[IndexedFile] = []
     pointer_paths = [

@@ -173,13 +173,13 @@ def test_the_tree_of_an_unindexed_branch_is_read_live(world: World, server: Guni
 
 def test_the_tree_pages_and_refuses_what_is_not_a_folder(world: World, server: Gunicorn) -> None:
     base = f"{server.url}/api/v1/datasets/{world.dogs.id}/tree"
-    first = requests.get(base, params={"path": "pics", "per_page": 3}, timeout=30).json()
+    first = requests.get(base, params={"path": "pics", "per_page": "3"}, timeout=30).json()
     second = requests.get(
-        base, params={"path": "pics", "per_page": 3, "page": 2}, timeout=30
+        base, params={"path": "pics", "per_page": "3", "page": "2"}, timeout=30
     ).json()
     assert first["next_page"] == 2 and len(first["items"]) == 3
     assert not {i["name"] for i in first["items"]} & {i["name"] for i in second["items"]}
-    everything = requests.get(base, params={"path": "pics", "per_page": 100}, timeout=30).json()
+    everything = requests.get(base, params={"path": "pics", "per_page": "100"}, timeout=30).json()
     assert everything["next_page"] is None
     assert [i["name"] for i in everything["items"]][:6] == [
         i["name"] for i in first["items"] + second["items"]
