@@ -144,11 +144,12 @@ class Intake:
             with self._cond:
                 while not self._pending and not self._stopping:
                     self._cond.wait()
-                if not self._pending:
-                    self._flush_marks()
-                    return
+                stopped = not self._pending
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
+            if stopped:
+                self._flush_marks()
+                return
             try:
                 self._process(batch)
             except BaseException:  # never leave a request waiting on a dead thread
@@ -164,7 +165,10 @@ class Intake:
         self.batches += 1
         queue = self.queue if self.queue is not None and self.redis_usable() else None
         try:
-            results = self.journal.append_many([t.delivery for t in batch], claim=queue is not None)
+            results = self.journal.append_many(
+                [t.delivery for t in batch], claim=queue is not None, handed_over=self._unmarked
+            )
+            self._unmarked = []  # marked in that same transaction
         except JournalError as exc:
             for ticket in batch:
                 ticket.error = exc

@@ -86,6 +86,16 @@ def test_concurrent_deliveries_share_one_transaction_and_one_hand_over(
     assert sorted(_job_ids(redis_url)) == sorted(d.jobs[0].job_id for d in deliveries)
     assert journal.counts() == {"handed_over": 12}
     assert journal.backlog() == 0
+    # The first row was marked handed over by the second batch's own transaction (the second
+    # batch was already waiting), not by a transaction of its own.
+    conn = journal._connection()
+    (settled,) = conn.execute(
+        "SELECT settled_at FROM deliveries WHERE dedupe_key = 'idempotency:k0'"
+    ).fetchone()
+    (second_batch,) = conn.execute(
+        "SELECT received_at FROM deliveries WHERE dedupe_key = 'idempotency:k1'"
+    ).fetchone()
+    assert settled == second_batch
 
 
 def test_a_redelivery_in_the_same_batch_is_a_duplicate_of_the_first(
