@@ -96,3 +96,15 @@ def test_cli_config_check_reports_errors(tmp_path: Path) -> None:
         "dshub: configuration error: DSHUB_MR_NOTES: must be one of 1/0, true/false, yes/no, "
         "on/off (got 'maybe')"
     ]
+
+
+def test_an_unreachable_index_does_not_stop_the_service(tmp_path: Path) -> None:
+    from tests.services import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    app = create_app({"DSHUB_DATA_DIR": str(tmp_path), "DSHUB_INDEX_URL": url})
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "index" in ready.get_data(as_text=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import sys
 from collections.abc import Mapping
 
+import psycopg
 from flask import Flask
 
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
 from indexer import jobs
+from indexer.errors import DshubError
 from indexer.scheduler import journal_scheduler
 from indexer.sites import SiteRegistry, ensure_embedded_site
 from webhook_service import (
@@ -25,6 +29,8 @@ from webhook_service import (
     ops,
     webhooks,
 )
+
+log = logging.getLogger("dshub.app")
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
@@ -74,4 +80,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         journal_scheduler(receiver.journal, settings.reconcile_interval, run_embedded_jobs).start()
     if settings.index_url.startswith("sqlite:"):
         ensure_embedded_site(SiteRegistry(settings.index_url), settings.data_dir)
+    try:
+        # Open and migrate the index now, so the first request and /readyz find it usable.
+        api_datasets.index_store(app)
+    except (DshubError, psycopg.Error, sqlite3.Error, OSError) as exc:
+        # Not fatal: /readyz answers 503 naming the index until it can be reached.
+        log.warning("the index is not usable yet: %s", getattr(exc, "message", type(exc).__name__))
     return app
