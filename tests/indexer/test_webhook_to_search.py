@@ -7,6 +7,7 @@ jobs; the REST API answers as GitLab's permissions say — on SQLite and Postgre
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,6 +170,20 @@ def test_pushed_dataset_becomes_searchable_and_versions_follow_tags(
         f"{service.url}/api/v1/files", params={"q": "cat1"}, headers=admin, timeout=10
     ).json()
     assert [f["path"] for f in files["items"] if f["ref"] == "v0.1.0"] == ["images/cat1.png"]
+
+    # The command line sees the same, through the REST API only.
+    cli_env = {
+        "DSHUB_URL": service.url,
+        "DSHUB_TOKEN": gitlab_sandbox.admin_token,
+        "DSHUB_CONFIG": str(tmp_path / "no-config.json"),
+    }
+    searched = _dshub(cli_env, "search", "cats", "--json")
+    assert searched.returncode == 0, searched.stderr
+    assert [item["id"] for item in json.loads(searched.stdout)["items"]] == [project.id]
+    listed = _dshub(cli_env, "versions", "--project-id", str(project.id))
+    assert listed.returncode == 0 and listed.stdout.split()[0] == "v0.1.0", listed.stdout
+    hidden = _dshub({**cli_env, "DSHUB_TOKEN": ""}, "versions", "--project-id", str(project.id))
+    assert hidden.returncode == 3 and "not found" in hidden.stderr
 
     # Deleting the tag in GitLab removes the version.
     project.tags.delete("v0.1.0")
