@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -108,3 +109,30 @@ def test_an_unreachable_index_does_not_stop_the_service(tmp_path: Path) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert "index" in ready.get_data(as_text=True)
+
+
+def test_embedded_worker_drains_the_journal_left_by_a_previous_process(
+    tmp_path: Path, gitlab_sandbox: Any
+) -> None:
+    from indexer import routing
+    from indexer.journal import Journal
+    from tests.services import wait_until
+
+    journal = Journal.in_directory(tmp_path)
+    journal.append(
+        "before-restart", "member", None, [routing.invalidate_permissions()], claim=False
+    )
+    journal.close()
+    app = create_app(
+        {
+            "DSHUB_DATA_DIR": str(tmp_path),
+            "DSHUB_GITLAB_URL": gitlab_sandbox.url,
+            "DSHUB_GITLAB_TOKEN": gitlab_sandbox.admin_token,
+            "DSHUB_RECONCILE_INTERVAL": "0",
+        }
+    )
+    generation = tmp_path / "permissions-generation"
+    assert not generation.exists()
+    # No webhook arrives: any request (a health probe) starts the in-process worker.
+    assert app.test_client().get("/healthz").status_code == 200
+    wait_until(lambda: generation.exists() and generation.read_text() == "1", 20, "the job")

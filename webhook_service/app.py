@@ -69,6 +69,15 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     jobs.use_settings(settings)
+    if settings.embedded:
+        embedded = webhooks.receiver_of(app)
+
+        @app.before_request
+        def _start_embedded_worker() -> None:
+            # Journal rows accepted before a restart are drained as soon as this process
+            # serves anything (a health probe is enough), not only on the next webhook.
+            embedded.start_background()
+
     if settings.embedded and settings.reconcile_interval and settings.gitlab_url:
         # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).
         receiver = webhooks.receiver_of(app)
