@@ -14,6 +14,7 @@ from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
 from indexer import jobs
 from indexer.errors import DshubError
+from indexer.journal import JournalError
 from indexer.scheduler import journal_scheduler
 from indexer.sites import SiteRegistry, ensure_embedded_site
 from webhook_service import (
@@ -76,7 +77,11 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         def _start_embedded_worker() -> None:
             # Journal rows accepted before a restart are drained as soon as this process
             # serves anything (a health probe is enough), not only on the next webhook.
-            embedded.start_background()
+            try:
+                embedded.start_background()
+            except JournalError as exc:
+                # Not this request's problem: /readyz names the journal, webhooks answer 503.
+                log.warning("the embedded worker cannot start: %s", exc)
 
     if settings.embedded and settings.reconcile_interval and settings.gitlab_url:
         # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).
