@@ -24,8 +24,7 @@ from werkzeug.datastructures import Range
 from werkzeug.http import parse_range_header
 
 from indexer import search
-from indexer.errors import InvalidInput, Unavailable
-from indexer.gitlab_reader import GitLabReader
+from indexer.errors import InvalidInput
 from indexer.previews import (
     MAX_INPUT_BYTES,
     PreviewCache,
@@ -49,6 +48,7 @@ from indexer.store import Dataset
 from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.gitlab_access import service_reader
 
 blueprint = Blueprint("api_files", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.files")
@@ -69,15 +69,7 @@ def resolver() -> Resolver:
         found: Resolver | None = app.extensions.get(RESOLVER)
         if found is None:
             settings = settings_of(app)
-            if settings.gitlab_url is None:
-                raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
-            reader = GitLabReader(
-                settings.gitlab_url,
-                settings.gitlab_token,
-                timeout=10,
-                max_retries=1,
-                obey_rate_limit=False,
-            )
+            reader = service_reader(settings)
             found = Resolver(
                 index_store(),
                 reader,

@@ -33,6 +33,7 @@ from indexer.store import Dataset
 from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.gitlab_access import request_reader, service_reader
 
 blueprint = Blueprint("api_gc", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.gc")
@@ -73,9 +74,7 @@ def _gitlab_url() -> str:
 
 def _service_reader() -> GitLabReader:
     """GitLab through the service token (reads the pointers of indexed versions)."""
-    return GitLabReader(
-        _gitlab_url(), _settings().gitlab_token, timeout=10, max_retries=1, obey_rate_limit=False
-    )
+    return service_reader(_settings())
 
 
 def _job_token() -> str | None:
@@ -141,9 +140,7 @@ def _collector_of_dataset(project_id: int) -> tuple[str, Dataset]:
             "gc needs a GitLab token of a Maintainer of the dataset, or the dataset's own "
             "CI job token (JOB-TOKEN header)"
         )
-    reader = GitLabReader(
-        _gitlab_url(), user_token, timeout=10, max_retries=1, obey_rate_limit=False
-    )
+    reader = request_reader(_settings(), user_token)
     user = reader.current_user()
     if not user.is_admin:
         level = _access_level(reader, project_id)

@@ -14,8 +14,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer import search
-from indexer.errors import InvalidInput, NotFound, Unavailable
-from indexer.gitlab_reader import GitLabReader
+from indexer.errors import InvalidInput, NotFound
 from indexer.mr_diff import FileChange, data_diff, read_merge_request
 from indexer.sites import SiteRegistry
 from indexer.storage import load_credentials
@@ -23,6 +22,7 @@ from indexer.sync import SyncContext
 from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.gitlab_access import service_reader
 
 blueprint = Blueprint("api_merge_requests", __name__, url_prefix="/api/v1")
 CONTEXT = "dshub.mr_context"
@@ -36,15 +36,7 @@ def _context() -> SyncContext:
         found: SyncContext | None = app.extensions.get(CONTEXT)
         if found is None:
             settings = settings_of(app)
-            if settings.gitlab_url is None:
-                raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
-            reader = GitLabReader(
-                settings.gitlab_url,
-                settings.gitlab_token,
-                timeout=10,
-                max_retries=1,
-                obey_rate_limit=False,
-            )
+            reader = service_reader(settings)
             found = SyncContext(
                 reader=reader,
                 store=index_store(),

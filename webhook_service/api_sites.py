@@ -46,6 +46,7 @@ from indexer.storage import StorageSite, load_credentials
 from webhook_service.api_datasets import index_store
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.gitlab_access import service_reader
 from webhook_service.webhooks import receiver_of
 
 log = logging.getLogger("dshub.sites")
@@ -287,7 +288,7 @@ def _service_reader(settings: Settings) -> GitLabReader:
         raise Unavailable(
             "dshub has no service token (DSHUB_GITLAB_TOKEN); it cannot set CI/CD variables"
         )
-    return GitLabReader(settings.gitlab_url, settings.gitlab_token, timeout=10, max_retries=1)
+    return service_reader(settings)
 
 
 def _dataset_not_found(project_id: int) -> NotFound:

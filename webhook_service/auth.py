@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request
 
 from dshub.config import Settings
-from indexer.errors import NotAuthenticated, Unavailable
+from indexer.errors import NotAuthenticated
 from indexer.gitlab_reader import GitLabReader
 from indexer.permissions import (
     PermissionResolver,
@@ -18,18 +18,16 @@ from indexer.permissions import (
     token_from_headers,
 )
 from indexer.search import Viewer
+from webhook_service.gitlab_access import request_reader
 
 EXTENSION = "dshub.permissions"
 
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Attach a `PermissionResolver` talking to the configured GitLab (never another host)."""
-    gitlab_url = settings.gitlab_url
 
     def reader_for_token(token: str) -> GitLabReader:
-        if gitlab_url is None:
-            raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL); sign-in is unavailable")
-        return GitLabReader(gitlab_url, token, timeout=10, max_retries=1, obey_rate_limit=False)
+        return request_reader(settings, token)
 
     app.extensions[EXTENSION] = PermissionResolver(
         reader_for_token, generation_for(settings.redis_url, settings.data_dir)
