@@ -8,11 +8,7 @@ jobs; the REST API answers as GitLab's permissions say — on SQLite and Postgre
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +21,7 @@ from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
 from tests.dataset_repo import DatasetRepo, image_bytes
 from tests.gitlab_sandbox.server import Sandbox
-from tests.receiver.serving import ROOT, Gunicorn, start_gunicorn
+from tests.receiver.serving import Gunicorn, dshub, start_gunicorn, work_until
 
 SECRET = "e2e-webhook-secret"
 
@@ -53,18 +49,6 @@ def service(tmp_path: Path, service_env: dict[str, str]) -> Any:
     server.stop()
 
 
-def _dshub(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dshub", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def _settle(sandbox: Sandbox, at_least: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,20 +59,6 @@ def _settle(sandbox: Sandbox, at_least: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"webhooks did not settle: {sandbox.deliveries()}")
-
-
-def _work_until(env: dict[str, str], done: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Run `dshub worker --burst` until `done()`: the receiver may hand events to RQ a moment
-    after its 202 (from its journal), so one burst can find the queue still empty."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = _dshub(env, "worker", "--burst", "--no-drain")
-        assert result.returncode == 0, result.stdout + result.stderr
-        if done():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the worker did not reach the expected state in time")
-        time.sleep(0.2)
 
 
 def test_pushed_dataset_becomes_searchable_and_versions_follow_tags(
@@ -111,7 +81,7 @@ def test_pushed_dataset_becomes_searchable_and_versions_follow_tags(
             region=s3_bucket.region,
         )
     )
-    installed = _dshub(
+    installed = dshub(
         service_env, "hooks", "install", "--system", "--url", f"{service.url}/webhooks/gitlab"
     )
     assert installed.returncode == 0, installed.stderr
@@ -147,7 +117,7 @@ def test_pushed_dataset_becomes_searchable_and_versions_follow_tags(
         )
         return [v["name"] for v in answer.json()["items"]] if answer.ok else []
 
-    _work_until(service_env, lambda: versions_of_project() == ["v0.1.0"])
+    work_until(service_env, lambda: versions_of_project() == ["v0.1.0"])
     found = requests.get(
         f"{service.url}/api/v1/datasets", params={"q": "cats"}, headers=admin, timeout=10
     ).json()
@@ -177,18 +147,18 @@ def test_pushed_dataset_becomes_searchable_and_versions_follow_tags(
         "DSHUB_TOKEN": gitlab_sandbox.admin_token,
         "DSHUB_CONFIG": str(tmp_path / "no-config.json"),
     }
-    searched = _dshub(cli_env, "search", "cats", "--json")
+    searched = dshub(cli_env, "search", "cats", "--json")
     assert searched.returncode == 0, searched.stderr
     assert [item["id"] for item in json.loads(searched.stdout)["items"]] == [project.id]
-    listed = _dshub(cli_env, "versions", "--project-id", str(project.id))
+    listed = dshub(cli_env, "versions", "--project-id", str(project.id))
     assert listed.returncode == 0 and listed.stdout.split()[0] == "v0.1.0", listed.stdout
-    hidden = _dshub({**cli_env, "DSHUB_TOKEN": ""}, "versions", "--project-id", str(project.id))
+    hidden = dshub({**cli_env, "DSHUB_TOKEN": ""}, "versions", "--project-id", str(project.id))
     assert hidden.returncode == 3 and "not found" in hidden.stderr
 
     # Deleting the tag in GitLab removes the version.
     project.tags.delete("v0.1.0")
     _settle(gitlab_sandbox, at_least=4)
-    _work_until(service_env, lambda: versions_of_project() == [])
+    work_until(service_env, lambda: versions_of_project() == [])
     versions = requests.get(
         f"{service.url}/api/v1/datasets/{project.id}/versions", headers=admin, timeout=10
     ).json()

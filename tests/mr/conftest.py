@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +11,7 @@ from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
-from tests.receiver.serving import ROOT, Gunicorn, start_gunicorn
+from tests.receiver.serving import Gunicorn, start_gunicorn
 
 SECRET = "mr-webhook-secret"
 
@@ -66,29 +62,3 @@ def service(tmp_path: Path, service_env: dict[str, str]) -> Iterator[Gunicorn]:
     server = start_gunicorn(tmp_path / "gunicorn", service_env, workers=1)
     yield server
     server.stop()
-
-
-def dshub(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the `dshub` CLI with `env` on top of the process environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "dshub", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def work_until(env: dict[str, str], done: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Run `dshub worker --burst` until `done()` (hand-over from the journal may lag a 202)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = dshub(env, "worker", "--burst", "--no-drain")
-        assert result.returncode == 0, result.stdout + result.stderr
-        if done():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the worker did not reach the expected state in time")
-        time.sleep(0.2)

@@ -14,8 +14,7 @@ from indexer.mr_note import MARKER
 from tests.conftest import S3Bucket
 from tests.dataset_repo import DatasetRepo, image_bytes
 from tests.gitlab_sandbox.server import Sandbox
-from tests.mr.conftest import dshub, work_until
-from tests.receiver.serving import Gunicorn
+from tests.receiver.serving import Gunicorn, dshub, work_until
 
 
 def _md5(data: bytes) -> str:

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +71,30 @@ def start_gunicorn(workdir: Path, env: dict[str, str], workers: int = 2) -> Guni
         server.kill()
         raise
     return server
+
+
+def dshub(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `dshub` CLI with `env` on top of the process environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "dshub", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def work_until(env: dict[str, str], done: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Run `dshub worker --burst` until `done()`: the receiver may hand events to RQ a moment
+    after its 202 (from its journal), so one burst can find the queue still empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = dshub(env, "worker", "--burst", "--no-drain")
+        assert result.returncode == 0, result.stdout + result.stderr
+        if done():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the worker did not reach the expected state in time")
+        time.sleep(0.2)
