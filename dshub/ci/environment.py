@@ -2,8 +2,10 @@
 
 The contract (ARCHITECTURE.md, "Contracts between the parts"): dshub sets DSHUB_DVC_REMOTE_URL,
 DSHUB_DATASET_ID and, in direct mode, DSHUB_S3_ENDPOINT_URL plus a read-only key pair (for
-merge-request validation) and a read-write pair (protected: push and gc only). A missing
-variable is reported as one line that names it.
+merge-request validation) and a read-write pair (protected: push and gc only). In proxy mode
+the remote is dshub's and the job authenticates with CI_JOB_TOKEN, which DVC takes from its
+config, not the environment (`dshub.ci.proxy`). A missing variable is reported as one line
+that names it.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def storage_environment(variables: CiVariables, remote_url: str, access: Access)
     """Environment entries that let DVC (and boto) reach `remote_url` with the `access` keys.
 
     S3 remotes need the key pair of `access` and take DSHUB_S3_ENDPOINT_URL when it is set;
-    local-directory remotes need nothing. Proxy-mode (http) remotes are not supported yet.
+    local-directory remotes need nothing, and neither do dshub's (proxy-mode, http) remotes,
+    whose job token goes into DVC's config instead (`dshub.ci.access.remote_access`).
     """
     scheme = urlsplit(remote_url).scheme.lower()
     if scheme in ("", "file") or (len(scheme) == 1 and remote_url[1:2] == ":"):
@@ -82,10 +85,7 @@ def storage_environment(variables: CiVariables, remote_url: str, access: Access)
             result["AWS_ENDPOINT_URL"] = endpoint
         return result
     if scheme in ("http", "https"):
-        raise CiConfigError(
-            f"remote {remote_url} is a dshub (proxy-mode) remote, which these jobs do not "
-            "support yet; use a direct-mode (S3 or local) storage site"
-        )
+        return {}
     raise CiConfigError(f"remote {remote_url} uses the unsupported scheme {scheme!r}")
 
 

@@ -4,14 +4,15 @@ Safety rules (ARCHITECTURE.md): default branch only; full history (a shallow clo
 deepened from CI_REPOSITORY_URL with every branch and tag, or the job refuses); the keep set
 comes from DVC itself (`Repo.used_objs` over all commits, branches and tags, every entry of
 every directory); objects younger than `min_age_hours` and objects of versions dshub has
-indexed are kept; the remote must be this dataset's own. Deletion is `indexer.gc`, the same
-code dshub's gc endpoint runs. Dry run unless `delete` is set.
+indexed are kept; the remote must be this dataset's own. Dry run unless `delete` is set.
+Deletion is `indexer.gc`, one implementation with two callers: this job with the read-write
+keys (direct mode), or dshub's `POST /api/v1/datasets/<id>/gc`, to which the job hands its
+keep set with its CI_JOB_TOKEN (proxy mode: the remote is dshub's and no key is in the job).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,13 +21,25 @@ from typing import Any
 
 import requests
 
-from dshub.ci.environment import Access, CiVariables, apply_environment, storage_environment
+from dshub.ci.access import remote_access
+from dshub.ci.environment import Access, CiVariables
 from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.gitrepo import fetch_full_history, is_shallow, require_default_branch
-from dshub.ci.remote import read_remote, require_owned_remote
+from dshub.ci.proxy import (
+    ACCESS_CHECK_TIMEOUT,
+    AUTH_HEADER,
+    error_message,
+    is_proxy_url,
+    service_url,
+    ssl_verify_of,
+)
+from dshub.ci.remote import RemoteConfig, read_remote, require_owned_remote
 from dshub.ci.storage import open_remote_store
-from indexer.gc import GcResult, collect_garbage
+from indexer.gc import GcPlan, GcResult, collect_garbage
 from indexer.storage import ObjectMeta
+
+# dshub answers a gc only when it is done: listing and deleting a large prefix takes a while.
+GC_ANSWER_TIMEOUT = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -99,13 +112,6 @@ class IndexedVersions:
     incomplete: tuple[str, ...] = ()
 
 
-def _dshub_error(response: requests.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.reason or "no message"
-
-
 def indexed_objects(dshub_url: str, variables: CiVariables) -> IndexedVersions:
     """Object ids of versions dshub has indexed (GET /api/v1/datasets/<id>/objects?indexed=true)."""
     dataset_id = variables.require("DSHUB_DATASET_ID", "needed to ask dshub for indexed versions")
@@ -113,7 +119,7 @@ def indexed_objects(dshub_url: str, variables: CiVariables) -> IndexedVersions:
     url = f"{dshub_url.rstrip('/')}/api/v1/datasets/{dataset_id}/objects"
     try:
         response = requests.get(
-            url, params={"indexed": "true"}, headers={"JOB-TOKEN": token}, timeout=60
+            url, params={"indexed": "true"}, headers={AUTH_HEADER: token}, timeout=60
         )
     except requests.RequestException as exc:
         raise CiConfigError(
@@ -123,7 +129,7 @@ def indexed_objects(dshub_url: str, variables: CiVariables) -> IndexedVersions:
     if response.status_code != 200:
         raise CiConfigError(
             f"could not read the objects of indexed versions from {url}: dshub answered "
-            f"{response.status_code} ({_dshub_error(response)}); refusing to collect"
+            f"{response.status_code} ({error_message(response)}); refusing to collect"
         )
     try:
         body = response.json()
@@ -141,24 +147,144 @@ def _describe(item: ObjectMeta) -> dict[str, Any]:
     return {"key": item.key, "size": item.size, "last_modified": item.last_modified.isoformat()}
 
 
-def write_report(path: Path, result: GcResult, options: GcOptions, keep_count: int) -> None:
+@dataclass(frozen=True)
+class Collected:
+    """What a gc run decided and did, and where: in this job, or inside dshub (proxy mode)."""
+
+    result: GcResult
+    where: str  # "job" | "dshub"
+    ignored_key_count: int
+
+
+def write_report(path: Path, collected: Collected, options: GcOptions, keep_count: int) -> None:
     """Write the job's artifact: the candidates (count, bytes) and what happened to them."""
+    result = collected.result
     plan = result.plan
     report = {
         "dry_run": result.dry_run,
+        "collected_by": collected.where,
         "min_age_hours": options.min_age_hours,
         "keep_set_size": keep_count,
         "candidate_count": len(plan.candidates),
         "candidate_bytes": plan.candidate_bytes,
         "kept_referenced": plan.kept_referenced,
         "kept_young": plan.kept_young,
-        "ignored_keys": list(plan.ignored_keys),
+        "ignored_key_count": collected.ignored_key_count,
+        # dshub reports only how many keys it left alone, not which.
+        "ignored_keys": list(plan.ignored_keys) if collected.where == "job" else None,
         "candidates": [_describe(item) for item in plan.candidates],
         "deleted_count": len(result.deleted),
         "deleted_bytes": result.deleted_bytes,
         "failed": [{**_describe(item), "error": error} for item, error in result.failed],
     }
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def _collect_in_job(
+    root: Path,
+    remote: RemoteConfig,
+    variables: CiVariables,
+    options: GcOptions,
+    *,
+    keep: set[str],
+    now: datetime | None,
+    say: Callable[[str], None],
+) -> Collected:
+    """Direct mode: add the objects of indexed versions, then delete here with the RW keys."""
+    if options.dshub_url:
+        indexed = indexed_objects(options.dshub_url, variables)
+        say(f"keep set: {len(indexed.oids)} objects of versions dshub indexed")
+        if indexed.incomplete and options.delete:
+            raise CiCheckFailed(
+                "dshub could not fully list some indexed versions, so their objects are not all "
+                f"known; refusing to delete: {'; '.join(indexed.incomplete[:3])}"
+            )
+        keep |= indexed.oids
+    else:
+        say("keep set: dshub not consulted for indexed versions (input dshub_url is empty)")
+    store = open_remote_store(root, remote, variables, Access.READ_WRITE)
+    result = collect_garbage(
+        store, keep, min_age_hours=options.min_age_hours, dry_run=not options.delete, now=now
+    )
+    return Collected(result, "job", len(result.plan.ignored_keys))
+
+
+def _answer_to_result(answer: dict[str, Any], dry_run: bool) -> Collected:
+    """dshub's gc answer as the `GcResult` the job reports (KeyError/ValueError when malformed)."""
+    candidates = tuple(
+        ObjectMeta(
+            key=str(item["key"]),
+            size=int(item["size"]),
+            last_modified=datetime.fromisoformat(str(item["last_modified"])),
+        )
+        for item in answer["candidates"]
+    )
+    by_key = {item.key: item for item in candidates}
+    plan = GcPlan(
+        candidates=candidates,
+        kept_referenced=int(answer["kept_referenced"]),
+        kept_young=int(answer["kept_young"]),
+        ignored_keys=(),
+    )
+    result = GcResult(plan=plan, dry_run=bool(answer["dry_run"]))
+    if result.dry_run != dry_run:
+        raise ValueError("dry_run differs from the request")
+    result.deleted = [by_key[str(key)] for key in answer["deleted"]]
+    result.failed = [(by_key[str(item["key"])], str(item["error"])) for item in answer["failed"]]
+    return Collected(result, "dshub", int(answer["ignored_key_count"]))
+
+
+def collect_in_dshub(
+    remote: RemoteConfig,
+    variables: CiVariables,
+    options: GcOptions,
+    keep: set[str],
+    say: Callable[[str], None],
+) -> Collected:
+    """Proxy mode: `POST <DSHUB_URL>/api/v1/datasets/<id>/gc {keep, dry_run, min_age_hours}`.
+
+    dshub applies the same rules with the same code (`indexer.gc`), adds the objects of the
+    versions it indexed itself, and deletes; the job only reports what dshub answered.
+    """
+    dataset_id = variables.require(
+        "DSHUB_DATASET_ID", "dshub sets it to the project id of the dataset the storage belongs to"
+    )
+    token = variables.require("CI_JOB_TOKEN", "gc through dshub authenticates with it")
+    url = f"{service_url(remote.url, dataset_id)}/api/v1/datasets/{dataset_id}/gc"
+    dry_run = not options.delete
+    say(f"gc runs inside dshub: POST {url} ({'dry run' if dry_run else 'deleting'})")
+    body = {"keep": sorted(keep), "dry_run": dry_run, "min_age_hours": options.min_age_hours}
+    try:
+        response = requests.post(
+            url,
+            json=body,
+            headers={AUTH_HEADER: token},
+            timeout=(ACCESS_CHECK_TIMEOUT, GC_ANSWER_TIMEOUT),
+            verify=ssl_verify_of(dict(remote.options)),
+        )
+    except requests.RequestException as exc:
+        raise CiCheckFailed(
+            f"gc through dshub ({url}) got no answer ({type(exc).__name__}); what dshub did is "
+            "unknown: run the dry run again to see what is left"
+        ) from None
+    if response.status_code != 200:
+        error = CiConfigError if 400 <= response.status_code < 500 else CiCheckFailed
+        raise error(
+            f"gc through dshub ({url}) failed: dshub answered {response.status_code} "
+            f"({error_message(response)})"
+        )
+    try:
+        collected = _answer_to_result(response.json(), dry_run)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CiCheckFailed(
+            f"gc through dshub ({url}) gave an unexpected answer ({type(exc).__name__}); "
+            "see dshub's log"
+        ) from None
+    for item in collected.result.deleted:
+        say(f"gc: dshub deleted {item.key} ({item.size} bytes)")
+    for item, error_text in collected.result.failed:
+        say(f"gc: dshub could not delete {item.key}: {error_text}")
+    return collected
 
 
 def run_gc(
@@ -173,33 +299,19 @@ def run_gc(
     require_default_branch(variables.get("CI_COMMIT_BRANCH"), variables.get("CI_DEFAULT_BRANCH"))
     remote = read_remote(root, options.remote_name)
     require_owned_remote(remote, variables)
-    apply_environment(os.environ, storage_environment(variables, remote.url, Access.READ_WRITE))
-    ensure_full_history(root, variables, say)
-    keep = keep_set(root, remote.name, options.jobs)
+    with remote_access(root, remote, variables, Access.READ_WRITE, say):
+        ensure_full_history(root, variables, say)
+        keep = keep_set(root, remote.name, options.jobs)
     say(f"keep set: {len(keep)} objects referenced by history")
-    if options.dshub_url:
-        indexed = indexed_objects(options.dshub_url, variables)
-        say(f"keep set: {len(indexed.oids)} objects of versions dshub indexed")
-        if indexed.incomplete and options.delete:
-            raise CiCheckFailed(
-                "dshub could not fully list some indexed versions, so their objects are not all "
-                f"known; refusing to delete: {'; '.join(indexed.incomplete[:3])}"
-            )
-        keep |= indexed.oids
+    if is_proxy_url(remote.url):
+        collected = collect_in_dshub(remote, variables, options, keep, say)
     else:
-        say("keep set: dshub not consulted for indexed versions (input dshub_url is empty)")
-    store = open_remote_store(root, remote, variables, Access.READ_WRITE)
+        collected = _collect_in_job(root, remote, variables, options, keep=keep, now=now, say=say)
 
-    result = collect_garbage(
-        store,
-        keep,
-        min_age_hours=options.min_age_hours,
-        dry_run=not options.delete,
-        now=now,
-    )
+    result = collected.result
     plan = result.plan
     if options.report_path is not None:
-        write_report(options.report_path, result, options, len(keep))
+        write_report(options.report_path, collected, options, len(keep))
     if result.dry_run:
         for item in plan.candidates:
             say(f"would delete {item.key} ({item.size} bytes)")
@@ -207,7 +319,7 @@ def run_gc(
         f"{'dry run: ' if result.dry_run else ''}{len(plan.candidates)} candidates "
         f"({plan.candidate_bytes} bytes); kept {plan.kept_referenced} referenced and "
         f"{plan.kept_young} younger than {options.min_age_hours:g} h; "
-        f"{len(plan.ignored_keys)} keys that are not DVC objects left alone"
+        f"{collected.ignored_key_count} keys that are not DVC objects left alone"
     )
     if result.failed:
         raise CiCheckFailed(f"{len(result.failed)} deletions failed; see the log")

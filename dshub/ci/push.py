@@ -4,19 +4,21 @@
 warns), and assumes every entry of a directory exists once the `.dir` manifest does. After
 pushing, this job asks DVC which objects HEAD uses (`Repo.used_objs(push=True)`: `.dvc`
 files and pipeline outputs, every entry of tracked directories and the manifests) and checks
-each one in the remote itself.
+each one in the remote itself. On dshub's remote (proxy mode) DVC asks per object with a GET
+whose 404 means absent; any other refusal also counts as absent, so the job never calls
+storage whole when it is not.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dshub.ci.environment import Access, CiVariables, apply_environment, storage_environment
+from dshub.ci.access import remote_access
+from dshub.ci.environment import Access, CiVariables
 from dshub.ci.errors import CiCheckFailed
 from dshub.ci.presence import ObjectRef, RemoteObjects
 from dshub.ci.remote import read_remote, require_expected_remote
@@ -59,24 +61,11 @@ def run_push(
     """Push the repository's data to the dataset's remote and, if `verify`, prove it is there."""
     remote = read_remote(root, remote_name)
     require_expected_remote(remote, variables)
-    apply_environment(os.environ, storage_environment(variables, remote.url, Access.READ_WRITE))
-
-    from dvc.cli import main as dvc_main
-
-    say(f"$ dvc push -r {remote.name} --jobs {jobs}")
-    with contextlib.chdir(root):
-        code = dvc_main(["push", "-r", remote.name, "--jobs", str(jobs)])
-    if code != 0:
-        raise CiCheckFailed(f"dvc push -r {remote.name} failed with exit code {code}")
-    if not verify:
-        return PushReport(remote=remote.name, verified=0)
-
-    objects = RemoteObjects(root, remote.name, jobs)
-    try:
-        refs = used_objects(objects.repo, remote.name, jobs)
-        missing = objects.missing(refs)
-    finally:
-        objects.close()
+    with remote_access(root, remote, variables, Access.READ_WRITE, say):
+        _push(root, remote.name, jobs, say)
+        if not verify:
+            return PushReport(remote=remote.name, verified=0)
+        refs, missing = _prove(root, remote.name, jobs)
     if missing:
         for ref in missing:
             say(f"missing from {remote.url}: {ref.label} ({ref.oid})")
@@ -86,3 +75,23 @@ def run_push(
         )
     say(f"verified: all {len(refs)} objects HEAD references are in {remote.url}")
     return PushReport(remote=remote.name, verified=len(refs))
+
+
+def _push(root: Path, remote_name: str, jobs: int, say: Callable[[str], None]) -> None:
+    from dvc.cli import main as dvc_main
+
+    say(f"$ dvc push -r {remote_name} --jobs {jobs}")
+    with contextlib.chdir(root):
+        code = dvc_main(["push", "-r", remote_name, "--jobs", str(jobs)])
+    if code != 0:
+        raise CiCheckFailed(f"dvc push -r {remote_name} failed with exit code {code}")
+
+
+def _prove(root: Path, remote_name: str, jobs: int) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Every object HEAD uses, and those of them the remote does not hold."""
+    objects = RemoteObjects(root, remote_name, jobs)
+    try:
+        refs = used_objects(objects.repo, remote_name, jobs)
+        return refs, objects.missing(refs)
+    finally:
+        objects.close()

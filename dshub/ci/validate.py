@@ -12,14 +12,14 @@ Checks, all run and all reported (JUnit XML plus a markdown data diff):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from dshub.ci import gitrepo
+from dshub.ci.access import remote_access
 from dshub.ci.datadiff import diff_outputs, render_markdown
-from dshub.ci.environment import Access, CiVariables, apply_environment, storage_environment
+from dshub.ci.environment import Access, CiVariables
 from dshub.ci.errors import CiCheckFailed
 from dshub.ci.junit import TestCase, write_junit
 from dshub.ci.pointer_files import PointerFormatError, TrackedOutput, parse_pointer
@@ -198,12 +198,14 @@ def run_validate(
         reason = "the remote is not this dataset's; not checked"
         cases.append(TestCase("storage", "objects present", skipped=reason))
     else:
-        apply_environment(os.environ, storage_environment(variables, remote.url, Access.READ_ONLY))
-        objects = RemoteObjects(root, remote.name, options.jobs)
-        try:
-            storage, manifests = _storage_cases(objects, checked, new_outputs, base_outputs, say)
-        finally:
-            objects.close()
+        with remote_access(root, remote, variables, Access.READ_ONLY, say):
+            objects = RemoteObjects(root, remote.name, options.jobs)
+            try:
+                storage, manifests = _storage_cases(
+                    objects, checked, new_outputs, base_outputs, say
+                )
+            finally:
+                objects.close()
         cases.extend(storage)
 
     if options.max_git_file_mb > 0:

@@ -68,16 +68,9 @@ def test_keys_and_endpoint_reach_dvc_and_local_remotes_need_none() -> None:
     assert storage_environment(CiVariables({}), "/srv/storage/42", Access.READ_WRITE) == {}
 
 
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("https://dshub.example/dvc/42", "proxy-mode"),
-        ("gs://bucket/42", "unsupported scheme 'gs'"),
-    ],
-)
-def test_unsupported_remotes_are_refused(url: str, message: str) -> None:
-    with pytest.raises(CiConfigError, match=message):
-        storage_environment(CiVariables({}), url, Access.READ_ONLY)
+def test_unsupported_remotes_are_refused() -> None:
+    with pytest.raises(CiConfigError, match="unsupported scheme 'gs'"):
+        storage_environment(CiVariables({}), "gs://bucket/42", Access.READ_ONLY)
 
 
 def test_missing_remote_variable_is_named() -> None:

@@ -1,0 +1,170 @@
+"""dshub's DVC remote (proxy mode): the job's CI_JOB_TOKEN as DVC http auth, for the job only.
+
+In proxy mode `.dvc/config` names `DSHUB_URL/dvc/<id>` and pipelines authenticate with
+`CI_JOB_TOKEN`; no storage key is in the project. DVC's http remote takes credentials from
+its configuration, never from the environment, so for the job's lifetime the remote's section
+of `.dvc/config.local` gets `auth = custom`, `custom_auth_header = JOB-TOKEN` and
+`password = <CI_JOB_TOKEN>`, and its `url` pinned to the URL the job checked (a `config.local`
+left in the build directory cannot send the data elsewhere). The file is made owner-only and
+put back byte for byte when the job ends, on failure and on SIGTERM (a cancelled job) too.
+
+The remote's other options are deliberately left to `.dvc/config` and DVC's defaults:
+`method` stays DVC's POST (dshub's remote takes POST and PUT, so either committed choice
+works); `ssl_verify` is never turned off by the job (verification on; a private CA is named
+with `ssl_verify = <ca file>` in `.dvc/config` or trusted by the CI image, and the access check
+uses the same setting); DVC's timeouts (60 s to connect, 60 s without a byte, no limit on a
+whole transfer) suit large objects streamed through dshub.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from dshub.ci.errors import CiConfigError
+
+AUTH_HEADER = "JOB-TOKEN"
+ACCESS_CHECK_TIMEOUT = 30.0
+# An object id nobody stores: the access check expects dshub to answer 404 for it.
+_PROBE_KEY = "files/md5/00/" + "0" * 30
+_MESSAGE_LIMIT = 64 * 1024
+
+
+def is_proxy_url(url: str) -> bool:
+    """True when `url` is an http(s) remote, i.e. dshub's DVC remote (proxy mode)."""
+    return urlsplit(url).scheme.lower() in ("http", "https")
+
+
+def service_url(remote_url: str, dataset_id: str) -> str:
+    """dshub's base URL from its DVC remote URL `<DSHUB_URL>/dvc/<dataset id>`."""
+    trimmed = remote_url.strip().rstrip("/")
+    suffix = f"/dvc/{dataset_id}"
+    if not trimmed.endswith(suffix) or len(trimmed) == len(suffix):
+        raise CiConfigError(
+            f"remote {remote_url} is not dshub's DVC remote of dataset {dataset_id} "
+            f"(<DSHUB_URL>{suffix})"
+        )
+    return trimmed[: -len(suffix)]
+
+
+def error_message(response: requests.Response) -> str:
+    """dshub's `{"error": {"message"}}`, else the reason phrase (the body is read capped)."""
+    import json
+
+    body = b""
+    for chunk in response.iter_content(8192):
+        body += chunk
+        if len(body) >= _MESSAGE_LIMIT:
+            break
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.reason or "no message"
+
+
+def check_access(remote_url: str, token: str, ssl_verify: bool | str = True) -> None:
+    """Ask dshub's remote for an object nobody has: 404 (or 200) means the token is accepted.
+
+    DVC counts any refused request as a missing object, so without this check a wrong token
+    would surface as "everything is missing" instead of the reason.
+    """
+    probe = f"{remote_url.rstrip('/')}/{_PROBE_KEY}"
+    try:
+        with requests.get(
+            probe,
+            headers={AUTH_HEADER: token},
+            timeout=ACCESS_CHECK_TIMEOUT,
+            stream=True,
+            verify=ssl_verify,
+        ) as response:
+            status = response.status_code
+            message = "" if status in (200, 404) else error_message(response)
+    except requests.RequestException as exc:
+        raise CiConfigError(
+            f"cannot reach dshub's DVC remote {remote_url} ({type(exc).__name__}); check that "
+            "DSHUB_URL is reachable from the runner"
+        ) from None
+    if status in (200, 404):
+        return
+    if status in (401, 403):
+        raise CiConfigError(
+            f"dshub refused this job's CI_JOB_TOKEN for {remote_url}: dshub answered {status} "
+            f"({message})"
+        )
+    raise CiConfigError(f"dshub's DVC remote {remote_url} answered {status} ({message})")
+
+
+def ssl_verify_of(options: dict[str, Any]) -> bool | str:
+    """The remote's `ssl_verify` as DVC reads it: a CA file path, or a boolean (default on)."""
+    value = options.get("ssl_verify")
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+@contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (GitLab cancelling the job) into SystemExit so `finally` blocks run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def job_token_auth(root: Path, remote_name: str, remote_url: str, token: str) -> Iterator[None]:
+    """Within the block DVC reaches `remote_name` at `remote_url` with `token` as JOB-TOKEN.
+
+    Written to `.dvc/config.local` (owner-only) and restored exactly as it was afterwards.
+    """
+    from dvc.config import Config
+
+    dvc_dir = root / ".dvc"
+    local = dvc_dir / Config.CONFIG_LOCAL
+    original = local.read_bytes() if local.exists() else None
+    mode = stat.S_IMODE(local.stat().st_mode) if original is not None else None
+    with _exit_on_sigterm():
+        try:
+            if original is None:
+                os.close(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            else:
+                local.chmod(0o600)
+            config = Config(dvc_dir=str(dvc_dir), validate=False)
+            with config.edit("local", validate=False) as conf:
+                section = conf["remote"].setdefault(remote_name, {})
+                section.update(
+                    url=remote_url,
+                    auth="custom",
+                    custom_auth_header=AUTH_HEADER,
+                    password=token,
+                )
+            yield
+        finally:
+            if original is None:
+                local.unlink(missing_ok=True)
+            else:
+                local.write_bytes(original)
+                local.chmod(mode if mode is not None else 0o600)
