@@ -1,15 +1,18 @@
 """Group commit of accepted deliveries: one journal transaction and one RQ hand-over per batch.
 
-Request threads `submit()` a delivery and wait on its `Ticket`. One background thread per
-process takes every delivery waiting at that moment and
+Request threads `submit()` a delivery and wait on its `Ticket`. Two background threads per
+process form a pipeline:
 
-1. appends them all in one fsync'd transaction (`Journal.append_many`), then releases each
-   ticket's "journaled" wait: from here the delivery survives a kill of the process;
-2. hands the new rows to RQ in one `RedisQueue.enqueue_many` (a few round trips for the whole
-   batch) and releases each ticket's "settled" wait. The rows are marked handed over in the
-   next batch's transaction when one is already waiting (so a busy receiver writes the
-   journal once per batch), else at once without an fsync. A mark lost to a crash is
-   harmless: the row's claim expires and the drainer enqueues it again, which coalesces.
+1. the journal thread takes every delivery waiting at that moment and appends them all in one
+   fsync'd transaction (`Journal.append_many`), then releases each ticket's "journaled" wait:
+   from here the delivery survives a kill of the process;
+2. the hand-over thread takes every journaled row not yet handed over (one batch or several)
+   and hands them to RQ in one `RedisQueue.enqueue_many` (a few round trips for all of them),
+   then releases each ticket's "settled" wait — meanwhile the journal thread is already
+   committing the next batch. The rows are marked handed over in the next batch's transaction
+   when one is already waiting (so a busy receiver writes the journal once per batch), else at
+   once without an fsync. A mark lost to a crash is harmless: the row's claim expires and the
+   drainer enqueues it again, which coalesces.
 
 Under load, batches grow by themselves (everything that arrived during the previous batch);
 a lone delivery is a batch of one and waits for nothing. If Redis is unreachable the rows
@@ -81,7 +84,12 @@ class Ticket:
 
 
 class Intake:
-    """The per-process group-commit thread between request threads and the journal/RQ."""
+    """The per-process group-commit pipeline between request threads and the journal/RQ.
+
+    Two threads: the journal thread commits whatever waits (one fsync per batch) while the
+    hand-over thread enqueues the previously journaled rows to RQ, so a batch's Redis round
+    trips overlap the next batch's fsync instead of delaying it.
+    """
 
     def __init__(
         self,
@@ -103,26 +111,41 @@ class Intake:
         self.max_batch = max_batch
         self.batches = 0
         self._pending: list[Ticket] = []
+        self._journaled: list[Ticket] = []  # on disk, waiting for the hand-over thread
         self._unmarked: list[int] = []  # handed over; marked with the next batch
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        # One lock, two conditions: a submit wakes only the journal thread, a commit only the
+        # hand-over thread (waking both on every request costs GIL hand-offs under load).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # pending deliveries, for the journal
+        self._journaled_cond = threading.Condition(self._lock)  # for the hand-over thread
+        self._threads: list[threading.Thread] = []
         self._pid = 0
         self._stopping = False
+        self._journal_done = False
+        self._committing = False  # the journal thread is inside a batch
 
     def submit(self, delivery: Delivery) -> Ticket:
-        """Queue a delivery for the next batch and return its ticket (starts the thread)."""
+        """Queue a delivery for the next batch and return its ticket (starts the threads)."""
         ticket = Ticket(delivery)
         with self._cond:
             if self._stopping:
                 raise JournalError("the receiver is shutting down")
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            if self._pid != os.getpid() or not all(t.is_alive() for t in self._threads):
                 # First use, or a forked child: threads do not survive fork.
-                self._thread = threading.Thread(target=self._run, name="dshub-intake", daemon=True)
-                self._pid = os.getpid()
-                self._thread.start()
+                self._start_threads()
             self._pending.append(ticket)
             self._cond.notify()
         return ticket
+
+    def _start_threads(self) -> None:
+        self._pid = os.getpid()
+        self._journal_done = False
+        self._threads = [
+            threading.Thread(target=self._run, name="dshub-intake", daemon=True),
+            threading.Thread(target=self._run_hand_over, name="dshub-hand-over", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def waiting(self) -> int:
@@ -131,65 +154,100 @@ class Intake:
             return len(self._pending)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the waiting batches, then end the thread."""
+        """Finish the waiting batches and hand-overs, then end the threads."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None and thread.is_alive() and self._pid == os.getpid():
-            thread.join(timeout)
+            self._cond.notify_all()
+            self._journaled_cond.notify_all()
+            threads = list(self._threads)
+        if self._pid == os.getpid():
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._pending and not self._stopping:
                     self._cond.wait()
-                stopped = not self._pending
+                if not self._pending:
+                    self._journal_done = True
+                    self._journaled_cond.notify_all()
+                    return
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-            if stopped:
-                self._flush_marks()
-                return
+                marks, self._unmarked = self._unmarked, []
+                self._committing = True
             try:
-                self._process(batch)
+                self._journal_batch(batch, marks)
             except BaseException:  # never leave a request waiting on a dead thread
                 log.exception("intake batch failed")
-                failure = JournalError("the journal batch failed unexpectedly")
-                for ticket in batch:
-                    if not ticket.journaled.is_set():
-                        ticket.error = failure
-                        ticket.journaled.set()
-                    ticket.settled.set()
+                _fail(batch, JournalError("the journal batch failed unexpectedly"))
+            with self._cond:
+                self._committing = False
+                idle = not self._pending
+                marks = self._unmarked if idle else []
+                if idle:
+                    self._unmarked = []
+            # Marks that arrived during this batch, with no next batch to carry them.
+            self._flush(marks)
 
-    def _process(self, batch: list[Ticket]) -> None:
+    def _journal_batch(self, batch: list[Ticket], marks: list[int]) -> None:
         self.batches += 1
         queue = self.queue if self.queue is not None and self.redis_usable() else None
         try:
             results = self.journal.append_many(
-                [t.delivery for t in batch], claim=queue is not None, handed_over=self._unmarked
+                [t.delivery for t in batch], claim=queue is not None, handed_over=marks
             )
-            self._unmarked = []  # marked in that same transaction
         except JournalError as exc:
-            for ticket in batch:
-                ticket.error = exc
-                ticket.journaled.set()
-                ticket.settled.set()
+            with self._cond:
+                self._unmarked[:0] = marks  # try again with the next batch
+            _fail(batch, exc)
             return
         for ticket, (entry_id, duplicate) in zip(batch, results, strict=True):
             ticket.entry_id, ticket.duplicate = entry_id, duplicate
             ticket.journaled.set()
         fresh = [ticket for ticket in batch if not ticket.duplicate]
-        try:
-            if fresh:
-                if queue is not None:
-                    self._hand_over(queue, fresh)
-                elif self.on_deferred is not None:
-                    self.on_deferred()
-        finally:
-            for ticket in batch:
+        for ticket in batch:
+            if ticket.duplicate:
                 ticket.settled.set()
+        if not fresh:
+            return
+        if queue is None:
+            try:
+                if self.on_deferred is not None:
+                    self.on_deferred()
+            finally:
+                for ticket in fresh:
+                    ticket.settled.set()
+            return
+        with self._cond:
+            self._journaled.extend(fresh)
+            self._journaled_cond.notify()
 
-    def _hand_over(self, queue: RedisQueue, tickets: list[Ticket]) -> None:
+    def _run_hand_over(self) -> None:
+        while True:
+            with self._cond:
+                while not self._journaled and not self._journal_done:
+                    self._journaled_cond.wait()
+                tickets, self._journaled = self._journaled, []
+                if not tickets:
+                    marks, self._unmarked = self._unmarked, []
+            if not tickets:
+                self._flush(marks)
+                return
+            try:
+                self._hand_over(tickets)
+            except BaseException:  # the rows are on disk: the drainer hands them over
+                log.exception("hand-over failed")
+            finally:
+                for ticket in tickets:
+                    ticket.settled.set()
+
+    def _hand_over(self, tickets: list[Ticket]) -> None:
+        queue = self.queue
+        if queue is None:  # only rows journaled with a usable queue get here
+            return
         entries = [
             Entry(
                 t.entry_id,
@@ -210,23 +268,36 @@ class Intake:
             if self.on_deferred is not None:
                 self.on_deferred()
             return
-        self._unmarked.extend(entry.id for entry in entries)
         with self._cond:
-            busy = bool(self._pending)
-        if not busy:
-            self._flush_marks()
+            self._unmarked.extend(entry.id for entry in entries)
+            # A batch being committed or waiting carries the marks (the journal thread flushes
+            # them itself when it goes idle); otherwise write them now, without an fsync.
+            idle = not self._pending and not self._committing
+            marks = self._unmarked if idle else []
+            if idle:
+                self._unmarked = []
+        self._flush(marks)
         for ticket in tickets:
             ticket.handed_over = True
         if self.on_hand_over is not None:
             self.on_hand_over(handed)
 
-    def _flush_marks(self) -> None:
-        if not self._unmarked:
+    def _flush(self, marks: list[int]) -> None:
+        if not marks:
             return
         try:
-            self.journal.mark_handed_over(self._unmarked, durable=False)
-            self._unmarked = []
+            self.journal.mark_handed_over(marks, durable=False)
         except JournalError as exc:
             # Kept for the next batch; if that never comes the claims expire and the drainer
             # enqueues these rows again, which coalesces.
+            with self._cond:
+                self._unmarked[:0] = marks
             log.warning("hand-over not recorded yet", extra={"error": str(exc)})
+
+
+def _fail(batch: list[Ticket], error: JournalError) -> None:
+    for ticket in batch:
+        if not ticket.journaled.is_set():
+            ticket.error = error
+            ticket.journaled.set()
+        ticket.settled.set()

@@ -46,3 +46,21 @@ def child_exit(_server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
+
+
+def _plain_standard_streams() -> None:
+    """Undo colorama's wrapping of stdout/stderr (done by `import dvc` through this package).
+
+    gunicorn's access and error logs are created on these streams; the wrapper scans every line
+    for ANSI escapes to strip, which costs CPU on every request and changes nothing here.
+    """
+    import sys
+
+    from dshub.logs import plain_stream
+
+    sys.stdout = plain_stream(sys.stdout)
+    sys.stderr = plain_stream(sys.stderr)
+
+
+_plain_standard_streams()
+

@@ -14,17 +14,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import redis
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
 
 from dshub.config import Settings
 from indexer.errors import DshubError, NotAuthenticated, Unavailable
@@ -35,8 +37,12 @@ from indexer.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_ov
 from indexer.routing import JobRequest, route
 from webhook_service import metrics
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 log = logging.getLogger("dshub.webhooks")
 blueprint = Blueprint("webhooks", __name__)
+PATH = "/webhooks/gitlab"
 
 SIGNATURE_TOLERANCE = 300  # seconds, as the Standard Webhooks reference libraries use
 REDIS_RETRY_AFTER = 2.0  # after a Redis failure, requests leave hand-over to the drainer
@@ -159,9 +165,10 @@ def record_hand_over(handed: list[HandOver]) -> None:
 
 
 def register(app: Flask, settings: Settings) -> None:
-    """Attach the receiver to `app` and register the webhook blueprint."""
+    """Attach the receiver to `app`, register the webhook blueprint and its WSGI fast path."""
     app.extensions["dshub.receiver"] = Receiver(settings)
     app.register_blueprint(blueprint)
+    app.wsgi_app = WebhookFastPath(app)  # type: ignore[method-assign]
 
 
 def receiver_of(app: Flask) -> Receiver:
@@ -230,12 +237,12 @@ def verify_signature(
         raise NotAuthenticated("authentication failed: invalid webhook-signature")
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(incoming: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
         while True:
-            chunk = request.stream.read(_CHUNK)
+            chunk = incoming.stream.read(_CHUNK)
             if not chunk:
                 break
             size += len(chunk)
@@ -249,10 +256,10 @@ def _read_body(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_content_type() -> None:
-    mimetype = request.mimetype
+def _check_content_type(incoming: Request) -> None:
+    mimetype = incoming.mimetype
     if mimetype != "application/json":
-        shown = (request.content_type or "none")[:80]
+        shown = (incoming.content_type or "none")[:80]
         raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown!r})")
 
 
@@ -276,14 +283,45 @@ def _jobs_json(jobs: list[JobRequest]) -> list[dict[str, Any]]:
     return [{"id": job.job_id, "func": job.name, "args": list(job.args)} for job in jobs]
 
 
-@blueprint.post("/webhooks/gitlab")
+@blueprint.post(PATH)
 def receive() -> ResponseReturnValue:
     """Receive one GitLab delivery (project, group or system hook)."""
+    return handle_delivery(receiver_of(current_app), request)
+
+
+class WebhookFastPath:
+    """WSGI middleware answering `POST /webhooks/gitlab` without Flask's dispatch.
+
+    GitLab's deliveries are the service's hottest path; a full Flask request (context, URL
+    matching, session, hooks) cost as much CPU as verifying and journaling the event. This
+    serves exactly that method and path with werkzeug's own Request/Response and the same
+    `handle_delivery` the blueprint's view uses; everything else goes to Flask unchanged.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.receiver = receiver_of(app)
+        self.wsgi_app = app.wsgi_app
+        self.limit = self.receiver.settings.webhook_max_bytes
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve a delivery here; hand any other request to the Flask application."""
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != PATH:
+            return self.wsgi_app(environ, start_response)
+        incoming = Request(environ)
+        incoming.max_content_length = self.limit
+        try:
+            response = handle_delivery(self.receiver, incoming)
+        except Exception:  # never a traceback to the sender; Flask's own 500 handler is bypassed
+            log.exception("webhook handling failed")
+            response = _json({"error": {"code": "internal", "message": "internal error"}}, 500)
+        return response(environ, start_response)
+
+
+def handle_delivery(receiver: Receiver, incoming: Request) -> Response:
+    """Verify, parse, journal and hand over one delivery; the answer to send."""
     started = time.perf_counter()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    receiver = receiver_of(app)
     settings = receiver.settings
-    headers = dict(request.headers)
+    headers = dict(incoming.headers)
     context: dict[str, Any] = {
         "hook": (header(headers, "X-Gitlab-Event") or "")[:60],
         "idempotency_key": (header(headers, "Idempotency-Key") or "")[:200] or None,
@@ -292,9 +330,9 @@ def receive() -> ResponseReturnValue:
     try:
         _authenticate(settings, headers)
         limit = settings.webhook_max_bytes
-        _read_length_first(limit)
-        _check_content_type()
-        body = _read_body(limit)
+        _read_length_first(incoming, limit)
+        _check_content_type(incoming)
+        body = _read_body(incoming, limit)
         key = settings.webhook_signing_key
         if key is not None and _has_signature(settings, headers):
             verify_signature(key, headers, body)
@@ -342,8 +380,8 @@ def receive() -> ResponseReturnValue:
         return _error(exc, kind, f"rejected_{exc.status}", context, started)
 
 
-def _read_length_first(limit: int) -> None:
-    declared = request.content_length
+def _read_length_first(incoming: Request, limit: int) -> None:
+    declared = incoming.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
 
@@ -356,7 +394,7 @@ def _answer(
     outcome: str,
     context: dict[str, Any],
     started: float,
-) -> ResponseReturnValue:
+) -> Response:
     metrics.count_event(kind, outcome)
     jobs = payload.get("jobs")
     log.info(
@@ -370,12 +408,18 @@ def _answer(
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )
-    return jsonify(payload), status
+    return _json(payload, status)
+
+
+def _json(payload: dict[str, Any], status: int) -> Response:
+    # json.dumps straight into the response: Flask's jsonify (provider lookup, key sorting)
+    # cost as much as the rest of the answer on this hot path.
+    return Response(json.dumps(payload), status, mimetype="application/json")
 
 
 def _error(
     exc: DshubError, kind: str, outcome: str, context: dict[str, Any], started: float
-) -> ResponseReturnValue:
+) -> Response:
     metrics.count_event(kind, outcome)
     log.info(
         "webhook rejected",
@@ -387,4 +431,4 @@ def _error(
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         },
     )
-    return jsonify(error={"code": exc.code, "message": exc.message}), exc.status
+    return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)

@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import flask
 import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.job import Job
@@ -23,7 +25,7 @@ from indexer.queue import QUEUE_NAME
 from tests.receiver.conftest import SECRET, fixture_body, gitlab_headers, make_app, push_body
 from tests.receiver.routing_table import TABLE
 from tests.services import free_port
-from webhook_service.webhooks import receiver_of
+from webhook_service.webhooks import handle_delivery, receiver_of
 
 URL = "/webhooks/gitlab"
 
@@ -376,3 +378,22 @@ def test_journal_file_lives_in_the_data_directory(client: FlaskClient, tmp_path:
     journal = Journal(tmp_path / "data" / "journal.sqlite3")
     assert journal.counts() == {"handed_over": 1}
     assert os.stat(tmp_path / "data" / "journal.sqlite3").st_size > 0
+
+
+def test_the_fast_path_and_the_blueprint_view_answer_a_delivery_alike(
+    app: Flask, client: FlaskClient, redis_url: str
+) -> None:
+    # The WSGI fast path serves POST /webhooks/gitlab; Flask's view is the same handler.
+    via_fast_path = client.post(URL, data=push_body(15), headers=gitlab_headers("Push Hook", "a"))
+    with app.test_request_context(
+        URL, method="POST", data=push_body(16), headers=gitlab_headers("Push Hook", "b")
+    ):
+        via_view = handle_delivery(receiver_of(app), flask.request)  # what the view returns
+    assert via_fast_path.status_code == via_view.status_code == 202
+    fast, view = via_fast_path.get_json(), via_view.get_json()
+    assert set(fast) == set(view) == {"accepted", "duplicate", "handed_over", "jobs"}
+    assert len(_queued(redis_url)) == 2
+    # Everything else still goes through Flask: its 405 and the JSON error shape.
+    wrong_method = client.get(URL)
+    assert wrong_method.status_code == 405
+    assert client.get("/healthz").status_code == 200
