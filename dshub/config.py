@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 PREFIX = "DSHUB_"
 DEFAULT_WEBHOOK_MAX_BYTES = 25 * 1024 * 1024
+DEFAULT_DVC_MAX_OBJECT_BYTES = 50 * 1024**3
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -46,6 +47,7 @@ class Settings:
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     webhook_signing_key: bytes | None = field(default=None, repr=False)
     webhook_max_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES
+    dvc_max_object_bytes: int = DEFAULT_DVC_MAX_OBJECT_BYTES
     redis_url: str | None = None
     storage_credentials_file: Path | None = None
     namespaces: tuple[str, ...] = ()
@@ -74,6 +76,8 @@ DOCUMENTED: dict[str, str] = {
     "DSHUB_WEBHOOK_SECRET": "shared secret(s) GitLab sends as X-Gitlab-Token; comma-separated to rotate",
     "DSHUB_WEBHOOK_SIGNING_KEY": "optional `whsec_<base64>` key to verify GitLab's webhook-signature",
     "DSHUB_WEBHOOK_MAX_BYTES": "largest accepted webhook body in bytes (default 26214400 = 25 MiB)",
+    "DSHUB_DVC_MAX_OBJECT_BYTES": "largest object `dvc push` may upload through dshub's DVC "
+    "remote, in bytes (default 53687091200 = 50 GiB)",
     "DSHUB_REDIS_URL": "redis://, rediss:// or unix:// URL of the RQ queue; "
     "unset = local journal drained by an in-process worker",
     "DSHUB_INDEX_URL": "sqlite:///PATH or postgresql://... (default sqlite in DSHUB_DATA_DIR)",
@@ -269,6 +273,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_signing_key=read.parse("DSHUB_WEBHOOK_SIGNING_KEY", _signing_key, None),
         webhook_max_bytes=read.parse(
             "DSHUB_WEBHOOK_MAX_BYTES", _positive_int, DEFAULT_WEBHOOK_MAX_BYTES
+        ),
+        dvc_max_object_bytes=read.parse(
+            "DSHUB_DVC_MAX_OBJECT_BYTES", _positive_int, DEFAULT_DVC_MAX_OBJECT_BYTES
         ),
         redis_url=read.parse("DSHUB_REDIS_URL", _redis_url, None),
         storage_credentials_file=read.parse("DSHUB_STORAGE_CREDENTIALS_FILE", _readable_file, None),

@@ -85,6 +85,16 @@ class UserInfo:
 
 
 @dataclass(frozen=True)
+class ProjectAccess:
+    """What one token may do on one project: its visibility and the user's effective role
+    (GitLab's access level: 0 none, 10 Guest, 20 Reporter, 30 Developer, 40 Maintainer)."""
+
+    project_id: int
+    visibility: str
+    level: int
+
+
+@dataclass(frozen=True)
 class BlobInfo:
     """A file stored in git at a commit: its blob id (git's sha1 of the content) and size."""
 
@@ -201,6 +211,36 @@ class GitLabReader:
                 return None
             raise _translate(exc, f"project {project_id}") from exc
         return ProjectInfo.from_api(project.asdict())
+
+    def project_access(
+        self, project_id: int, user_id: int | None, enough: int = REPORTER
+    ) -> ProjectAccess | None:
+        """The project's visibility and the token's user's effective role on it, or None when
+        the token cannot see the project (GitLab's 404).
+
+        `permissions` of `GET /projects/:id` holds the direct project and namespace
+        memberships; when they are below `enough`, memberships inherited from ancestor or
+        invited groups are read from `members/all/:user_id`."""
+        try:
+            project = self.client.projects.get(project_id)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"project {project_id}") from exc
+        attrs = project.asdict()
+        permissions = attrs.get("permissions") or {}
+        level = max(
+            int((permissions.get(kind) or {}).get("access_level") or 0)
+            for kind in ("project_access", "group_access")
+        )
+        if level < enough and user_id is not None:
+            try:
+                member = project.members_all.get(user_id)
+                level = max(level, int(member.asdict().get("access_level") or 0))
+            except Exception as exc:
+                if not _is_not_found(exc):
+                    raise _translate(exc, f"the members of project {project_id}") from exc
+        return ProjectAccess(project_id, _visibility(attrs.get("visibility")), level)
 
     def projects(self) -> Iterator[ProjectInfo]:
         """Every project the token can see (keyset pagination, so it scales)."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import redis
 
@@ -25,6 +25,7 @@ from indexer.search import Viewer
 
 DEFAULT_TTL = 60.0
 GENERATION_KEY = "dshub:permissions:generation"
+T = TypeVar("T")
 
 
 ANONYMOUS = Viewer.anonymous()
@@ -81,10 +82,68 @@ class FileGeneration:
 
 
 @dataclass
-class _Entry:
-    viewer: Viewer
+class _Entry(Generic[T]):
+    value: T
     expires: float
     generation: int
+
+
+def token_key(token: str, scope: str = "") -> str:
+    """The cache key of a token (and an optional scope such as a project): a hash, never the
+    token itself."""
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return f"{digest}:{scope}" if scope else digest
+
+
+class TokenCache(Generic[T]):
+    """Answers GitLab gave about tokens, kept `ttl` seconds and dropped early when the shared
+    generation counter moves (a membership, visibility or transfer event). Keys come from
+    `token_key`, so no token is ever held. Thread-safe."""
+
+    def __init__(
+        self,
+        generation: Generation,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.generation = generation
+        self.ttl = ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._cache: dict[str, _Entry[T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[T | None, int]:
+        """(the cached answer or None, the generation a fresh answer is to be stored with)."""
+        generation = self.generation.current()
+        now = self.clock()
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry and entry.expires > now and entry.generation == generation >= 0:
+            return entry.value, generation
+        return None, generation
+
+    def put(self, key: str, value: T, generation: int) -> None:
+        """Keep `value` for `ttl` seconds under the generation `get` reported."""
+        now = self.clock()
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._evict(now)
+            self._cache[key] = _Entry(value, now + self.ttl, generation)
+
+    def forget(self, key: str) -> None:
+        """Drop one cached answer."""
+        with self._lock:
+            self._cache.pop(key, None)
+
+    def _evict(self, now: float) -> None:
+        expired = [key for key, entry in self._cache.items() if entry.expires <= now]
+        for key in expired:
+            del self._cache[key]
+        while len(self._cache) >= self.max_entries:
+            self._cache.pop(next(iter(self._cache)))
 
 
 class PermissionResolver:
@@ -101,28 +160,20 @@ class PermissionResolver:
     ) -> None:
         self.reader_for_token = reader_for_token
         self.generation = generation
-        self.ttl = ttl
-        self.clock = clock
-        self.max_entries = max_entries
-        self._cache: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
+        self._cache: TokenCache[Viewer] = TokenCache(
+            generation, ttl=ttl, clock=clock, max_entries=max_entries
+        )
 
     def resolve(self, token: str | None) -> Viewer:
         """The caller behind `token` (None: anonymous); raises `NotAuthenticated` if invalid."""
         if not token:
             return ANONYMOUS
-        key = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        generation = self.generation.current()
-        now = self.clock()
-        with self._lock:
-            entry = self._cache.get(key)
-        if entry and entry.expires > now and entry.generation == generation >= 0:
-            return entry.viewer
+        key = token_key(token)
+        viewer, generation = self._cache.get(key)
+        if viewer is not None:
+            return viewer
         viewer = self._ask_gitlab(token)
-        with self._lock:
-            if len(self._cache) >= self.max_entries:
-                self._evict(now)
-            self._cache[key] = _Entry(viewer, now + self.ttl, generation)
+        self._cache.put(key, viewer, generation)
         return viewer
 
     def _ask_gitlab(self, token: str) -> Viewer:
@@ -131,18 +182,9 @@ class PermissionResolver:
         readable = frozenset() if user.is_admin else reader.readable_private_project_ids()
         return Viewer(user_id=user.id, readable_private_ids=readable, is_admin=user.is_admin)
 
-    def _evict(self, now: float) -> None:
-        expired = [key for key, entry in self._cache.items() if entry.expires <= now]
-        for key in expired:
-            del self._cache[key]
-        while len(self._cache) >= self.max_entries:
-            self._cache.pop(next(iter(self._cache)))
-
     def forget(self, token: str) -> None:
         """Drop one token's cached answer (e.g. after GitLab refused it)."""
-        key = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        with self._lock:
-            self._cache.pop(key, None)
+        self._cache.forget(token_key(token))
 
 
 def token_from_headers(

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from indexer.errors import InvalidInput
+from indexer.errors import DshubError, InvalidInput
 from indexer.storage import StorageSite
 
 _BASE_COLUMNS = (
@@ -327,6 +327,49 @@ def placement_changes(old: StorageSite, new: StorageSite) -> list[str]:
 def validated(record: SiteRecord) -> SiteRecord:
     """The record marked as validated now."""
     return replace(record, validated_at=_now())
+
+
+class DatasetSiteError(DshubError):
+    """The dataset's storage site cannot be used: none chosen, two disagreeing, unknown."""
+
+    status = 409
+    code = "storage_site_unusable"
+    exit_code = 1
+
+
+class NoSiteSelected(DatasetSiteError):
+    """The dataset has no storage site yet."""
+
+    code = "no_storage_site"
+
+
+class SiteDisagreement(DatasetSiteError):
+    """The recorded selection and the project's DSHUB_STORAGE_SITE variable name different sites."""
+
+
+class SiteNotRegistered(DatasetSiteError):
+    """The dataset names a site the registry does not hold."""
+
+
+def site_of_dataset(registry: SiteRegistry, project_id: int, variable: str | None) -> StorageSite:
+    """The dataset's storage site: the recorded selection, else `variable` (the project's
+    `DSHUB_STORAGE_SITE` as the index knows it, for a variable set outside dshub). When both
+    exist they must agree. Raises a `DatasetSiteError` saying which rule failed."""
+    selection = registry.selection(project_id)
+    name = selection.site if selection is not None else variable
+    if not name:
+        raise NoSiteSelected(f"dataset {project_id} has no storage site")
+    if selection is not None and variable and variable != name:
+        raise SiteDisagreement(
+            f"dataset {project_id} selected storage site {name!r} but its DSHUB_STORAGE_SITE "
+            f"variable says {variable!r}"
+        )
+    site = registry.get(name)
+    if site is None:
+        raise SiteNotRegistered(
+            f"dataset {project_id} names storage site {name!r}, which is not registered"
+        )
+    return site
 
 
 LOCAL_SITE = "local"

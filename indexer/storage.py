@@ -8,6 +8,7 @@ credentials file and never appear in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -118,7 +119,7 @@ class ObjectStore(Protocol):
 
     def read_bytes(self, key: str, limit: int) -> bytes: ...
 
-    def put_file(self, key: str, source: Path) -> None: ...
+    def put_file(self, key: str, source: Path, *, move: bool = False) -> None: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -156,14 +157,27 @@ class LocalObjectStore:
         """The whole object, refusing objects larger than `limit` bytes."""
         return _bounded(self, key, limit)
 
-    def put_file(self, key: str, source: Path) -> None:
-        """Store `source` under `key` atomically (temp file then rename)."""
+    def put_file(self, key: str, source: Path, *, move: bool = False) -> None:
+        """Store `source` under `key` atomically (temp file then rename); readers never see
+        a partial object. `move=True` lets the store take `source` itself (a rename, when it
+        is on the same filesystem) instead of copying it."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            try:
+                os.replace(source, target)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         os.close(fd)
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing object is not an error."""
@@ -267,8 +281,10 @@ class S3ObjectStore:
         """The whole object, refusing objects larger than `limit` bytes."""
         return _bounded(self, key, limit)
 
-    def put_file(self, key: str, source: Path) -> None:
-        """Upload `source` under `key` (multipart for large files, by boto3)."""
+    def put_file(self, key: str, source: Path, *, move: bool = False) -> None:
+        """Upload `source` under `key` (multipart for large files, by boto3); S3 shows an
+        object only once its upload completed. `move` changes nothing: the caller keeps
+        `source`."""
         try:
             self.client.upload_file(str(source), self.site.bucket, self._key(key))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:

@@ -166,7 +166,7 @@ def _object_download(dataset: Dataset, commit: Commit, target: DvcObject) -> Res
         except ObjectMissing:
             raise _missing(dataset, commit, target) from None
 
-    return _ranged(size, headers, read)
+    return ranged_response(size, headers, read)
 
 
 def _git_download(dataset: Dataset, commit: Commit, target: GitFile) -> Response:
@@ -176,7 +176,7 @@ def _git_download(dataset: Dataset, commit: Commit, target: GitFile) -> Response
     def read(start: int, end: int) -> Iterator[bytes]:
         return _slice(reader.iter_raw(dataset.project_id, target.path, commit.sha), start, end)
 
-    return _ranged(target.size, headers, read)
+    return ranged_response(target.size, headers, read)
 
 
 def _headers(commit: Commit, path: str, etag: str, hash_name: str, media: str) -> dict[str, str]:
@@ -198,8 +198,10 @@ def _headers(commit: Commit, path: str, etag: str, hash_name: str, media: str) -
     }
 
 
-def _ranged(size: int, headers: dict[str, str], read: Any) -> Response:
-    """Answer a download: 304, 206 for one satisfiable range, 416, or 200 — streamed."""
+def ranged_response(size: int, headers: dict[str, str], read: Any) -> Response:
+    """Answer a download of `size` bytes: 304, 206 for one satisfiable range, 416, or 200,
+    streamed from `read(start, end)` (inclusive end) with read-ahead; HEAD gets headers only.
+    `headers` must hold the object's `ETag`. Also used by dshub's DVC remote."""
     etag = headers["ETag"]
     if (
         etag in _etags(request.headers.get("If-None-Match"))

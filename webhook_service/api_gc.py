@@ -27,7 +27,13 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.indexed_objects import IndexedObjects, indexed_objects
 from indexer.job_tokens import require_job_of, verify_job_token
 from indexer.permissions import token_from_headers
-from indexer.sites import SiteRegistry
+from indexer.sites import (
+    DatasetSiteError,
+    NoSiteSelected,
+    SiteDisagreement,
+    SiteRegistry,
+    site_of_dataset,
+)
 from indexer.storage import ObjectMeta, StorageSite, load_credentials, open_store
 from indexer.store import Dataset
 from webhook_service.api_datasets import index_store, not_found
@@ -103,24 +109,6 @@ def _reader_of_dataset(project_id: int) -> tuple[str, Dataset]:
     return f"user {viewer.user_id}", dataset
 
 
-def _access_level(reader: GitLabReader, project_id: int) -> int | None:
-    """The caller's effective role on the project (GitLab's `permissions`), None if unseen."""
-    import gitlab
-
-    try:
-        project = reader.client.projects.get(project_id)
-    except gitlab.exceptions.GitlabError as exc:
-        if exc.response_code == 404:
-            return None
-        raise Unavailable(f"GitLab could not say who may collect ({exc.response_code})") from None
-    permissions: dict[str, Any] = project.asdict().get("permissions") or {}
-    levels = [
-        int((permissions.get(kind) or {}).get("access_level") or 0)
-        for kind in ("project_access", "group_access")
-    ]
-    return max(levels)
-
-
 def _collector_of_dataset(project_id: int) -> tuple[str, Dataset]:
     """(who, dataset) for a caller allowed to collect: Maintainer+ or the project's own job."""
     token = _job_token()
@@ -143,10 +131,10 @@ def _collector_of_dataset(project_id: int) -> tuple[str, Dataset]:
     reader = request_reader(_settings(), user_token)
     user = reader.current_user()
     if not user.is_admin:
-        level = _access_level(reader, project_id)
-        if level is None:
+        access = reader.project_access(project_id, user.id, enough=MAINTAINER)
+        if access is None:
             raise not_found(project_id)
-        if level < MAINTAINER:
+        if access.level < MAINTAINER:
             raise GcForbidden("gc needs the Maintainer or Owner role on the dataset's project")
     return f"user {user.id}", _indexed_dataset(project_id)
 
@@ -226,24 +214,14 @@ def _answer(
 
 def _site_of(registry: SiteRegistry, dataset: Dataset) -> StorageSite:
     """The dataset's site: the recorded selection, which the CI/CD variable must agree with."""
-    selection = registry.selection(dataset.project_id)
-    name = selection.site if selection is not None else dataset.storage_site
-    if not name:
-        raise GcRefused(
-            f"dataset {dataset.project_id} has no storage site; there is nothing to collect"
-        )
-    if selection is not None and dataset.storage_site and dataset.storage_site != name:
-        raise GcRefused(
-            f"dataset {dataset.project_id} selected storage site {name!r} but its "
-            f"DSHUB_STORAGE_SITE variable says {dataset.storage_site!r}; refusing to collect "
-            "until they agree"
-        )
-    site = registry.get(name)
-    if site is None:
-        raise GcRefused(
-            f"dataset {dataset.project_id} names storage site {name!r}, which is not registered"
-        )
-    return site
+    try:
+        return site_of_dataset(registry, dataset.project_id, dataset.storage_site)
+    except NoSiteSelected as exc:
+        raise GcRefused(f"{exc.message}; there is nothing to collect") from None
+    except SiteDisagreement as exc:
+        raise GcRefused(f"{exc.message}; refusing to collect until they agree") from None
+    except DatasetSiteError as exc:
+        raise GcRefused(exc.message) from None
 
 
 @blueprint.post("/datasets/<int:project_id>/gc")

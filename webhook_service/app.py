@@ -24,6 +24,7 @@ from webhook_service import (
     api_merge_requests,
     api_sites,
     auth,
+    dvc_remote,
     errors,
     health,
     metrics,
@@ -69,6 +70,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_sites.blueprint)
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
+    dvc_remote.init_app(app)
     jobs.use_settings(settings)
     if settings.embedded:
         embedded = webhooks.receiver_of(app)

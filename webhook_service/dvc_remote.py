@@ -1,0 +1,395 @@
+"""dshub's DVC remote (proxy mode): `<DSHUB_URL>/dvc/<project_id>` as a DVC http remote.
+
+Routes: `GET|HEAD|POST|PUT /dvc/<id>/files/md5/<2 hex>/<30 hex>[.dir]` (DVC 3 layout) and
+`/dvc/<id>/<2 hex>/<30 hex>[.dir]` (DVC 2 layout, which DVC 3 uses for pointers without
+`hash:`). The path after `/dvc/<id>/` is the object's key under the dataset's prefix on its
+storage site; any other path (uppercase, traversal, percent-escapes, empty segments) is a 404
+that never touches storage.
+
+DVC's http remote checks presence with a GET per object (fsspec's `exists`; 404 = absent,
+and it never lists), downloads with GET (ranges allowed), and uploads each object with one
+POST (or PUT, its `method` option) whose body is the raw bytes sent with chunked
+transfer-encoding; any status below 400 is success. Callers authenticate on every request
+(`indexer.remote_access`; 401 carries `WWW-Authenticate: Basic realm="dshub"` so DVC's
+`auth basic` / `ask_password` work). An upload is streamed to a temp file under the data
+directory while its md5 is computed, refused with 400 when the bytes do not hash to the id
+in the path, and only then stored (local sites: rename; S3: upload after the check), so a
+bad or partial upload never appears at its key. An object already stored is not rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+
+from dshub.config import Settings
+from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
+from indexer.job_tokens import JobIdentity, verify_job_token
+from indexer.object_ids import ObjectKey, content_id, parse_object_key
+from indexer.permissions import generation_for
+from indexer.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
+from indexer.sites import NoSiteSelected, SiteRegistry, site_of_dataset
+from indexer.storage import (
+    CHUNK,
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    StorageSite,
+    load_credentials,
+    open_store,
+)
+from webhook_service.api_datasets import index_store, not_found
+from webhook_service.api_files import ranged_response
+from webhook_service.app_settings import settings_of
+from webhook_service.gitlab_access import request_reader
+
+blueprint = Blueprint("dvc_remote", __name__)
+log = logging.getLogger("dshub.dvc_remote")
+EXTENSION = "dshub.dvc_remote"
+REALM = 'Basic realm="dshub"'
+SITE_TTL = 30.0  # a site's access mode may be changed by its administrator
+STALE_UPLOAD_SECONDS = 24 * 3600
+IMMUTABLE = "private, max-age=31536000, immutable"  # an object's bytes never change
+
+
+class Forbidden(DshubError):
+    """The caller may see the dataset but not do this with its objects."""
+
+    status = 403
+    code = "forbidden"
+    exit_code = 4
+
+
+class DirectAccessMode(DshubError):
+    """The dataset's site is in direct access mode: DVC reaches the bucket itself."""
+
+    status = 409
+    code = "direct_access_mode"
+    exit_code = 2
+
+
+class TooLarge(DshubError):
+    """An upload larger than DSHUB_DVC_MAX_OBJECT_BYTES."""
+
+    status = 413
+    code = "object_too_large"
+    exit_code = 2
+
+
+class ChecksumMismatch(DshubError):
+    """The uploaded bytes do not hash to the object id in the path."""
+
+    status = 400
+    code = "checksum_mismatch"
+    exit_code = 6
+
+
+@dataclass
+class _Opened:
+    store: LocalObjectStore | S3ObjectStore
+    site: StorageSite
+    expires: float
+
+
+class Remote:
+    """Per-application state: access decisions (cached) and each dataset's opened store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        gitlab_url = settings.gitlab_url
+
+        def verify_job(token: str) -> JobIdentity:
+            if gitlab_url is None:
+                raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
+            return verify_job_token(gitlab_url, token)
+
+        self.access = RemoteAccess(
+            lambda token: request_reader(settings, token),
+            verify_job,
+            generation_for(settings.redis_url, settings.data_dir),
+        )
+        self.uploads = settings.data_dir / "dvc-uploads"
+        self._registry: SiteRegistry | None = None
+        self._stores: dict[int, _Opened] = {}
+        self._lock = threading.Lock()
+        self._swept = False
+
+    def registry(self) -> SiteRegistry:
+        """The site registry (opened once: opening it checks the schema)."""
+        with self._lock:
+            if self._registry is None:
+                self._registry = SiteRegistry(self.settings.index_url)
+            return self._registry
+
+    def store(self, project_id: int) -> tuple[LocalObjectStore | S3ObjectStore, StorageSite]:
+        """The dataset's objects on its proxy-mode site; 409 naming what to do otherwise."""
+        now = time.monotonic()
+        with self._lock:
+            opened = self._stores.get(project_id)
+        if opened is not None and opened.expires > now:
+            return opened.store, opened.site
+        site = self._site(project_id)
+        store = open_store(
+            site, project_id, load_credentials(self.settings.storage_credentials_file)
+        )
+        with self._lock:
+            if len(self._stores) > 1024:
+                self._stores.clear()
+            self._stores[project_id] = _Opened(store, site, now + SITE_TTL)
+        return store, site
+
+    def _site(self, project_id: int) -> StorageSite:
+        registry = self.registry()
+        variable = None
+        if registry.selection(project_id) is None:
+            # A DSHUB_STORAGE_SITE variable set outside dshub is known from the index only.
+            indexed = index_store().get_dataset(project_id)
+            variable = indexed.storage_site if indexed is not None else None
+        try:
+            site = site_of_dataset(registry, project_id, variable)
+        except NoSiteSelected:
+            raise NoSiteSelected(
+                f"dataset {project_id} has no storage site yet: a Maintainer selects one with "
+                f'POST /api/v1/datasets/{project_id}/storage-site {{"name": "<site>"}} '
+                "(GET /api/v1/storage-sites lists them); then push again"
+            ) from None
+        if site.access_mode != "proxy":
+            raise DirectAccessMode(
+                f"dataset {project_id} uses storage site {site.name!r} in direct access mode: "
+                "DVC reaches the bucket itself, not through dshub. Use the bucket directly: the "
+                "remote URL is the project's DSHUB_DVC_REMOTE_URL variable"
+            )
+        return site
+
+    def upload_dir(self) -> Path:
+        """Where uploads are staged; files left by a killed process are removed once a day old."""
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            self._swept = True
+            cutoff = time.time() - STALE_UPLOAD_SECONDS
+            for stale in self.uploads.glob("*.part"):
+                try:
+                    if stale.stat().st_mtime < cutoff:
+                        stale.unlink()
+                except OSError:
+                    continue
+        return self.uploads
+
+
+def init_app(app: Flask) -> None:
+    """Register the remote's routes and its per-application state."""
+    app.extensions[EXTENSION] = Remote(settings_of(app))
+    app.register_blueprint(blueprint)
+
+
+def _remote() -> Remote:
+    remote: Remote = current_app.extensions[EXTENSION]
+    return remote
+
+
+@blueprint.after_request
+def _challenge(response: Response) -> Response:
+    # DVC's `ask_password` and generic HTTP clients prompt for credentials on this challenge.
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = REALM
+    return response
+
+
+@blueprint.route(
+    "/dvc/<int:project_id>/<path:key>",
+    methods=["GET", "HEAD", "POST", "PUT"],
+    merge_slashes=False,
+    strict_slashes=True,
+)
+def dvc_object(project_id: int, key: str) -> ResponseReturnValue:
+    """One object of dataset `project_id` (see the module docstring)."""
+    target = _object_key(project_id, key)
+    writing = request.method in ("POST", "PUT")
+    grant = _authorise(project_id, writing)
+    store, site = _remote().store(project_id)
+    if writing:
+        return _upload(project_id, target, store, site, grant)
+    return _download(target, store)
+
+
+def _object_key(project_id: int, key: str) -> ObjectKey:
+    """The key from the path exactly as sent: percent-escapes (`%2F`, `%2e`) and anything but
+    a DVC object key are refused before anything else happens."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw is not None:
+        raw_path = raw.split("?", 1)[0]
+        if raw_path != f"/dvc/{project_id}/{key}":
+            raise NotFound("no such object: the path must be a DVC object key, unescaped")
+    parsed = parse_object_key(key)
+    if parsed is None:
+        raise NotFound(
+            "no such object: keys are files/md5/<2 hex>/<30 hex>[.dir] or <2 hex>/<30 hex>[.dir]"
+        )
+    return parsed
+
+
+def _credential() -> Credential | None:
+    return credential_from_headers(dict(request.headers), dict(request.cookies))
+
+
+def _authorise(project_id: int, writing: bool) -> Grant:
+    credential = _credential()
+    grant = _remote().access.grant(credential, project_id)
+    if grant.anonymous and (writing or not grant.read):
+        raise NotAuthenticated(
+            "dshub's DVC remote needs your GitLab token: `dvc remote modify --local <remote> "
+            "auth basic`, `user <your user name>`, `password <token>` (CI jobs: JOB-TOKEN)"
+        )
+    if not grant.visible:
+        raise not_found(project_id)
+    if writing and not grant.write:
+        raise Forbidden(
+            f"pushing to dataset {project_id} needs the Developer role or more on its GitLab "
+            "project (or a CI job of the project itself)"
+        )
+    if not grant.read:
+        raise Forbidden(
+            f"dataset {project_id} is private: reading its data needs the Reporter role or more"
+        )
+    return grant
+
+
+# ------------------------------------------------------------------------------ downloads
+
+
+def _download(target: ObjectKey, store: ObjectStore) -> Response:
+    meta = store.head(target.key)
+    if meta is None:
+        raise NotFound(f"object {target.oid} is not stored")
+    headers = {
+        "ETag": f'"{target.oid}"',
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "Cache-Control": IMMUTABLE,
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    def read(start: int, end: int) -> Iterator[bytes]:
+        return store.read(target.key, start, end)
+
+    return ranged_response(meta.size, headers, read)
+
+
+# ------------------------------------------------------------------------------ uploads
+
+
+def _limit() -> int:
+    return _remote().settings.dvc_max_object_bytes
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(
+        f"the object is larger than this dshub accepts ({_limit()} bytes, "
+        "DSHUB_DVC_MAX_OBJECT_BYTES); ask the operator, or store it in a direct-mode site"
+    )
+
+
+def _body() -> IO[bytes]:
+    """The request body, capped at the object limit (chunked bodies included)."""
+    if request.mimetype.startswith("multipart/"):
+        raise InvalidInput("send the object's raw bytes as the body, not a multipart form")
+    length = request.content_length
+    if length is not None and length > _limit():
+        raise _too_large()
+    # One byte of headroom: `_stage` counts and refuses on its own, with our message; werkzeug's
+    # cap (which gunicorn's terminated streams get) would refuse a body of exactly the limit.
+    request.max_content_length = _limit() + 1
+    try:
+        return request.stream
+    except RequestEntityTooLarge:
+        raise _too_large() from None
+
+
+def _upload(
+    project_id: int,
+    target: ObjectKey,
+    store: ObjectStore,
+    site: StorageSite,
+    grant: Grant,
+) -> ResponseReturnValue:
+    body = _body()
+    if store.head(target.key) is not None:
+        _drain(body)  # content-addressed: the stored bytes are these bytes
+        return jsonify(key=target.key, stored=False), 200
+    staged, size, md5 = _stage(body)
+    try:
+        found = md5 if not target.legacy else content_id(staged, target.hash_name)
+        if found != target.md5:
+            raise ChecksumMismatch(
+                f"the uploaded bytes hash to {found} ({target.hash_name}), not to the object id "
+                f"{target.md5} in the path; nothing was stored"
+            )
+        if store.head(target.key) is None:  # a concurrent upload of the same object may have won
+            store.put_file(target.key, staged, move=True)
+    finally:
+        staged.unlink(missing_ok=True)
+    log.info(
+        "dvc object stored",
+        extra={
+            "project_id": project_id,
+            "key": target.key,
+            "size": size,
+            "by": grant.who,
+            "site": site.name,
+        },
+    )
+    return jsonify(key=target.key, size=size, stored=True), 201
+
+
+def _read(body: IO[bytes]) -> bytes:
+    try:
+        return body.read(CHUNK)
+    except RequestEntityTooLarge:
+        raise _too_large() from None
+    except (ClientDisconnected, OSError):
+        # The client went away (or broke the chunked framing): nothing of it is kept.
+        raise InvalidInput("the upload ended before its end; nothing was stored") from None
+
+
+def _drain(body: IO[bytes]) -> None:
+    while _read(body):
+        pass
+
+
+def _stage(body: IO[bytes]) -> tuple[Path, int, str]:
+    """Write the body to a temp file in the data directory: (path, size, md5 of the bytes)."""
+    fd, name = tempfile.mkstemp(dir=_remote().upload_dir(), suffix=".part")
+    staged = Path(name)
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := _read(body):
+                size += len(chunk)
+                if size > _limit():
+                    raise _too_large()
+                digest.update(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise Unavailable(
+                        f"dshub cannot stage the upload ({exc.strerror}); try again later"
+                    ) from None
+        if request.content_length is not None and size != request.content_length:
+            raise InvalidInput("the upload ended before its end; nothing was stored")
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged, size, digest.hexdigest()
