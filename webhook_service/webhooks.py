@@ -356,8 +356,8 @@ def handle_delivery(receiver: Receiver, incoming: Request) -> Response:
         ticket = intake.submit(
             Delivery(dedupe_key(headers, body), kind, context["project_id"], jobs)
         )
-        _, duplicate = ticket.wait_journaled()  # on disk from here on (or JournalError: 503)
-        if duplicate:
+        receipt = ticket.wait_settled()  # on disk from here on (or JournalError: 503)
+        if receipt.duplicate:
             metrics.count_dedupe_hit()
             body_out = {"accepted": True, "duplicate": True, "jobs": _jobs_json(jobs)}
             return _answer(
@@ -366,7 +366,7 @@ def handle_delivery(receiver: Receiver, incoming: Request) -> Response:
         body_out = {
             "accepted": True,
             "duplicate": False,
-            "handed_over": ticket.wait_settled().handed_over,
+            "handed_over": receipt.handed_over,
             "jobs": _jobs_json(jobs),
         }
         return _answer(
