@@ -7,7 +7,10 @@ Runs, against gunicorn with dshub's own settings (deploy/gunicorn.conf.py) and a
    500 projects), alternating with the same against a bare Flask endpoint answering 202
    (same gunicorn settings), `--repeat` times: events/s, p50/p99, wrk's CPU share of the
    machine, the gunicorn workers' CPU time per request and cores used, and the machine's
-   load average, so a reader can tell a server-bound run from a starved one;
+   load average, so a reader can tell a server-bound run from a starved one. A third server
+   in the same alternation, `bench/webhook_ingest/no_journal.py`, runs dshub's whole request
+   path with the journal and hand-over replaced by an instant acknowledgement (a
+   decomposition: how much of the gap is the request path, how much durable acceptance);
 2. a fixed 300 events/s open-loop load from a small Python generator (latency is measured
    from each request's scheduled send time, so a stall is not hidden): p50/p99;
 3. the RSS of every gunicorn worker after the runs, and how many events shared each journal
@@ -305,6 +308,7 @@ def main() -> int:
     processes = []
     ingest: list[WrkResult] = []
     bare: list[WrkResult] = []
+    path_only: list[WrkResult] = []
     try:
         receiver, url = start_gunicorn(work, env)
         processes.append(receiver)
@@ -314,11 +318,21 @@ def main() -> int:
             "bench.webhook_ingest.bare:app",
         )
         processes.append(baseline)
+        no_journal, path_url = start_gunicorn(
+            work,
+            {**env, "DSHUB_DATA_DIR": str(work / "no-journal")},
+            "bench.webhook_ingest.no_journal:app",
+        )
+        processes.append(no_journal)
         run_wrk(url, body, 2, args.connections)  # warm-up
         run_wrk(bare_url, body, 2, args.connections)
-        for _ in range(args.repeat):  # alternate, so a change in machine load hits both
+        run_wrk(path_url, body, 2, args.connections)
+        for _ in range(args.repeat):  # alternate, so a change in machine load hits all three
             ingest.append(measured_wrk(receiver.pid, url, body, args.duration, args.connections))
             bare.append(measured_wrk(baseline.pid, bare_url, body, args.duration, args.connections))
+            path_only.append(
+                measured_wrk(no_journal.pid, path_url, body, args.duration, args.connections)
+            )
         rate = fixed_rate(url, body, args.rate, args.rate_duration)
         rss = worker_rss_mb(receiver.pid)
         import redis
@@ -327,7 +341,9 @@ def main() -> int:
         results.update(
             ingest=[vars(item) for item in ingest],
             bare=[vars(item) for item in bare],
+            path_without_journal=[vars(item) for item in path_only],
             ratios=[round(i.rps / b.rps, 3) for i, b in zip(ingest, bare, strict=True)],
+            path_ratios=[round(p.rps / b.rps, 3) for p, b in zip(path_only, bare, strict=True)],
             fixed_rate=rate,
             worker_rss_mb=[round(size, 1) for size in rss],
             rq_jobs_queued=queued,
@@ -338,13 +354,31 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=30)
         redis_server.stop()
+    report(results, ingest=ingest, bare=bare, path_only=path_only, rate=rate, target_rate=args.rate)
+    print(json.dumps(results))
+    return 0
+
+
+def report(
+    results: dict[str, Any],
+    *,
+    ingest: list[WrkResult],
+    bare: list[WrkResult],
+    path_only: list[WrkResult],
+    rate: dict[str, float],
+    target_rate: int,
+) -> None:
+    """Print the human-readable summary of one invocation."""
     print(
         f"machine: {results['machine']}; {results['gunicorn']}; push payload {results['payload_bytes']} B; "
         f"load average at start {results['load_avg_at_start']}"
     )
-    for number, (item, base) in enumerate(zip(ingest, bare, strict=True), 1):
-        print(f"run {number}: ratio {item.rps / base.rps:.2f}x")
-        for name, run in (("ingest", item), ("bare", base)):
+    for number, (item, base, path) in enumerate(zip(ingest, bare, path_only, strict=True), 1):
+        print(
+            f"run {number}: ratio {item.rps / base.rps:.2f}x "
+            f"(request path without journal: {path.rps / base.rps:.2f}x)"
+        )
+        for name, run in (("ingest", item), ("bare", base), ("path", path)):
             print(
                 f"  {name:6}: {run.rps:6.0f}/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
                 f"non-2xx {run.non_2xx}  server CPU {run.server_cpu_ms:.3f} ms/req on "
@@ -355,19 +389,23 @@ def main() -> int:
         f"ingest {_span([r.rps for r in ingest])} events/s, bare {_span([r.rps for r in bare])} req/s, "
         f"ratio {_span(ratios, 2)}x (target >= 0.7)"
     )
+    path_ratios = [p.rps / b.rps for p, b in zip(path_only, bare, strict=True)]
     print(
-        f"CPU per request: ingest {_span([r.server_cpu_ms for r in ingest], 3)} ms, "
-        f"bare {_span([r.server_cpu_ms for r in bare], 3)} ms"
+        f"request path without journal (decomposition, not deployable): "
+        f"{_span([r.rps for r in path_only])} req/s, ratio {_span(path_ratios, 2)}x"
     )
     print(
-        f"{args.rate}/s  : achieved {rate['achieved_rps']:.0f}/s  p50 {rate['p50_ms']:.2f} ms  "
+        f"CPU per request: ingest {_span([r.server_cpu_ms for r in ingest], 3)} ms, "
+        f"bare {_span([r.server_cpu_ms for r in bare], 3)} ms, "
+        f"path without journal {_span([r.server_cpu_ms for r in path_only], 3)} ms"
+    )
+    print(
+        f"{target_rate}/s  : achieved {rate['achieved_rps']:.0f}/s  p50 {rate['p50_ms']:.2f} ms  "
         f"p99 {rate['p99_ms']:.2f} ms  max {rate['max_ms']:.1f} ms  errors {rate['errors']:.0f} (target p99 <= 20 ms)"
     )
     print(f"RSS    : gunicorn workers {results['worker_rss_mb']} MB (budget < 250 MB)")
     print(f"RQ     : {results['rq_jobs_queued']} jobs queued (coalesced per project/ref)")
     print(f"journal: {results['events_per_journal_commit']} events per fsync'd commit (mean)")
-    print(json.dumps(results))
-    return 0
 
 
 def _span(values: list[float], digits: int = 0) -> str:
