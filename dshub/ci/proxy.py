@@ -26,12 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
-
 from dshub.ci.errors import CiConfigError
+
+if TYPE_CHECKING:
+    import requests
 
 AUTH_HEADER = "JOB-TOKEN"
 ACCESS_CHECK_TIMEOUT = 30.0
@@ -78,6 +79,8 @@ def check_access(remote_url: str, token: str, ssl_verify: bool | str = True) -> 
     DVC counts any refused request as a missing object, so without this check a wrong token
     would surface as "everything is missing" instead of the reason.
     """
+    import requests  # not at import time: direct-mode jobs never need it
+
     probe = f"{remote_url.rstrip('/')}/{_PROBE_KEY}"
     try:
         with requests.get(
