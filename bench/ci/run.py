@@ -3,6 +3,8 @@
 1. dvc-push job (`dshub ci push`: push + presence proof) vs plain `dvc push`, 1,000 files in
    a tracked directory, each against an empty prefix of the same moto S3 server (target <= 1.1x).
 2. `dshub ci validate` over 10,000 single-file pointers whose objects are stored (target <= 30 s).
+3. Proxy mode: the dvc-push job vs plain `dvc push`, both through a gunicorn-served dshub's DVC
+   remote onto a proxy-mode site on the same moto server, 1,000 files (target <= 1.1x).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import boto3
 
+from bench.ci.proxy_push import proxy_push
 from indexer.dvc_env import dvc_environment
+from indexer.storage import Credentials
 from tests import services
 
 BIN = Path(sys.executable).parent
@@ -115,6 +119,21 @@ def main() -> None:
             {**env, **ci, "DSHUB_DVC_REMOTE_URL": url},
         )
         print(f"validate-storage over 10,000 pointers: {seconds:.2f} s (target <= 30 s)")
+
+        proxy = proxy_push(
+            base,
+            env,
+            bucket="bench",
+            endpoint=endpoint,
+            region=services.S3_REGION,
+            keys=Credentials(services.S3_ACCESS_KEY, services.S3_SECRET_KEY),
+        )
+        for number, pair in enumerate(proxy, start=1):
+            print(
+                f"proxy mode, push 1,000 files through dshub (round {number}): plain dvc push "
+                f"{pair['plain']:.2f} s, dvc-push job {pair['job']:.2f} s, ratio "
+                f"{pair['job'] / pair['plain']:.2f}x (target <= 1.1x)"
+            )
     finally:
         moto.stop()
 
