@@ -21,12 +21,20 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
 import boto3
+import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
 from indexer.errors import DshubError, InvalidInput, Unavailable
 
 CHUNK = 1024 * 1024
+MULTIPART_THRESHOLD = 8 * 1024 * 1024  # boto3's default threshold and part size
+MULTIPART_CONCURRENCY = 4
+_TRANSFER = boto3.s3.transfer.TransferConfig(
+    multipart_threshold=MULTIPART_THRESHOLD,
+    multipart_chunksize=MULTIPART_THRESHOLD,
+    max_concurrency=MULTIPART_CONCURRENCY,
+)
 
 
 class ObjectMissing(DshubError):
@@ -282,11 +290,19 @@ class S3ObjectStore:
         return _bounded(self, key, limit)
 
     def put_file(self, key: str, source: Path, *, move: bool = False) -> None:
-        """Upload `source` under `key` (multipart for large files, by boto3); S3 shows an
-        object only once its upload completed. `move` changes nothing: the caller keeps
-        `source`."""
+        """Upload `source` under `key`; S3 shows an object only once its upload completed.
+        `move` changes nothing: the caller keeps `source`.
+
+        Small files are one PutObject: boto3's managed transfer starts and stops a thread
+        pool per call, which cost more than the request itself for the many small objects a
+        `dvc push` sends. Large files go multipart with bounded parallelism, so a worker holds
+        at most `MULTIPART_CONCURRENCY` parts in memory."""
         try:
-            self.client.upload_file(str(source), self.site.bucket, self._key(key))
+            if source.stat().st_size < MULTIPART_THRESHOLD:
+                with source.open("rb") as body:
+                    self.client.put_object(Bucket=self.site.bucket, Key=self._key(key), Body=body)
+                return
+            self.client.upload_file(str(source), self.site.bucket, self._key(key), Config=_TRANSFER)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._unavailable(exc) from exc
 

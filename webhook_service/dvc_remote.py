@@ -124,6 +124,7 @@ class Remote:
         self._registry: SiteRegistry | None = None
         self._stores: dict[int, _Opened] = {}
         self._lock = threading.Lock()
+        self._opening = threading.Lock()
         self._swept = False
 
     def registry(self) -> SiteRegistry:
@@ -134,20 +135,31 @@ class Remote:
             return self._registry
 
     def store(self, project_id: int) -> tuple[LocalObjectStore | S3ObjectStore, StorageSite]:
-        """The dataset's objects on its proxy-mode site; 409 naming what to do otherwise."""
+        """The dataset's objects on its proxy-mode site; 409 naming what to do otherwise.
+
+        Looked up again every `SITE_TTL` seconds (an administrator may change the site's
+        access mode); the opened store (for S3 a boto3 client, slow to create) is kept as long
+        as the site's record is unchanged, and concurrent misses open it once."""
         now = time.monotonic()
         with self._lock:
             opened = self._stores.get(project_id)
         if opened is not None and opened.expires > now:
             return opened.store, opened.site
-        site = self._site(project_id)
-        store = open_store(
-            site, project_id, load_credentials(self.settings.storage_credentials_file)
-        )
-        with self._lock:
-            if len(self._stores) > 1024:
-                self._stores.clear()
-            self._stores[project_id] = _Opened(store, site, now + SITE_TTL)
+        with self._opening:
+            with self._lock:
+                opened = self._stores.get(project_id)
+            if opened is not None and opened.expires > now:
+                return opened.store, opened.site
+            site = self._site(project_id)
+            if opened is not None and opened.site == site:
+                store = opened.store
+            else:
+                credentials = load_credentials(self.settings.storage_credentials_file)
+                store = open_store(site, project_id, credentials)
+            with self._lock:
+                if len(self._stores) > 1024:
+                    self._stores.clear()
+                self._stores[project_id] = _Opened(store, site, now + SITE_TTL)
         return store, site
 
     def _site(self, project_id: int) -> StorageSite:
@@ -336,8 +348,9 @@ def _upload(
                 f"the uploaded bytes hash to {found} ({target.hash_name}), not to the object id "
                 f"{target.md5} in the path; nothing was stored"
             )
-        if store.head(target.key) is None:  # a concurrent upload of the same object may have won
-            store.put_file(target.key, staged, move=True)
+        # A concurrent upload of the same object may have stored it meanwhile: the bytes are
+        # the same verified bytes, and both stores replace an object atomically.
+        store.put_file(target.key, staged, move=True)
     finally:
         staged.unlink(missing_ok=True)
     log.info(
@@ -370,7 +383,12 @@ def _drain(body: IO[bytes]) -> None:
 
 def _stage(body: IO[bytes]) -> tuple[Path, int, str]:
     """Write the body to a temp file in the data directory: (path, size, md5 of the bytes)."""
-    fd, name = tempfile.mkstemp(dir=_remote().upload_dir(), suffix=".part")
+    try:
+        fd, name = tempfile.mkstemp(dir=_remote().upload_dir(), suffix=".part")
+    except OSError as exc:
+        raise Unavailable(
+            f"dshub cannot stage the upload ({exc.strerror}); try again later"
+        ) from None
     staged = Path(name)
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
