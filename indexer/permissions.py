@@ -10,6 +10,7 @@ a membership, visibility or transfer event bumps the shared generation counter.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -64,13 +65,27 @@ class FileGeneration:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._seen: tuple[tuple[int, int, int], int] | None = None
 
     def current(self) -> int:
-        """The counter's value (0 before the first bump)."""
+        """The counter's value (0 before the first bump).
+
+        Asked on every authenticated request, so the file is read again only when a `stat`
+        shows it changed (a bump replaces it: a new inode)."""
         try:
-            return int(self.path.read_text(encoding="ascii") or "0")
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return 0
+        stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        seen = self._seen
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        try:
+            value = int(self.path.read_text(encoding="ascii") or "0")
         except (FileNotFoundError, ValueError):
             return 0
+        self._seen = (stamp, value)
+        return value
 
     def bump(self) -> None:
         """Invalidate every process's cache (atomic replace of the counter file)."""
