@@ -50,6 +50,7 @@ from indexer.storage import (
     load_credentials,
     open_store,
 )
+from webhook_service import metrics
 from webhook_service.api_datasets import index_store, not_found
 from webhook_service.api_files import ranged_response
 from webhook_service.app_settings import settings_of
@@ -216,6 +217,7 @@ def _challenge(response: Response) -> Response:
     # DVC's `ask_password` and generic HTTP clients prompt for credentials on this challenge.
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = REALM
+    metrics.count_dvc_request(request.method, response.status_code)
     return response
 
 
@@ -353,6 +355,7 @@ def _upload(
         store.put_file(target.key, staged, move=True)
     finally:
         staged.unlink(missing_ok=True)
+    metrics.count_dvc_stored(size)
     log.info(
         "dvc object stored",
         extra={

@@ -50,6 +50,15 @@ class _Metrics:
             "Time from a delivery's journal append to its jobs being in the queue.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 120, 600),
         )
+        self.dvc_requests = Counter(
+            "dshub_dvc_remote_requests",
+            "Requests to dshub's DVC remote by method and answer status.",
+            ["method", "status"],
+        )
+        self.dvc_stored_bytes = Counter(
+            "dshub_dvc_remote_stored_bytes",
+            "Bytes of objects stored through dshub's DVC remote (verified uploads).",
+        )
 
 
 _created: list[_Metrics] = []
@@ -85,6 +94,16 @@ def observe_hand_over(latency: float, outcomes: tuple[str, ...]) -> None:
     metrics.enqueue_latency.observe(max(0.0, latency))
     for outcome in outcomes:
         metrics.jobs.labels(outcome).inc()
+
+
+def count_dvc_request(method: str, status: int) -> None:
+    """Count one request to the DVC remote."""
+    _metrics().dvc_requests.labels(method, str(status)).inc()
+
+
+def count_dvc_stored(size: int) -> None:
+    """Count the bytes of one object stored through the DVC remote."""
+    _metrics().dvc_stored_bytes.inc(size)
 
 
 blueprint = Blueprint("metrics", __name__)

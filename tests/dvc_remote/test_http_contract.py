@@ -443,3 +443,25 @@ def test_paths_that_are_not_object_keys_never_touch_storage(world: World) -> Non
     assert (
         _raw(world, "POST", f"/dvc/{pid}/files/md5/{head}/{tail}", world.token("dev"), data) == 201
     )
+
+
+def test_requests_and_stored_bytes_are_counted_in_the_metrics(world: World) -> None:
+    def scrape() -> dict[str, float]:
+        text = _get(f"{world.server.url}/metrics").text
+        found = {}
+        for line in text.splitlines():
+            if line.startswith("dshub_dvc_remote_"):
+                name, _, value = line.rpartition(" ")
+                found[name] = float(value)
+        return found
+
+    before = scrape()
+    data, key = _upload(world, "cats", size=3000)
+    _get(_url(world, "cats", key), headers=_auth(world, "rep"))
+    after = scrape()
+    stored = 'dshub_dvc_remote_requests_total{method="POST",status="201"}'
+    read = 'dshub_dvc_remote_requests_total{method="GET",status="200"}'
+    assert after[stored] - before.get(stored, 0) == 1
+    assert after[read] - before.get(read, 0) == 1
+    grown = after["dshub_dvc_remote_stored_bytes_total"]
+    assert grown - before.get("dshub_dvc_remote_stored_bytes_total", 0) == len(data)
