@@ -248,6 +248,25 @@ def test_gc_through_dshub_sends_the_keep_set_and_reports_the_answer(stub: Stub) 
     assert result.deleted_bytes == 12 and collected.ignored_key_count == 2
 
 
+def test_a_deletion_dshub_could_not_make_is_logged_with_its_reason(stub: Stub) -> None:
+    stub.reply = Reply(
+        200,
+        {
+            "dry_run": False,
+            "candidates": [CANDIDATE],
+            **dict.fromkeys(("kept_referenced", "kept_young", "ignored_key_count"), 0),
+            "deleted": [],
+            "failed": [{"key": CANDIDATE["key"], "error": "AccessDenied"}],
+        },
+    )
+    lines: list[str] = []
+    variables = CiVariables({"DSHUB_DATASET_ID": "42", "CI_JOB_TOKEN": TOKEN})
+    remote = RemoteConfig("site", f"{stub.url}/dvc/42")
+    collected = collect_in_dshub(remote, variables, GcOptions(delete=True), set(), lines.append)
+    assert lines[-1] == f"gc: dshub could not delete {CANDIDATE['key']}: AccessDenied"
+    assert [item.key for item, _ in collected.result.failed] == [CANDIDATE["key"]]
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "message"),
     [
