@@ -143,3 +143,18 @@ def test_unknown_credentials_reference_is_refused() -> None:
     site = StorageSite(name="s3", kind="s3", bucket="b", credentials_ref="missing")
     with pytest.raises(InvalidInput, match="which the credentials file does not hold"):
         open_store(site, 1, {})
+
+
+@pytest.mark.parametrize("move", [False, True])
+def test_put_file_stores_small_and_multipart_objects_whole(
+    store: LocalObjectStore | S3ObjectStore, tmp_path: Path, move: bool
+) -> None:
+    big = PAYLOAD * 8  # 10.24 MB: above the 8 MiB single-request threshold on S3
+    for key, data in (("files/md5/00/small", PAYLOAD[:100]), ("files/md5/00/big", big)):
+        source = tmp_path / f"{key.rsplit('/', 1)[-1]}.part"
+        source.write_bytes(data)
+        store.put_file(key, source, move=move)
+        assert b"".join(store.read(key)) == data
+        # `move` lets a local store take the file; S3 never touches the caller's copy.
+        assert source.exists() == (not move or isinstance(store, S3ObjectStore))
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
