@@ -61,6 +61,11 @@ def test_gunicorn_serves_healthz(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+    # A graceful stop logs cleanly: gunicorn's own formats (e.g. %(process)d) still work with
+    # dshub's logging set up in the same process.
+    text = (tmp_path / "gunicorn.log").read_text(errors="replace")
+    assert "Shutting down" in text or "Worker exiting" in text
+    assert "Logging error" not in text and "Traceback" not in text
 
 
 def test_gunicorn_exits_with_the_configuration_error(tmp_path: Path) -> None:

@@ -63,4 +63,3 @@ def _plain_standard_streams() -> None:
 
 
 _plain_standard_streams()
-
