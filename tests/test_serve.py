@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from dshub.config import ConfigError
+from tests.receiver.serving import start_gunicorn
 from tests.services import free_port, wait_until
 from webhook_service import create_app
 
@@ -66,6 +68,26 @@ def test_gunicorn_serves_healthz(tmp_path: Path) -> None:
     text = (tmp_path / "gunicorn.log").read_text(errors="replace")
     assert "Shutting down" in text or "Worker exiting" in text
     assert "Logging error" not in text and "Traceback" not in text
+
+
+def test_the_access_log_escapes_control_characters_of_the_path(tmp_path: Path) -> None:
+    server = start_gunicorn(tmp_path / "g", {"DSHUB_DATA_DIR": str(tmp_path / "data")}, workers=1)
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        # A forged second log line and a NUL byte, percent-encoded in the path.
+        connection.request("GET", "/nope%0A127.0.0.1%20%22GET%20/forged%22%20200%00x")
+        assert connection.getresponse().status == 404
+        connection.close()
+    finally:
+        server.stop()
+    raw = server.log.read_bytes()
+    assert b"\x00" not in raw
+    lines = raw.decode().splitlines()
+    logged = [line for line in lines if "/nope" in line]
+    assert len(logged) == 1, logged
+    assert r"/nope\n127.0.0.1" in logged[0] and r"\x00x" in logged[0]
+    assert not any("/forged" in line and "/nope" not in line for line in lines)
 
 
 def test_gunicorn_exits_with_the_configuration_error(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ accesslog = "-"
 errorlog = "-"
 # Keep the request line of every access log entry free of query strings (tokens may be there).
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# ... and with the path's control characters escaped (no forged lines, no NUL bytes).
+logger_class = "webhook_service.access_log.AccessLogger"
 wsgi_app = "webhook_service:create_app()"
 
 
