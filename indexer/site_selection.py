@@ -73,11 +73,6 @@ class CiVariable:
     hidden: bool = False
 
 
-def client_for(url: str, token: str, timeout: float = 10.0) -> gitlab.Gitlab:
-    """A python-gitlab client for the configured GitLab (never a URL from a request)."""
-    return gitlab.Gitlab(url, private_token=token, timeout=timeout, keep_base_url=True)
-
-
 def _translate(exc: Exception, what: str) -> DshubError:
     if isinstance(exc, gitlab.exceptions.GitlabAuthenticationError):
         return NotAuthenticated("GitLab did not accept the token")
@@ -112,34 +107,6 @@ def is_site_admin(client: gitlab.Gitlab, user_id: int, admin_group: str | None) 
         raise _translate(exc, f"checking membership of group {admin_group!r}") from exc
     attrs = member.asdict()
     return attrs.get("state", "active") == "active" and int(attrs.get("access_level", 0)) >= GUEST
-
-
-def project_access_level(client: gitlab.Gitlab, project_id: int, user_id: int) -> int | None:
-    """The caller's effective access level on the project, or None when they cannot see it.
-
-    `permissions` of `GET /projects/:id` holds the direct project and namespace memberships;
-    memberships inherited from ancestor or invited groups come from `members/all/:user_id`.
-    """
-    try:
-        project = client.projects.get(project_id)
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise _translate(exc, f"reading project {project_id}") from exc
-    permissions = project.asdict().get("permissions") or {}
-    level = max(
-        int((permissions.get(kind) or {}).get("access_level") or 0)
-        for kind in ("project_access", "group_access")
-    )
-    if level >= MAINTAINER:
-        return level
-    try:
-        member = project.members_all.get(user_id)
-    except Exception as exc:
-        if _not_found(exc):
-            return level
-        raise _translate(exc, f"reading the members of project {project_id}") from exc
-    return max(level, int(member.asdict().get("access_level") or 0))
 
 
 # ------------------------------------------------------------------------------ variables

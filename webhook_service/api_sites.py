@@ -34,11 +34,9 @@ from indexer.site_selection import (
     Forbidden,
     NotADataset,
     SelectionExists,
-    client_for,
     contract_variables,
     dvc_remote_url,
     is_site_admin,
-    project_access_level,
     set_variables,
 )
 from indexer.sites import SiteRecord, SiteRegistry, placement_changes, validate_site, validated
@@ -46,7 +44,7 @@ from indexer.storage import StorageSite, load_credentials
 from webhook_service.api_datasets import index_store
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
-from webhook_service.gitlab_access import service_reader
+from webhook_service.gitlab_access import request_reader, service_reader
 from webhook_service.webhooks import receiver_of
 
 log = logging.getLogger("dshub.sites")
@@ -99,13 +97,21 @@ def _user_id(viewer: Viewer) -> int:
     return viewer.user_id
 
 
-def _caller_client(settings: Settings) -> Any:
-    if settings.gitlab_url is None:
-        raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
+def _caller_reader(settings: Settings) -> GitLabReader:
     token = token_from_headers(dict(request.headers), dict(request.cookies))
     if not token:
         raise NotAuthenticated("sign in with your GitLab token")
-    return client_for(settings.gitlab_url, token)
+    return request_reader(settings, token)
+
+
+def _caller_client(settings: Settings) -> Any:
+    return _caller_reader(settings).client
+
+
+def _caller_level(settings: Settings, viewer: Viewer, project_id: int, enough: int) -> int | None:
+    """The caller's effective role on the project (inherited memberships count), None if unseen."""
+    access = _caller_reader(settings).project_access(project_id, _user_id(viewer), enough)
+    return None if access is None else access.level
 
 
 def _require_site_admin(settings: Settings) -> Viewer:
@@ -296,7 +302,7 @@ def _dataset_not_found(project_id: int) -> NotFound:
 
 
 def _check_maintainer(settings: Settings, viewer: Viewer, project_id: int) -> None:
-    level = project_access_level(_caller_client(settings), project_id, _user_id(viewer))
+    level = _caller_level(settings, viewer, project_id, MAINTAINER)
     if level is None:
         raise _dataset_not_found(project_id)
     if level < MAINTAINER and not viewer.is_admin:
@@ -334,7 +340,7 @@ def get_selection(project_id: int) -> ResponseReturnValue:
     """The dataset's selected site (null before selection), for callers who can see it."""
     settings = settings_of(current_app)
     viewer = _signed_in()
-    if project_access_level(_caller_client(settings), project_id, _user_id(viewer)) is None:
+    if _caller_level(settings, viewer, project_id, 0) is None:
         raise _dataset_not_found(project_id)
     selection = registry().selection(project_id)
     return jsonify(
