@@ -4,7 +4,9 @@ Routes: `GET|HEAD|POST|PUT /dvc/<id>/files/md5/<2 hex>/<30 hex>[.dir]` (DVC 3 la
 `/dvc/<id>/<2 hex>/<30 hex>[.dir]` (DVC 2 layout, which DVC 3 uses for pointers without
 `hash:`). The path after `/dvc/<id>/` is the object's key under the dataset's prefix on its
 storage site; any other path (uppercase, traversal, percent-escapes, empty segments) is a 404
-that never touches storage.
+that never touches storage. `POST /dvc/<id>/missing {"keys": [...]}` answers which of up to
+10,000 keys the site does not hold (`indexer.presence`; `missing` can never be a key), with
+the authorisation of a read.
 
 DVC's http remote checks presence with a GET per object (fsspec's `exists`; 404 = absent,
 and it never lists), downloads with GET (ranges allowed), and uploads each object with one
@@ -20,6 +22,7 @@ bad or partial upload never appears at its key. An object already stored is not 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -39,6 +42,7 @@ from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound,
 from indexer.job_tokens import JobIdentity, verify_job_token
 from indexer.object_ids import ObjectKey, content_id, parse_object_key
 from indexer.permissions import generation_for
+from indexer.presence import MAX_KEYS, check_presence, parse_keys
 from indexer.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
 from indexer.sites import NoSiteSelected, SiteRegistry, site_of_dataset
 from indexer.storage import (
@@ -62,6 +66,7 @@ EXTENSION = "dshub.dvc_remote"
 REALM = 'Basic realm="dshub"'
 SITE_TTL = 30.0  # a site's access mode may be changed by its administrator
 STALE_UPLOAD_SECONDS = 24 * 3600
+PRESENCE_MAX_BODY = 1024 * 1024  # 10,000 keys of at most 49 characters, JSON-quoted, fit
 IMMUTABLE = "private, max-age=31536000, immutable"  # an object's bytes never change
 
 
@@ -86,6 +91,14 @@ class TooLarge(DshubError):
 
     status = 413
     code = "object_too_large"
+    exit_code = 2
+
+
+class BodyTooLarge(DshubError):
+    """A presence request body larger than PRESENCE_MAX_BODY."""
+
+    status = 413
+    code = "body_too_large"
     exit_code = 2
 
 
@@ -238,14 +251,19 @@ def dvc_object(project_id: int, key: str) -> ResponseReturnValue:
     return _download(target, store)
 
 
-def _object_key(project_id: int, key: str) -> ObjectKey:
-    """The key from the path exactly as sent: percent-escapes (`%2F`, `%2e`) and anything but
-    a DVC object key are refused before anything else happens."""
+def _exact_path(project_id: int, rest: str) -> None:
+    """Refuse a path not spelled exactly `/dvc/<id>/<rest>` (percent-escapes, `0<id>`)."""
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
     if raw is not None:
         raw_path = raw.split("?", 1)[0]
-        if raw_path != f"/dvc/{project_id}/{key}":
+        if raw_path != f"/dvc/{project_id}/{rest}":
             raise NotFound("no such object: the path must be a DVC object key, unescaped")
+
+
+def _object_key(project_id: int, key: str) -> ObjectKey:
+    """The key from the path exactly as sent: percent-escapes (`%2F`, `%2e`) and anything but
+    a DVC object key are refused before anything else happens."""
+    _exact_path(project_id, key)
     parsed = parse_object_key(key)
     if parsed is None:
         raise NotFound(
@@ -278,6 +296,68 @@ def _authorise(project_id: int, writing: bool) -> Grant:
             f"dataset {project_id} is private: reading its data needs the Reporter role or more"
         )
     return grant
+
+
+# ------------------------------------------------------------------------------ presence
+
+
+@blueprint.post("/dvc/<int:project_id>/missing", merge_slashes=False, strict_slashes=True)
+def dvc_missing(project_id: int) -> ResponseReturnValue:
+    """Which of the object keys in `{"keys": [...]}` dataset `project_id`'s site does not hold:
+    `{"missing": [...], "checked": n}` (distinct keys, in request order), asked of storage."""
+    _exact_path(project_id, "missing")
+    grant = _authorise(project_id, writing=False)
+    keys = parse_keys(_presence_keys())
+    store, site = _remote().store(project_id)
+    started = time.monotonic()
+    checked = check_presence(store, keys)
+    missing: set[str] = set()
+    for part in checked:
+        missing |= part.missing
+        metrics.count_dvc_presence(part.method, part.keys - len(part.missing), len(part.missing))
+    log.info(
+        "dvc presence checked",
+        extra={
+            "project_id": project_id,
+            "keys": len(keys),
+            "missing": len(missing),
+            "methods": ",".join(f"{part.layout}:{part.method}" for part in checked),
+            "seconds": round(time.monotonic() - started, 3),
+            "by": grant.who,
+            "site": site.name,
+        },
+    )
+    return jsonify(missing=[key.key for key in keys if key.key in missing], checked=len(keys))
+
+
+def _presence_keys() -> object:
+    """The `keys` of the JSON body, which is read whole but capped at PRESENCE_MAX_BODY."""
+    too_large = BodyTooLarge(
+        f"the request body is larger than {PRESENCE_MAX_BODY} bytes; send at most "
+        f"{MAX_KEYS} keys per request"
+    )
+    length = request.content_length
+    if length is not None and length > PRESENCE_MAX_BODY:
+        raise too_large
+    # Counted here, chunked bodies included: werkzeug's own cap may end such a body silently.
+    request.max_content_length = PRESENCE_MAX_BODY + 1
+    data = bytearray()
+    try:
+        while chunk := request.stream.read(64 * 1024):
+            data += chunk
+            if len(data) > PRESENCE_MAX_BODY:
+                raise too_large
+    except RequestEntityTooLarge:
+        raise too_large from None
+    except (ClientDisconnected, OSError):
+        raise InvalidInput("the request body ended before its end") from None
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or set(body) != {"keys"}:
+        raise InvalidInput('send a JSON object with one field: {"keys": ["files/md5/ab/cd..."]}')
+    return body["keys"]
 
 
 # ------------------------------------------------------------------------------ downloads

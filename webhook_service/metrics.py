@@ -55,6 +55,12 @@ class _Metrics:
             "Requests to dshub's DVC remote by method and answer status.",
             ["method", "status"],
         )
+        self.dvc_presence_keys = Counter(
+            "dshub_dvc_remote_presence_keys",
+            "Object keys checked by the DVC remote's batch presence answer, by how the storage "
+            "site was asked (stat, head, list, list-prefixes) and whether the key is stored.",
+            ["method", "state"],
+        )
         self.dvc_stored_bytes = Counter(
             "dshub_dvc_remote_stored_bytes",
             "Bytes of objects stored through dshub's DVC remote (verified uploads).",
@@ -99,6 +105,13 @@ def observe_hand_over(latency: float, outcomes: tuple[str, ...]) -> None:
 def count_dvc_request(method: str, status: int) -> None:
     """Count one request to the DVC remote."""
     _metrics().dvc_requests.labels(method, str(status)).inc()
+
+
+def count_dvc_presence(method: str, stored: int, missing: int) -> None:
+    """Count the keys one batch presence answer checked with `method`."""
+    counter = _metrics().dvc_presence_keys
+    counter.labels(method, "stored").inc(stored)
+    counter.labels(method, "missing").inc(missing)
 
 
 def count_dvc_stored(size: int) -> None:
