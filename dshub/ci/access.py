@@ -3,7 +3,8 @@
 Direct mode (S3 or a local directory): the storage keys go into the process environment,
 where DVC and boto read them (`environment.storage_environment`). Proxy mode (dshub's DVC
 remote over http): the CI job token goes into `.dvc/config.local` for the block only
-(`proxy.job_token_auth`), after one request proves dshub accepts it.
+(`proxy.job_token_auth`), after one request proves dshub accepts it; the block gets the
+`proxy.DshubRemote` that presence checks ask instead of DVC.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dshub.ci.environment import Access, CiVariables, apply_environment, storage_environment
-from dshub.ci.proxy import check_access, is_proxy_url, job_token_auth, ssl_verify_of
+from dshub.ci.proxy import DshubRemote, check_access, is_proxy_url, job_token_auth, ssl_verify_of
 from dshub.ci.remote import RemoteConfig
 
 _WHY_CI_JOB = (
@@ -30,14 +31,17 @@ def remote_access(
     variables: CiVariables,
     access: Access,
     say: Callable[[str], None] = print,
-) -> Iterator[None]:
-    """Within the block DVC (and the job) can reach `remote` with the credentials of `access`."""
+) -> Iterator[DshubRemote | None]:
+    """Within the block DVC (and the job) can reach `remote` with the credentials of `access`.
+
+    Yields dshub's remote in proxy mode (for batch presence checks), None in direct mode."""
     if not is_proxy_url(remote.url):
         apply_environment(os.environ, storage_environment(variables, remote.url, access))
-        yield
+        yield None
         return
     token = variables.require("CI_JOB_TOKEN", _WHY_CI_JOB)
-    check_access(remote.url, token, ssl_verify_of(dict(remote.options)))
+    ssl_verify = ssl_verify_of(dict(remote.options))
+    check_access(remote.url, token, ssl_verify)
     say(f"proxy mode: reaching {remote.url} with this job's CI_JOB_TOKEN")
     with job_token_auth(root, remote.name, remote.url, token):
-        yield
+        yield DshubRemote(remote.url, token, ssl_verify)

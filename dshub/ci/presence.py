@@ -5,6 +5,10 @@ Built on DVC's own pieces: the remote's object databases (`Remote.odb` for DVC 3
 cache first, then in the remote) and `HashFileDB.oids_exist`, which picks listing or
 per-object HEADs from the size of the remote. DVC's own `dvc push` and `dvc status -c` assume
 every entry of a directory exists once its `.dir` does; these checks never assume that.
+
+On dshub's remote (proxy mode) DVC's http remote can only ask one GET per object, so the
+"which of these exist" step asks dshub's batch answer instead (`proxy.DshubRemote.missing`,
+one request per 10,000 objects); which objects are referenced is decided here either way.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dshub.ci.pointer_files import TrackedOutput
+from dshub.ci.proxy import DshubRemote
+from indexer.object_ids import parse_object_key
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,15 @@ class DirEntry:
 class RemoteObjects:
     """Presence checks and manifest reads against one DVC remote of a repository."""
 
-    def __init__(self, repo_root: Path, remote_name: str, jobs: int) -> None:
+    def __init__(
+        self, repo_root: Path, remote_name: str, jobs: int, dshub: DshubRemote | None = None
+    ) -> None:
         from dvc.repo import Repo
 
         self.repo: Any = Repo(str(repo_root))
         self.remote: Any = self.repo.cloud.get_remote(remote_name)
         self.jobs = max(1, jobs)
+        self.dshub = dshub
 
     def close(self) -> None:
         """Release the DVC repository (its state database and locks)."""
@@ -83,6 +92,8 @@ class RemoteObjects:
 
     def existing(self, refs: Iterable[ObjectRef]) -> set[tuple[str, str]]:
         """`(hash_name, oid)` of each of `refs` the remote holds."""
+        if self.dshub is not None:
+            return _existing_in_dshub(self.dshub, refs)
         by_layout: dict[str, set[str]] = defaultdict(set)
         for ref in refs:
             by_layout[ref.hash_name].add(ref.oid)
@@ -99,6 +110,23 @@ class RemoteObjects:
         return sorted(
             (ref for ref in wanted if (ref.hash_name, ref.oid) not in found), key=lambda r: r.label
         )
+
+
+def remote_key(hash_name: str, oid: str) -> str | None:
+    """The key of object `oid` in a DVC remote (the layout `RemoteObjects.odb` picks), or None
+    when `oid` is not an md5 object id (no remote can hold it)."""
+    key = f"files/md5/{oid[:2]}/{oid[2:]}" if hash_name == "md5" else f"{oid[:2]}/{oid[2:]}"
+    return key if parse_object_key(key) is not None else None
+
+
+def _existing_in_dshub(dshub: DshubRemote, refs: Iterable[ObjectRef]) -> set[tuple[str, str]]:
+    by_key: dict[str, tuple[str, str]] = {}
+    for ref in refs:
+        key = remote_key(ref.hash_name, ref.oid)
+        if key is not None:
+            by_key[key] = (ref.hash_name, ref.oid)
+    absent = dshub.missing(list(by_key))
+    return {pair for key, pair in by_key.items() if key not in absent}
 
 
 def referenced_objects(

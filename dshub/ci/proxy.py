@@ -8,6 +8,11 @@ of `.dvc/config.local` gets `auth = custom`, `custom_auth_header = JOB-TOKEN` an
 left in the build directory cannot send the data elsewhere). The file is made owner-only and
 put back byte for byte when the job ends, on failure and on SIGTERM (a cancelled job) too.
 
+Presence checks (the dvc-push job's proof, validate-storage) do not go through DVC, whose http
+remote asks one GET per object: `DshubRemote.missing` asks dshub's batch answer,
+`POST <remote>/missing {"keys": [...]}`, 10,000 keys per request, with the same token header,
+TLS setting and error handling as the access check.
+
 The remote's other options are deliberately left to `.dvc/config` and DVC's defaults:
 `method` stays DVC's POST (dshub's remote takes POST and PUT, so either committed choice
 works); `ssl_verify` is never turned off by the job (verification on; a private CA is named
@@ -22,14 +27,15 @@ import os
 import signal
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from dshub.ci.errors import CiConfigError
+from dshub.ci.errors import CiCheckFailed, CiConfigError
 
 if TYPE_CHECKING:
     import requests
@@ -39,6 +45,9 @@ ACCESS_CHECK_TIMEOUT = 30.0
 # An object id nobody stores: the access check expects dshub to answer 404 for it.
 _PROBE_KEY = "files/md5/00/" + "0" * 30
 _MESSAGE_LIMIT = 64 * 1024
+PRESENCE_BATCH = 10_000  # keys per request: dshub's limit (indexer.presence.MAX_KEYS)
+# dshub answers once storage has: 10,000 HEADs on a slow site take minutes.
+PRESENCE_ANSWER_TIMEOUT = 600.0
 
 
 def is_proxy_url(url: str) -> bool:
@@ -93,18 +102,93 @@ def check_access(remote_url: str, token: str, ssl_verify: bool | str = True) -> 
             status = response.status_code
             message = "" if status in (200, 404) else error_message(response)
     except requests.RequestException as exc:
-        raise CiConfigError(
-            f"cannot reach dshub's DVC remote {remote_url} ({type(exc).__name__}); check that "
-            "DSHUB_URL is reachable from the runner"
-        ) from None
+        raise _unreachable(remote_url, exc) from None
     if status in (200, 404):
         return
+    raise _refused(remote_url, status, message)
+
+
+def _unreachable(remote_url: str, exc: Exception) -> CiConfigError:
+    return CiConfigError(
+        f"cannot reach dshub's DVC remote {remote_url} ({type(exc).__name__}); check that "
+        "DSHUB_URL is reachable from the runner"
+    )
+
+
+def _refused(remote_url: str, status: int, message: str) -> CiConfigError:
     if status in (401, 403):
-        raise CiConfigError(
+        return CiConfigError(
             f"dshub refused this job's CI_JOB_TOKEN for {remote_url}: dshub answered {status} "
             f"({message})"
         )
-    raise CiConfigError(f"dshub's DVC remote {remote_url} answered {status} ({message})")
+    return CiConfigError(f"dshub's DVC remote {remote_url} answered {status} ({message})")
+
+
+@dataclass(frozen=True)
+class DshubRemote:
+    """dshub's DVC remote as this job reaches it: its URL, the job token, the TLS setting."""
+
+    url: str
+    token: str = field(repr=False)
+    ssl_verify: bool | str = True
+
+    def missing(self, keys: Sequence[str]) -> set[str]:
+        """Those of the object `keys` the remote does not hold, asked of dshub in requests of
+        `PRESENCE_BATCH` keys (`POST <remote>/missing`); one-line `CiConfigError` (refused,
+        unreachable) or `CiCheckFailed` (an answer that is not one) otherwise."""
+        import requests  # not at import time: direct-mode jobs never need it
+
+        wanted = sorted(set(keys))
+        absent: set[str] = set()
+        with requests.Session() as session:
+            for start in range(0, len(wanted), PRESENCE_BATCH):
+                absent |= self._ask(session, wanted[start : start + PRESENCE_BATCH])
+        return absent
+
+    def _ask(self, session: requests.Session, keys: list[str]) -> set[str]:
+        import requests
+
+        url = f"{self.url.rstrip('/')}/missing"
+        try:
+            with session.post(
+                url,
+                json={"keys": keys},
+                headers={AUTH_HEADER: self.token},
+                timeout=(ACCESS_CHECK_TIMEOUT, PRESENCE_ANSWER_TIMEOUT),
+                stream=True,
+                verify=self.ssl_verify,
+            ) as response:
+                status = response.status_code
+                if status != 200:
+                    message = error_message(response)
+                    if status == 404:
+                        message += f"; this job needs a dshub that answers POST {url}"
+                    raise _refused(self.url, status, message)
+                data = response.content
+        except requests.RequestException as exc:
+            raise _unreachable(self.url, exc) from None
+        return self._absent(data, keys)
+
+    def _absent(self, data: bytes, keys: list[str]) -> set[str]:
+        import json
+
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        missing = body.get("missing") if isinstance(body, dict) else None
+        if (
+            not isinstance(body, dict)
+            or body.get("checked") != len(keys)
+            or not isinstance(missing, list)
+            or not all(isinstance(key, str) for key in missing)
+            or not set(missing) <= set(keys)
+        ):
+            raise CiCheckFailed(
+                f"dshub's DVC remote {self.url} gave an unexpected answer to which of "
+                f"{len(keys)} objects it holds; see dshub's log"
+            )
+        return set(missing)
 
 
 def ssl_verify_of(options: dict[str, Any]) -> bool | str:

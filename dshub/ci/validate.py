@@ -198,8 +198,8 @@ def run_validate(
         reason = "the remote is not this dataset's; not checked"
         cases.append(TestCase("storage", "objects present", skipped=reason))
     else:
-        with remote_access(root, remote, variables, Access.READ_ONLY, say):
-            objects = RemoteObjects(root, remote.name, options.jobs)
+        with remote_access(root, remote, variables, Access.READ_ONLY, say) as dshub:
+            objects = RemoteObjects(root, remote.name, options.jobs, dshub)
             try:
                 storage, manifests = _storage_cases(
                     objects, checked, new_outputs, base_outputs, say

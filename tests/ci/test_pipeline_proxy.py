@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from indexer.storage import Credentials, StorageSite
 from tests.ci import harness
@@ -49,6 +50,27 @@ def _store_from_cache(world: ProxyWorld, storage: Path, oids: list[str]) -> None
         target = storage / object_key(oid)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cache / object_key(oid), target)
+
+
+def _remote_counts(world: ProxyWorld) -> dict[str, float]:
+    """dshub's DVC remote metrics, scraped from the served dshub's /metrics."""
+    text = requests.get(f"{world.dshub.server.url}/metrics", timeout=30).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("dshub_dvc_remote_"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def _grown(before: dict[str, float], after: dict[str, float], prefix: str) -> float:
+    return sum(
+        value - before.get(name, 0) for name, value in after.items() if name.startswith(prefix)
+    )
+
+
+PRESENCE = "dshub_dvc_remote_presence_keys_total"
+GETS = 'dshub_dvc_remote_requests_total{method="GET"'
 
 
 def _assert_no_token_left(work: Path) -> None:
@@ -101,8 +123,15 @@ def test_merge_request_lifecycle_through_dshub(local_world: tuple[ProxyWorld, Pa
     (storage / object_key(x_md5)).unlink()
     mr = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_DIFF_BASE_SHA": base}
 
+    before = _remote_counts(world)
     failed = world.pipeline("validate-storage", "add-data", mr)
     assert failed.returncode != 0, failed.output
+    # The five objects were checked by dshub's batch answer; DVC asked for none of them (the
+    # one GET is the access check).
+    after = _remote_counts(world)
+    assert _grown(before, after, PRESENCE) == 5
+    assert _grown(before, after, f'{PRESENCE}{{method="stat",state="missing"}}') == 2
+    assert _grown(before, after, GETS) == 1
     assert "proxy mode: reaching" in failed.output
     failures = _junit_failures(repo.work / "validate-storage.xml")
     assert set(failures) == {"storage:a.bin.dvc", "storage:images.dvc"}, failures
@@ -126,8 +155,10 @@ def test_merge_request_lifecycle_through_dshub(local_world: tuple[ProxyWorld, Pa
     repo.git("merge", "-q", "--ff-only", "add-data")
     world.push("main")
     harness.set_origin_main(repo.work, head)
+    before = _remote_counts(world)
     partial = world.pipeline("dvc-push", "main")
     assert partial.returncode != 0, partial.output
+    assert _grown(before, _remote_counts(world), PRESENCE) == 5
     assert object_key(hashes["a.bin"]) in _files(storage)
     assert "missing from" in partial.output and "images/sub/x.jpg" in partial.output
     _assert_no_token_left(repo.work)
@@ -264,15 +295,19 @@ def test_push_validate_and_gc_through_dshub_on_s3(
         harness.set_origin_main(repo.work, repo.git("rev-parse", "HEAD"))
         world.sync()
 
+        before = _remote_counts(world)
         pushed = world.pipeline("dvc-push", "main")
         assert pushed.returncode == 0, pushed.output
         assert "verified: all 4 objects" in pushed.output
+        after = _remote_counts(world)
+        assert _grown(before, after, f'{PRESENCE}{{method="list",state="stored"}}') == 4
         assert object_key(pointer_md5(repo, "a.bin.dvc")) in stored()
         assert len(stored()) == 4
         _assert_no_token_left(repo.work)
 
         validated = world.pipeline("validate-storage", "main")
         assert validated.returncode == 0, validated.output
+        assert _grown(after, _remote_counts(world), PRESENCE) == 4
 
         # Everything on S3 is minutes old: dshub keeps the orphan as young, and says so.
         client.put_object(Bucket=s3_bucket.name, Key=prefix + ORPHAN, Body=b"orphan")

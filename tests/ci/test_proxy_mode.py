@@ -1,8 +1,8 @@
 """Proxy mode without a pipeline: the job token's life in `.dvc/config.local`, and every message.
 
-The HTTP answers here come from a small stdlib server playing dshub's documented error shape
-(`{"error": {"code", "message"}}`) so each failure path of the client can be produced on
-demand; the real dshub answers the same requests in tests/ci/test_pipeline_proxy.py.
+The HTTP answers here come from `tests.ci.dshub_stub` (the `stub` fixture), a small stdlib
+server playing dshub's documented answers; the real dshub answers the same requests in
+tests/ci/test_pipeline_proxy.py.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,57 +23,9 @@ from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.gc import Collected, GcOptions, collect_in_dshub
 from dshub.ci.proxy import check_access, job_token_auth, service_url, ssl_verify_of
 from dshub.ci.remote import RemoteConfig
+from tests.ci.dshub_stub import Reply, Stub
 
 TOKEN = "glcbt-64_secretjobtoken1234"
-
-
-@dataclass
-class Reply:
-    """What the stand-in answers: a status and a JSON body (None: no body)."""
-
-    status: int
-    body: object = None
-
-
-@dataclass
-class Stub:
-    """A loopback HTTP server answering every request with `reply`, recording requests."""
-
-    url: str
-    reply: Reply
-    seen: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
-
-
-@pytest.fixture
-def stub() -> Iterator[Stub]:
-    state = Stub("", Reply(404, {"error": {"code": "not_found", "message": "no such object"}}))
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            state.seen.append((self.command, self.path, dict(self.headers), body))
-            data = b"" if state.reply.body is None else json.dumps(state.reply.body).encode()
-            self.send_response(state.reply.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Keep the test output quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _dvc_repo(root: Path, remote_url: str) -> Path:
