@@ -300,7 +300,7 @@ def test_push_validate_and_gc_through_dshub_on_s3(
         assert pushed.returncode == 0, pushed.output
         assert "verified: all 4 objects" in pushed.output
         after = _remote_counts(world)
-        assert _grown(before, after, f'{PRESENCE}{{method="list",state="stored"}}') == 4
+        assert _grown(before, after, f'{PRESENCE}{{method="head",state="stored"}}') == 4
         assert object_key(pointer_md5(repo, "a.bin.dvc")) in stored()
         assert len(stored()) == 4
         _assert_no_token_left(repo.work)

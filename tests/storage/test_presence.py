@@ -88,61 +88,61 @@ def _missing(checked: list[Checked]) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("keys", "estimated", "method"),
+    ("keys", "prefixes", "estimated", "whole", "method"),
     [
-        (1000, 1024, "list"),  # a push proof on a young dataset: two pages beat 1,000 HEADs
-        (10_000, 10_240, "list"),
-        (5, 7_680, "head"),  # fewer keys than pages
-        (20, 17_920, "list-prefixes"),  # 18 pages: 256 parallel prefixes beat paging alone
-        (1000, 600_000, "head"),  # above 500,000 objects a page weighs 5
-        (5000, 600_000, "list-prefixes"),
+        (1000, 250, 1024, True, "list"),  # a push proof, young dataset: 2 pages, not 63 HEADs
+        (10_000, 256, 10_240, True, "list"),  # validate-storage over a whole version
+        (100, 85, 10_000, True, "head"),  # an MR touching a few pointers
+        (1001, 252, 50_000, True, "head"),
+        (200, 2, 2048, True, "list-prefixes"),  # many keys in few prefixes
+        (10_000, 256, 1_000_000, True, "head"),
+        (1000, 250, 1024, False, "head"),  # the DVC 2 layout is never listed whole
     ],
 )
-def test_the_cost_model_is_dvcs(keys: int, estimated: int, method: str) -> None:
-    assert choose_method(keys, estimated) == method
+def test_the_cost_model_picks_the_cheapest(
+    keys: int, prefixes: int, estimated: int, whole: bool, method: str
+) -> None:
+    assert choose_method(keys, prefixes, estimated, whole) == method
 
 
 def test_a_small_layout_is_listed_whole(s3_store: tuple[S3ObjectStore, Any]) -> None:
     store, put = s3_store
-    stored = [_key(f"s{i}") for i in range(40)]
-    absent = [_key(f"a{i}") for i in range(10)]
+    stored = [_key(f"s{i}") for i in range(150)]
+    absent = [_key(f"a{i}") for i in range(20)]
     put(*stored, "README", "files/md5/zz-not-an-object")
     calls = Recorded(store)
     checked = check_presence(store, _parsed([*absent, *stored]))
-    assert [(part.layout, part.method, part.keys) for part in checked] == [("dvc3", "list", 50)]
+    assert [(part.layout, part.method, part.keys) for part in checked] == [("dvc3", "list", 170)]
     assert _missing(checked) == set(absent)
     assert calls.listed() == ["files/md5/00/", "files/md5/"]
     assert calls.count("HeadObject") == 0
 
 
-def test_few_keys_in_a_large_layout_are_asked_with_heads(
+def test_few_keys_are_asked_with_heads_without_estimating(
     s3_store: tuple[S3ObjectStore, Any],
 ) -> None:
     store, put = s3_store
-    crowd = [_key(f"c{i}", head="00") for i in range(30)]  # estimated 7,680 objects
-    stored = [_key("s1"), _key("s2"), crowd[0]]
+    stored = [_key("s1"), _key("s2"), _key("s3", head="00")]
     absent = [_key("a1"), _key("a2", head="00")]
-    put(*crowd, *stored)
+    put(*stored)
     calls = Recorded(store)
     checked = check_presence(store, _parsed([*stored, *absent]))
     assert [(part.method, part.keys) for part in checked] == [("head", 5)]
     assert _missing(checked) == set(absent)
-    # The probe already answered for the two keys under 00/.
-    assert calls.listed() == ["files/md5/00/"]
-    assert calls.count("HeadObject") == 3
+    assert calls.count("HeadObject") == 5 and calls.count("ListObjectsV2") == 0
 
 
-def test_many_keys_in_a_large_layout_list_only_their_prefixes(
+def test_many_keys_in_few_prefixes_list_only_those(
     s3_store: tuple[S3ObjectStore, Any],
 ) -> None:
     store, put = s3_store
-    crowd = [_key(f"c{i}", head="00") for i in range(70)]  # estimated 17,920 objects
-    stored = [_key(f"s{i}", head="ab") for i in range(10)]
-    absent = [_key(f"a{i}", head="cd") for i in range(10)]
+    crowd = [_key(f"c{i}", head="00") for i in range(5)]  # estimated 1,280 objects: 2 pages
+    stored = [_key(f"s{i}", head="ab") for i in range(100)]
+    absent = [_key(f"a{i}", head="cd") for i in range(100)]
     put(*crowd, *stored, _key("elsewhere", head="ef"))
     calls = Recorded(store)
     checked = check_presence(store, _parsed([*stored, *absent]))
-    assert [(part.method, part.keys) for part in checked] == [("list-prefixes", 20)]
+    assert [(part.method, part.keys) for part in checked] == [("list-prefixes", 200)]
     assert _missing(checked) == set(absent)
     assert sorted(calls.listed()) == ["files/md5/00/", "files/md5/ab/", "files/md5/cd/"]
     assert calls.count("HeadObject") == 0
@@ -152,16 +152,17 @@ def test_a_probe_cut_short_never_reports_a_stored_key_missing(
     s3_store: tuple[S3ObjectStore, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, put = s3_store
-    # Stop the probe after 11 objects (the real cap, ~1,950 per prefix, needs a large bucket).
-    monkeypatch.setattr(presence, "TRAVERSE_THRESHOLD_SIZE", 11 * 256 - 1)
+    # Stop the probe after 11 objects (the real cap, 1,000 and more, needs a large bucket).
+    monkeypatch.setattr(presence, "PAGE", 10)
     crowd = [f"files/md5/00/{i:030x}" for i in range(15)]
     put(*crowd)
     last = crowd[-1]  # listed after the probe stopped
+    absent = [_key(f"a{i}") for i in range(169)]
     calls = Recorded(store)
-    checked = check_presence(store, _parsed([last, _key("a1")]))
+    checked = check_presence(store, _parsed([last, *absent]))
     assert [part.method for part in checked] == ["head"]
-    assert _missing(checked) == {_key("a1")}
-    assert calls.count("HeadObject") == 2
+    assert _missing(checked) == set(absent)
+    assert calls.count("HeadObject") == 170 and calls.listed() == ["files/md5/00/"]
 
 
 def test_one_key_is_one_head(s3_store: tuple[S3ObjectStore, Any]) -> None:
@@ -177,19 +178,25 @@ def test_the_dvc_2_layout_is_never_listed_from_the_dataset_root(
     s3_store: tuple[S3ObjectStore, Any],
 ) -> None:
     store, put = s3_store
-    stored = [_key(f"l{i}", legacy=True) for i in range(6)]
-    absent = [_key("la", legacy=True), _key("la.dir", legacy=True) + ".dir"]
+    stored = [_key(f"l{i}", legacy=True, head="ab") for i in range(100)]
+    absent = [_key(f"m{i}", legacy=True, head="cd") for i in range(69)]
+    absent.append(_key("la.dir", legacy=True, head="cd") + ".dir")
     put(*stored, *[_key(f"s{i}") for i in range(5)])
     new = [_key("n1"), _key("n2")]
     calls = Recorded(store)
     checked = check_presence(store, _parsed([*stored, *absent, *new]))
     assert [(part.layout, part.method) for part in checked] == [
         ("dvc2", "list-prefixes"),
-        ("dvc3", "list"),
+        ("dvc3", "head"),
     ]
     assert _missing(checked) == {*absent, *new}
+    assert sorted(calls.listed()) == ["00/", "ab/", "cd/"]
+    # Even when a whole listing is asked for.
+    calls.calls.clear()
+    forced = check_presence(store, _parsed([*stored, *absent]), "list")
+    assert [(part.layout, part.method) for part in forced] == [("dvc2", "list-prefixes")]
+    assert _missing(forced) == set(absent)
     assert "" not in calls.listed()
-    assert all(len(prefix) == 3 for prefix in calls.listed() if not prefix.startswith("files"))
 
 
 def test_a_local_site_is_asked_with_stat(tmp_path: Any) -> None:
