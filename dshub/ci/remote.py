@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from dshub.ci.environment import CiVariables
 from dshub.ci.errors import CiCheckFailed, CiConfigError
+from dshub.ci.proxy import ssl_verify_of
 
 _SECRET_OPTIONS = ("access_key_id", "secret_access_key", "session_token", "password", "token")
 
@@ -81,6 +82,17 @@ def remote_problems(remote: RemoteConfig, variables: CiVariables) -> list[str]:
             "remove them: the pipeline gets its keys from CI/CD variables"
         )
     return problems
+
+
+def tls_problems(remote: RemoteConfig) -> list[str]:
+    """A committed `ssl_verify = false` on `remote` (empty list when verification is on)."""
+    if ssl_verify_of(dict(remote.options)) is not False:
+        return []
+    return [
+        f"remote {remote.name!r} in .dvc/config sets ssl_verify = false: every clone and "
+        f"pipeline would send its token and data to whoever answers for {remote.url}; remove "
+        "it, or name the CA bundle that signs the server's certificate (ssl_verify = <path>)"
+    ]
 
 
 def require_expected_remote(remote: RemoteConfig, variables: CiVariables) -> None:

@@ -1,7 +1,8 @@
 """The validate-storage job: is what this merge request (or tag, or branch) points at real?
 
 Checks, all run and all reported (JUnit XML plus a markdown data diff):
-1. the remote in `.dvc/config` is this dataset's (DSHUB_DVC_REMOTE_URL, endpoint, no secrets);
+1. the remote in `.dvc/config` is this dataset's (DSHUB_DVC_REMOTE_URL, endpoint, no secrets)
+   and does not turn TLS verification off (`ssl_verify = false`);
 2. every `.dvc` file at HEAD is well-formed (DVC 2 and 3);
 3. every pointer changed by the merge request (against CI_MERGE_REQUEST_DIFF_BASE_SHA), or
    every pointer outside merge requests, references objects present in storage, including
@@ -24,7 +25,7 @@ from dshub.ci.errors import CiCheckFailed
 from dshub.ci.junit import TestCase, write_junit
 from dshub.ci.pointer_files import PointerFormatError, TrackedOutput, parse_pointer
 from dshub.ci.presence import DirEntry, RemoteObjects, referenced_objects
-from dshub.ci.remote import read_remote, remote_problems
+from dshub.ci.remote import read_remote, remote_problems, tls_problems
 
 SUITE = "validate-storage"
 
@@ -180,6 +181,7 @@ def run_validate(
     remote = read_remote(root, options.remote_name)
     problems = remote_problems(remote, variables)
     cases.append(TestCase("remote", ".dvc/config remote", "\n".join(problems) or None))
+    cases.append(TestCase("remote", "TLS verification", "\n".join(tls_problems(remote)) or None))
 
     head = gitrepo.head_sha(root)
     all_pointers = gitrepo.files_at(root, head)

@@ -21,8 +21,9 @@ from dshub.ci.remote import (
     remote_problems,
     require_owned_remote,
 )
-from dshub.ci.validate import decide_scope
-from tests.ci.harness import git, run
+from dshub.ci.validate import ValidateOptions, decide_scope, run_validate
+from tests.ci.dshub_stub import Stub
+from tests.ci.harness import git, make_dataset, run
 
 URL = "s3://bucket/sites/main/42"
 OK = {"DSHUB_DVC_REMOTE_URL": URL, "DSHUB_DATASET_ID": "42", "CI_PROJECT_ID": "42"}
@@ -245,3 +246,29 @@ def test_cli_prints_one_line_and_exits_2_on_a_misconfigured_job(tmp_path: Path) 
         check=False,
     )
     assert bad.returncode == 2 and "must be 1 or more" in bad.stderr
+
+
+def test_validate_flags_a_committed_ssl_verify_false(
+    tmp_path: Path, dvc_env: dict[str, str], stub: Stub
+) -> None:
+    url = f"{stub.url}/dvc/42"
+    repo = make_dataset(tmp_path, url, dvc_env, {"CI_JOB_TOKEN": "glcbt-job"})
+    repo.dvc("remote", "modify", "storage", "ssl_verify", "false")
+    repo.commit("Turn TLS verification off")
+    variables = CiVariables(repo.variables)
+    options = ValidateOptions(max_git_file_mb=0)
+    lines: list[str] = []
+    with pytest.raises(CiCheckFailed, match=r"^1 of \d+ checks failed"):
+        run_validate(repo.work, variables, options, lines.append)
+    assert "FAILED remote: TLS verification" in lines
+    assert lines[lines.index("FAILED remote: TLS verification") + 1] == (
+        f"  remote 'storage' in .dvc/config sets ssl_verify = false: every clone and pipeline "
+        f"would send its token and data to whoever answers for {url}; remove it, or name the "
+        "CA bundle that signs the server's certificate (ssl_verify = <path>)"
+    )
+
+    repo.dvc("remote", "modify", "storage", "ssl_verify", str(tmp_path / "ca.pem"))
+    repo.commit("Name the CA bundle instead")
+    lines.clear()
+    run_validate(repo.work, variables, options, lines.append)
+    assert lines[-1].startswith("all ") and lines[-1].endswith(" checks passed")
