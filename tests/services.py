@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -295,6 +296,19 @@ def scratch_database(admin_url: str, name: str) -> Iterator[str]:
 S3_ACCESS_KEY = "testing-access-key"
 S3_SECRET_KEY = "testing-secret-key"
 S3_REGION = "us-east-1"
+
+
+def moto_client(endpoint_url: str) -> Any:
+    """A boto3 S3 client for the moto server at `endpoint_url`, with the test keys."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        region_name=S3_REGION,
+    )
 
 
 def start_moto(workdir: Path) -> tuple[str, ManagedProcess]:

@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from indexer.object_ids import ObjectKey, parse_object_key
 from indexer.presence import check_presence
 from indexer.storage import Credentials, S3ObjectStore, StorageSite, open_store
@@ -73,13 +71,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-presence-"))
     endpoint, moto = services.start_moto(base / "moto")
     try:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=services.S3_ACCESS_KEY,
-            aws_secret_access_key=services.S3_SECRET_KEY,
-            region_name=services.S3_REGION,
-        )
+        client = services.moto_client(endpoint)
         client.create_bucket(Bucket="bench")
         site = StorageSite(
             name="bench",

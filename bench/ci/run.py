@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from bench.ci.proxy import proxy_benchmarks
 from indexer.dvc_env import dvc_environment
 from indexer.storage import Credentials
@@ -98,13 +96,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-ci-"))
     endpoint, moto = services.start_moto(base / "moto")
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=services.S3_ACCESS_KEY,
-            aws_secret_access_key=services.S3_SECRET_KEY,
-            region_name=services.S3_REGION,
-        )
+        s3 = services.moto_client(endpoint)
         s3.create_bucket(Bucket="bench")
         aws = base / "aws"
         aws.write_text("")

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import gitlab
 import psutil
 import requests
@@ -266,13 +265,7 @@ def warm(bench: Bench, rounds: int) -> dict[tuple[str, str], list[float]]:
     session = requests.Session()
     session.headers["PRIVATE-TOKEN"] = bench.token
     storage = requests.Session()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=bench.endpoint,
-        region_name=services.S3_REGION,
-        aws_access_key_id=services.S3_ACCESS_KEY,
-        aws_secret_access_key=services.S3_SECRET_KEY,
-    )
+    s3 = services.moto_client(bench.endpoint)
     import dvc.api
     from dvc.repo.open_repo import clean_repos
 
