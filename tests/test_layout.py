@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +58,64 @@ def test_production_code_never_imports_tests() -> None:
     for package in PRODUCTION_PACKAGES:
         offending = {name for name in _imports(package) if name.split(".")[0] == "tests"}
         assert not offending, f"{package} imports {offending}"
+
+
+_OUTSIDE_PATTERNS = (
+    re.compile(r"\.\./shared\b"),
+    re.compile(r"ROOT\.parent\b"),
+    re.compile(r"DSHUB_SHARED_DIR"),
+    re.compile(r"[\"'/]work/(main|shared)\b"),
+)
+_SCANNED = ("tests", "bench", "deploy", "docs", "dshub", "indexer", "webhook_service", "gitlab-ci")
+
+
+def _tracked_text_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", *_SCANNED, "README.md", "Makefile", ".ci"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    files = []
+    for name in listed:
+        if not name or name.startswith(b"tests/fixtures/"):
+            continue
+        path = ROOT / name.decode()
+        if path.suffix in {".py", ".md", ".sh", ".yml", ".yaml", ".toml", ".txt", ""}:
+            files.append(path)
+    return files
+
+
+def test_nothing_reads_or_names_a_path_outside_the_repository() -> None:
+    offending = []
+    for path in _tracked_text_files():
+        if not path.is_file() or path == Path(__file__).resolve():
+            continue
+        text = path.read_text(errors="replace")
+        for pattern in _OUTSIDE_PATTERNS:
+            for match in pattern.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                offending.append(f"{path.relative_to(ROOT)}:{line}: {match.group(0)}")
+    assert not offending, "paths outside the repository:\n" + "\n".join(offending)
+
+
+def test_a_lone_clone_collects_every_test(tmp_path: Path) -> None:
+    """The committed tree, cloned alone with nothing beside it, collects without errors."""
+    clone = tmp_path / "lone" / "dshub"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
+        check=True,
+        capture_output=True,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(clone)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " error" not in result.stdout.splitlines()[-1], result.stdout[-3000:]

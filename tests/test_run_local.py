@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.services import free_port, wait_until
+from tests.support.services import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import requests
 
 from dshub.config import ConfigError
 from tests.receiver.serving import start_gunicorn
-from tests.services import free_port, wait_until
+from tests.support.services import free_port, wait_until
 from webhook_service import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_cli_config_check_reports_errors(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_index_does_not_stop_the_service(tmp_path: Path) -> None:
-    from tests.services import free_port
+    from tests.support.services import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     app = create_app({"DSHUB_DATA_DIR": str(tmp_path), "DSHUB_INDEX_URL": url})
@@ -143,7 +143,7 @@ def test_embedded_worker_drains_the_journal_left_by_a_previous_process(
 ) -> None:
     from indexer import routing
     from indexer.journal import Journal
-    from tests.services import wait_until
+    from tests.support.services import wait_until
 
     journal = Journal.in_directory(tmp_path)
     journal.append(

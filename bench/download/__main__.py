@@ -48,7 +48,7 @@ from indexer.storage import StorageSite
 from indexer.store import open_store
 from tests import services
 from tests.conftest import S3Bucket
-from tests.dataset_repo import DatasetRepo
+from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, Gunicorn, start_gunicorn
 

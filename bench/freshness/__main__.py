@@ -39,7 +39,7 @@ from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from tests.gitlab_sandbox.fixtures import run_sandbox_subprocess
 from tests.receiver.serving import ROOT, start_gunicorn
-from tests.services import start_redis, wait_until
+from tests.support.services import start_redis, wait_until
 
 SECRET = "bench-freshness-secret"  # noqa: S105 - a throwaway secret for a loopback benchmark
 POLL_SECONDS = 0.01

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.services import find_or_start_postgres, scratch_database
+from tests.support.services import find_or_start_postgres, scratch_database
 
 
 @contextlib.contextmanager

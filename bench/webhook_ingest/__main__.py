@@ -41,12 +41,13 @@ from typing import Any
 
 import requests
 
-from tests.services import free_port, start_redis, wait_until
+from tests.support.paths import WEBHOOK_FIXTURES
+from tests.support.services import free_port, start_redis, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-webhook-secret"  # noqa: S105 - a throwaway secret for a loopback benchmark
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "gitlab-webhooks" / "push.json"
+FIXTURE = WEBHOOK_FIXTURES / "push.json"
 
 
 @dataclass

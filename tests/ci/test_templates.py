@@ -21,7 +21,7 @@ from tests.ci.harness import (
     require_tools,
     run,
 )
-from tests.shared_paths import GITLAB_CI_SCHEMA
+from tests.support.paths import GITLAB_CI_SCHEMA
 
 SCHEMA = GITLAB_CI_SCHEMA
 BUNDLED_SCHEMA = (

@@ -13,7 +13,7 @@ from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
 from tests.convergence.gitlab_ops import expected_index
 from tests.convergence.harness import Example
-from tests.dataset_repo import DatasetRepo, image_bytes
+from tests.support.dataset_repo import DatasetRepo, image_bytes
 from tests.receiver.serving import Gunicorn
 
 

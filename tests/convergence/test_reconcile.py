@@ -27,7 +27,7 @@ from indexer.store import open_store
 from tests.convergence.gitlab_ops import create_dataset, expected_index
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, start_gunicorn
-from tests.services import wait_until
+from tests.support.services import wait_until
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.download.world import CRLF_TEXT, SEED_NAME, SEED_PATH, World, md5
 from tests.receiver.serving import ROOT, Gunicorn
-from tests.services import free_port
+from tests.support.services import free_port
 
 
 def _dshub(

@@ -29,7 +29,7 @@ from indexer.dvc_env import dvc_environment
 from indexer.sites import SiteRecord, SiteRegistry
 from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
-from tests.dataset_repo import DatasetRepo
+from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
 

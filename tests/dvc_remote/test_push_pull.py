@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.dataset_repo import DatasetRepo, image_bytes
+from tests.support.dataset_repo import DatasetRepo, image_bytes
 from tests.dvc_remote.conftest import World, object_key, pointer_md5
 
 pytestmark = pytest.mark.slow

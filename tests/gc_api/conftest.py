@@ -30,7 +30,7 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import open_store
-from tests.dataset_repo import DatasetRepo
+from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
 from webhook_service.app import create_app
 

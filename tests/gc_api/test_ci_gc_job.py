@@ -28,7 +28,7 @@ from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import open_store
 from tests.ci import harness
-from tests.dataset_repo import DatasetRepo
+from tests.support.dataset_repo import DatasetRepo
 from tests.gc_api.conftest import object_key, pointer_md5
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

@@ -73,6 +73,6 @@ def test_redis_generation_is_shared(redis_url: str) -> None:
 
 
 def test_unreachable_redis_never_serves_stale_answers() -> None:
-    from tests.services import free_port
+    from tests.support.services import free_port
 
     assert RedisGeneration(f"redis://127.0.0.1:{free_port()}/0").current() == -1

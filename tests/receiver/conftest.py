@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.shared_paths import WEBHOOK_FIXTURES
+from tests.support.paths import WEBHOOK_FIXTURES
 from webhook_service import create_app
 from webhook_service.webhooks import receiver_of
 

@@ -22,7 +22,7 @@ from indexer.queue import COALESCED, ENQUEUED, QUEUE_NAME, RedisQueue
 from indexer.routing import JobRequest, sync_ref
 from tests.receiver.conftest import SECRET, gitlab_headers, push_body
 from tests.receiver.serving import start_gunicorn
-from tests.services import free_port, wait_until
+from tests.support.services import free_port, wait_until
 
 
 def _delivery(key: str, project: int, ref: str = "refs/heads/main") -> Delivery:

@@ -15,7 +15,7 @@ from indexer.journal import Journal
 from indexer.queue import QUEUE_NAME, Drainer, RedisQueue
 from tests.receiver.conftest import SECRET, gitlab_headers, make_app, push_body
 from tests.receiver.serving import start_gunicorn
-from tests.services import ManagedProcess, free_port, start_redis, wait_until
+from tests.support.services import ManagedProcess, free_port, start_redis, wait_until
 from webhook_service.webhooks import receiver_of
 
 URL = "/webhooks/gitlab"

@@ -24,7 +24,7 @@ from indexer.journal import Journal
 from indexer.queue import QUEUE_NAME
 from tests.receiver.conftest import SECRET, fixture_body, gitlab_headers, make_app, push_body
 from tests.receiver.routing_table import TABLE
-from tests.services import free_port
+from tests.support.services import free_port
 from webhook_service.webhooks import handle_delivery, receiver_of
 
 URL = "/webhooks/gitlab"

@@ -13,7 +13,7 @@ import redis
 
 from indexer.queue import COALESCED, ENQUEUED, RERUN, RedisQueue
 from indexer.routing import JobRequest
-from tests.services import wait_until
+from tests.support.services import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ("tests.receiver.probe_jobs.",)

@@ -20,7 +20,7 @@ from indexer.queue import QUEUE_NAME
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.conftest import SECRET
 from tests.receiver.serving import ROOT, start_gunicorn
-from tests.services import wait_until
+from tests.support.services import wait_until
 
 
 def _install(sandbox: Sandbox, receiver_url: str, *target: str) -> subprocess.CompletedProcess[str]:

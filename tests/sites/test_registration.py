@@ -117,7 +117,7 @@ def test_wrong_region_names_the_bucket_region(site_env: SiteEnv, s3_bucket: S3Bu
 
 
 def test_closed_port_is_reported_unreachable(site_env: SiteEnv, s3_bucket: S3Bucket) -> None:
-    from tests.services import free_port
+    from tests.support.services import free_port
 
     body = s3_site(s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}")
     step = _failed_step(site_env.call("POST", "/api/v1/storage-sites", "admin", json=body))

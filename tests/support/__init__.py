@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benchmarks: services, dataset repositories, reference data."""
