@@ -21,6 +21,7 @@ from typing import Any
 
 import gitlab.exceptions
 
+from indexer.data_diff import FileChange, diff_files
 from indexer.errors import DshubError, Unavailable
 from indexer.pointers import is_pointer_path, object_key
 from indexer.store import Dataset, IndexedFile
@@ -42,19 +43,6 @@ class MergeRequestRefs:
     base_sha: str
     head_sha: str
     web_url: str
-
-
-@dataclass
-class FileChange:
-    """One tracked file that differs; `old_*` is the target side, `new_*` the source side."""
-
-    path: str
-    change: str  # added | removed | modified
-    old_md5: str | None
-    new_md5: str | None
-    old_size: int | None
-    new_size: int | None
-    pointer_path: str
 
 
 @dataclass
@@ -133,23 +121,10 @@ def data_diff(ctx: SyncContext, dataset: Dataset, mr: MergeRequestRefs) -> DataD
     def keep(path: str) -> bool:
         return not any(path == d or path.startswith(d + "/") for d in unresolved)
 
-    for path in sorted(set(old) | set(new)):
-        if not keep(path):
-            continue
-        before, after = old.get(path), new.get(path)
-        if before and after and (before.md5, before.hash_name) == (after.md5, after.hash_name):
-            continue
-        change = "added" if before is None else "removed" if after is None else "modified"
-        entry = FileChange(
-            path=path,
-            change=change,
-            old_md5=before.md5 if before else None,
-            new_md5=after.md5 if after else None,
-            old_size=before.size if before else None,
-            new_size=after.size if after else None,
-            pointer_path=(after.pointer_path if after else before.pointer_path if before else ""),
-        )
-        getattr(result, change).append(entry)
+    for entry in diff_files(
+        {p: f for p, f in old.items() if keep(p)}, {p: f for p, f in new.items() if keep(p)}
+    ):
+        getattr(result, entry.change).append(entry)
     sized = _sized(ctx, dataset, result, old, new)
     for changed_file in result.added + result.removed + result.modified:
         changed_file.old_size = sized.get((changed_file.path, "old"))

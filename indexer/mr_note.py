@@ -12,8 +12,9 @@ from typing import Any
 
 import gitlab.exceptions
 
+from indexer.data_diff import FileChange
 from indexer.errors import Unavailable
-from indexer.mr_diff import DataDiff, FileChange, data_diff, read_merge_request
+from indexer.mr_diff import DataDiff, data_diff, read_merge_request
 from indexer.sync import SyncContext
 
 MARKER = "<!-- dshub:data-diff -->"

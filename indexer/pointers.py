@@ -70,6 +70,8 @@ class PointerOut:
     pointer_path: str
     imported: bool = False
     import_url: str | None = None
+    remote: str | None = None
+    cloud_versioned: bool = False
 
     @property
     def oid(self) -> str:
@@ -80,6 +82,19 @@ class PointerOut:
     def hash_info(self) -> HashInfo:
         """DVC's own view of this output's hash."""
         return HashInfo(self.hash_name, self.oid)
+
+    @property
+    def stored_elsewhere(self) -> str | None:
+        """Why this output's bytes are not in the dataset's own storage site, or None if they are.
+
+        DVC keeps an import's data in the source repository's remote, and an output with its
+        own `remote:` (valid DVC 3) in that remote; neither is ever looked up in our site.
+        """
+        if self.imported:
+            return f"imported from {self.import_url}" if self.import_url else "imported"
+        if self.remote:
+            return f"kept in its own DVC remote {self.remote!r}, not in the dataset's storage site"
+        return None
 
     @property
     def legacy(self) -> bool:
@@ -112,14 +127,19 @@ def parse_pointer(text: str | bytes, pointer_path: str) -> list[PointerOut]:
 
 
 def parse_dvc_file(text: str | bytes, pointer_path: str) -> list[PointerOut]:
-    """Parse a DVC 2 or 3 `.dvc` file into its outputs (paths made repository-relative)."""
+    """Parse a DVC 2 or 3 `.dvc` file into its outputs, by DVC's rules.
+
+    Output paths are relative to `wdir`, itself relative to the pointer's folder; `cache: false`
+    outputs are in no remote (git holds them, if anything), so they are not returned.
+    """
     data = _load(text, pointer_path, COMPILED_SINGLE_STAGE_SCHEMA)
     base = _join(posixpath.dirname(pointer_path), data.get("wdir") or ".", pointer_path, "wdir")
     import_url = _import_url(data.get("deps"))
     outs = data.get("outs") or []
     if not outs:
         raise PointerError(f"{pointer_path}: no `outs` to track")
-    return [_out(out, base, pointer_path, index, import_url) for index, out in enumerate(outs)]
+    parsed = (_out(out, base, pointer_path, index, import_url) for index, out in enumerate(outs))
+    return [out for out in parsed if out is not None]
 
 
 def parse_dvc_lock(text: str | bytes, lock_path: str) -> list[PointerOut]:
@@ -129,7 +149,9 @@ def parse_dvc_lock(text: str | bytes, lock_path: str) -> list[PointerOut]:
     result: list[PointerOut] = []
     for stage in (data.get("stages") or {}).values():
         for index, out in enumerate(stage.get("outs") or []):
-            result.append(_out(out, base, lock_path, index, None))
+            parsed = _out(out, base, lock_path, index, None)
+            if parsed is not None:
+                result.append(parsed)
     return result
 
 
@@ -337,15 +359,19 @@ def _import_url(deps: Any) -> str | None:
 
 def _out(
     out: dict[str, Any], base: str, pointer_path: str, index: int, import_url: str | None
-) -> PointerOut:
+) -> PointerOut | None:
     where = f"{pointer_path}: outs[{index}]"
     raw_path = out.get("path")
     if not isinstance(raw_path, str) or not raw_path:
         raise PointerError(f"{where}: missing `path`")
+    path = _join(base, raw_path, pointer_path, "path")
+    if out.get("cache") is False:
+        return None
     md5_value = out.get("md5")
     if not md5_value:
         raise PointerError(
-            f"{where} ({raw_path}): missing md5 (only md5-hashed outputs are indexed)"
+            f"{where} ({raw_path}): missing md5; run `dvc commit` (or `dvc add`) and commit "
+            "the pointer"
         )
     hash_name = out.get("hash") or LEGACY_HASH
     if hash_name not in HASH_NAMES:
@@ -358,8 +384,9 @@ def _out(
     size, nfiles = out.get("size"), out.get("nfiles")
     if (size is not None and size < 0) or (nfiles is not None and nfiles < 0):
         raise PointerError(f"{where} ({raw_path}): negative size or nfiles")
+    remote = out.get("remote")
     return PointerOut(
-        path=_join(base, raw_path, pointer_path, "path"),
+        path=path,
         md5=digest,
         hash_name=hash_name,
         is_dir=is_dir,
@@ -368,6 +395,8 @@ def _out(
         pointer_path=pointer_path,
         imported=import_url is not None,
         import_url=import_url or None,
+        remote=str(remote) if remote else None,
+        cloud_versioned=out.get("files") is not None,
     )
 
 

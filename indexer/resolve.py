@@ -26,24 +26,16 @@ from urllib.parse import unquote
 
 from indexer.errors import DshubError, InvalidInput, NotFound
 from indexer.gitlab_reader import GitLabReader, TreeEntry
-from indexer.pointers import (
-    PointerError,
-    PointerOut,
-    iter_manifest,
-    media_type,
-    object_key,
-    parse_pointer,
-)
+from indexer.pointers import PointerError, PointerOut, media_type, object_key, parse_pointer
 from indexer.storage import (
     Credentials,
     LocalObjectStore,
-    ObjectMissing,
     S3ObjectStore,
     StorageSite,
-    iter_stream,
     open_store,
 )
 from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow
+from indexer.tracked_files import ELSEWHERE, IMPORTED, file_of, load_manifest
 
 MAX_REF = 255
 MAX_PATH = 4096
@@ -321,7 +313,7 @@ class Resolver:
     def _live(self, dataset: Dataset, commit: Commit, path: str) -> Target | None:
         for out in self._pointer_outs(dataset, commit, f"{path}.dvc"):
             if out.path == path:
-                return Folder(path) if out.is_dir else _object_of(_file_of(out, path, out.md5))
+                return Folder(path) if out.is_dir else _object_of(file_of(out, path))
         for directory in _ancestors(path):
             for out in self._pointer_outs(dataset, commit, f"{directory}.dvc"):
                 if out.path == directory and out.is_dir:
@@ -338,31 +330,21 @@ class Resolver:
             return []
 
     def _in_manifest(self, dataset: Dataset, out: PointerOut, relpath: str) -> Target | None:
-        if out.imported:
-            raise NotStoredHere(f"{out.path} is imported from {out.import_url}; not stored here")
+        if out.stored_elsewhere is not None:
+            raise NotStoredHere(f"{out.path} is {out.stored_elsewhere}; not stored here")
         below = relpath + "/"
         for row in self.manifest(dataset, out):
             if row.relpath == relpath:
                 path = f"{out.path}/{relpath}"
-                return _object_of(_file_of(out, path, row.md5, in_directory=True))
+                return _object_of(file_of(out, path, row.md5, in_directory=True))
             if row.relpath.startswith(below):
                 return Folder(f"{out.path}/{relpath}")
         return None
 
     def manifest(self, dataset: Dataset, out: PointerOut) -> Iterator[ManifestRow]:
         """A tracked directory's entries: stored in the index once, read from storage if not."""
-        if not self.store.has_manifest(out.md5):
-            key = object_key("", out.md5, out.hash_name, is_dir=True)
-            try:
-                stream = iter_stream(self.objects(dataset).read(key))
-                entries = iter_manifest(stream, f"{out.md5}.dir")
-                self.store.put_manifest(out.md5, (ManifestRow(e.relpath, e.md5) for e in entries))
-            except ObjectMissing:
-                raise ObjectMissing(
-                    f"manifest {key} of {out.path} is missing from storage site "
-                    f"{dataset.storage_site!r}"
-                ) from None
-        return self.store.iter_manifest(out.md5)
+        objects = None if self.store.has_manifest(out.md5) else self.objects(dataset)
+        return load_manifest(self.store, objects, out, dataset.storage_site)
 
     # ---------------------------------------------------------------- folders
 
@@ -396,7 +378,7 @@ class Resolver:
     ) -> list[TreeItem]:
         for directory in [path, *_ancestors(path)] if path else []:
             for out in self._pointer_outs(dataset, commit, f"{directory}.dvc"):
-                if out.path == directory and out.is_dir and not out.imported:
+                if out.path == directory and out.is_dir and out.stored_elsewhere is None:
                     return self._manifest_level(dataset, out, path)
         items: list[TreeItem] = []
         pointers = [item.path for item in git_items if _is_pointer(item)]
@@ -410,7 +392,7 @@ class Resolver:
                 if out.is_dir:
                     items.append(TreeItem(name, out.path, "dir", "dvc"))
                 else:
-                    items.append(_tree_item(path, name, _file_of(out, out.path, out.md5)))
+                    items.append(_tree_item(path, name, file_of(out)))
         return sorted(items, key=lambda item: item.order)
 
     def _manifest_level(self, dataset: Dataset, out: PointerOut, path: str) -> list[TreeItem]:
@@ -427,9 +409,7 @@ class Resolver:
             if slash:
                 items[name] = TreeItem(name, full, "dir", "dvc")
             else:
-                items[name] = _tree_item(
-                    path, name, _file_of(out, full, row.md5, in_directory=True)
-                )
+                items[name] = _tree_item(path, name, file_of(out, full, row.md5, in_directory=True))
         return sorted(items.values(), key=lambda item: item.order)
 
 
@@ -442,25 +422,9 @@ def _ancestors(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
-def _file_of(out: PointerOut, path: str, md5: str, *, in_directory: bool = False) -> IndexedFile:
-    return IndexedFile(
-        path=path,
-        md5=md5,
-        hash_name=out.hash_name,
-        size=None if in_directory else out.size,
-        media_type=media_type(path),
-        pointer_path=out.pointer_path,
-        in_directory=in_directory,
-        status="imported" if out.imported else "ok",
-        note=out.import_url,
-    )
-
-
 def _object_of(found: IndexedFile) -> DvcObject:
-    if found.status == "imported":
-        raise NotStoredHere(
-            f"{found.path} is imported from {found.note}; its bytes are not in this dataset"
-        )
+    if found.status in (IMPORTED, ELSEWHERE):
+        raise NotStoredHere(f"{found.path} is {found.note}; its bytes are not in this dataset")
     if found.status != "ok":
         raise NotStoredHere(f"{found.path} cannot be read: {found.note or found.status}")
     return DvcObject(

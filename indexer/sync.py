@@ -9,7 +9,6 @@ indexed. A dataset is a project whose default branch holds `.dvc/config` (and, w
 from __future__ import annotations
 
 import logging
-import posixpath
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,25 +19,17 @@ from indexer.errors import DshubError
 from indexer.gitlab_reader import GitLabReader, ProjectInfo
 from indexer.gitlab_reader import RefInfo as GitRef
 from indexer.permissions import Generation
-from indexer.pointers import (
-    PointerError,
-    PointerOut,
-    is_pointer_path,
-    iter_manifest,
-    media_type,
-    object_key,
-    parse_pointer,
-)
+from indexer.pointers import PointerError, PointerOut, is_pointer_path, object_key, parse_pointer
 from indexer.storage import (
     Credentials,
     LocalObjectStore,
     ObjectMissing,
     S3ObjectStore,
     StorageSite,
-    iter_stream,
     open_store,
 )
-from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow, RefInfo, StaleRef
+from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, StaleRef
+from indexer.tracked_files import file_of, files_of_out, load_manifest
 
 log = logging.getLogger("dshub.sync")
 
@@ -304,72 +295,30 @@ def _files_of_pointer(
         problems.add(exc.message)
         return
     for out in outs:
-        if out.imported:
-            yield _file(out, out.path, out.md5, status="imported", note=out.import_url)
-        elif out.is_dir:
+        if out.is_dir and out.stored_elsewhere is None:
             yield from _directory_entries(ctx, dataset, out, problems)
         else:
-            yield _file(out, out.path, out.md5)
-
-
-def _file(
-    out: PointerOut,
-    path: str,
-    md5: str,
-    *,
-    in_directory: bool = False,
-    status: str = "ok",
-    note: str | None = None,
-) -> IndexedFile:
-    return IndexedFile(
-        path=path,
-        md5=md5,
-        hash_name=out.hash_name,
-        size=None if in_directory or out.is_dir else out.size,
-        media_type=media_type(path),
-        pointer_path=out.pointer_path,
-        in_directory=in_directory,
-        status=status,
-        note=note,
-    )
+            yield file_of(out)
 
 
 def _directory_entries(
     ctx: SyncContext, dataset: Dataset, out: PointerOut, problems: _Problems
 ) -> Iterator[IndexedFile]:
-    if not ctx.store.has_manifest(out.md5) and not _fetch_manifest(ctx, dataset, out, problems):
-        yield _file(out, out.path, out.md5, status="error", note="manifest unavailable")
-        return
-    for row in ctx.store.iter_manifest(out.md5):
-        path = posixpath.join(out.path, row.relpath)
-        yield _file(out, path, row.md5, in_directory=True)
-
-
-def _fetch_manifest(
-    ctx: SyncContext, dataset: Dataset, out: PointerOut, problems: _Problems
-) -> bool:
     objects = ctx.object_store(dataset)
-    if objects is None:
+    if objects is None and not ctx.store.has_manifest(out.md5):
         problems.add(
             f"{out.pointer_path}: directory {out.path} cannot be listed: the dataset has no "
             f"known storage site ({STORAGE_SITE_VARIABLE} is unset or names an unknown site)"
         )
-        return False
-    key = object_key("", out.md5, out.hash_name, is_dir=True)
+        yield from files_of_out(out, None)
+        return
     try:
-        stream = iter_stream(objects.read(key))
-        rows = (ManifestRow(e.relpath, e.md5) for e in iter_manifest(stream, f"{out.md5}.dir"))
-        ctx.store.put_manifest(out.md5, rows)
-    except ObjectMissing:
-        problems.add(
-            f"{out.pointer_path}: manifest {out.md5}.dir of {out.path} is missing from "
-            f"storage site {dataset.storage_site!r}"
-        )
-        return False
-    except PointerError as exc:
+        rows = load_manifest(ctx.store, objects, out, dataset.storage_site)
+    except (ObjectMissing, PointerError) as exc:
         problems.add(exc.message)
-        return False
-    return True
+        yield from files_of_out(out, None)
+        return
+    yield from files_of_out(out, rows)
 
 
 # ---------------------------------------------------------------------------------- sizes

@@ -14,8 +14,9 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer import search
+from indexer.data_diff import FileChange
 from indexer.errors import InvalidInput, NotFound
-from indexer.mr_diff import FileChange, data_diff, read_merge_request
+from indexer.mr_diff import data_diff, read_merge_request
 from indexer.sites import SiteRegistry
 from indexer.storage import load_credentials
 from indexer.sync import SyncContext

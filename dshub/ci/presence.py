@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dshub.ci.pointer_files import TrackedOutput
 from dshub.ci.proxy import DshubRemote
 from indexer.object_ids import parse_object_key
+from indexer.pointers import PointerOut
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class RemoteObjects:
         return None
 
     def manifests(
-        self, outputs: Iterable[TrackedOutput]
+        self, outputs: Iterable[PointerOut]
     ) -> dict[tuple[str, str], list[DirEntry] | None]:
         """`manifest` for every directory output, read in parallel."""
         wanted = sorted({(out.hash_name, out.oid) for out in outputs if out.is_dir})
@@ -130,15 +130,15 @@ def _existing_in_dshub(dshub: DshubRemote, refs: Iterable[ObjectRef]) -> set[tup
 
 
 def referenced_objects(
-    outputs: Iterable[TrackedOutput],
+    outputs: Iterable[PointerOut],
     manifests: dict[tuple[str, str], list[DirEntry] | None],
-) -> tuple[list[ObjectRef], list[TrackedOutput]]:
+) -> tuple[list[ObjectRef], list[PointerOut]]:
     """Every object `outputs` reference (files, `.dir` manifests, directory entries), and the
     directory outputs whose manifest could not be read (their entries are unknown)."""
     refs: list[ObjectRef] = []
-    unreadable: list[TrackedOutput] = []
+    unreadable: list[PointerOut] = []
     for out in outputs:
-        refs.append(ObjectRef(out.hash_name, out.oid, f"{out.path} ({out.pointer})"))
+        refs.append(ObjectRef(out.hash_name, out.oid, f"{out.path} ({out.pointer_path})"))
         if not out.is_dir:
             continue
         entries = manifests.get((out.hash_name, out.oid))
@@ -146,7 +146,7 @@ def referenced_objects(
             unreadable.append(out)
             continue
         refs.extend(
-            ObjectRef(out.hash_name, entry.oid, f"{out.path}/{entry.relpath} ({out.pointer})")
+            ObjectRef(out.hash_name, entry.oid, f"{out.path}/{entry.relpath} ({out.pointer_path})")
             for entry in entries
         )
     return refs, unreadable

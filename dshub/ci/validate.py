@@ -23,9 +23,9 @@ from dshub.ci.datadiff import diff_outputs, render_markdown
 from dshub.ci.environment import Access, CiVariables
 from dshub.ci.errors import CiCheckFailed
 from dshub.ci.junit import TestCase, write_junit
-from dshub.ci.pointer_files import PointerFormatError, TrackedOutput, parse_pointer
 from dshub.ci.presence import DirEntry, RemoteObjects, referenced_objects
 from dshub.ci.remote import read_remote, remote_problems, tls_problems
+from indexer.pointers import PointerError, PointerOut, parse_pointer
 
 SUITE = "validate-storage"
 
@@ -92,35 +92,58 @@ def decide_scope(root: Path, variables: CiVariables, head: str, all_pointers: li
     return Scope(all_pointers, previous, "every pointer")
 
 
-def _parse_all(texts: dict[str, str]) -> tuple[dict[str, list[TrackedOutput]], dict[str, str]]:
-    parsed: dict[str, list[TrackedOutput]] = {}
-    errors: dict[str, str] = {}
+@dataclass
+class _Parsed:
+    """Pointers read with dshub's one pointer model: outputs kept here, errors, and skips."""
+
+    outputs: dict[str, list[PointerOut]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _parse_all(texts: dict[str, str]) -> _Parsed:
+    """Parse every pointer; outputs whose bytes live elsewhere are skipped with the reason."""
+    result = _Parsed()
     for pointer, text in texts.items():
         try:
-            parsed[pointer] = parse_pointer(text, pointer)
-        except PointerFormatError as exc:
-            errors[pointer] = str(exc)
-    return parsed, errors
+            outs = parse_pointer(text, pointer)
+        except PointerError as exc:
+            result.errors[pointer] = exc.message
+            continue
+        versioned = [out.path for out in outs if out.cloud_versioned]
+        if versioned:
+            result.errors[pointer] = (
+                f"{pointer}: {versioned[0]} uses cloud versioning (`files:`), which dshub does "
+                "not support"
+            )
+            continue
+        result.outputs[pointer] = [out for out in outs if out.stored_elsewhere is None]
+        result.skipped.extend(
+            (f"{out.path} ({pointer})", out.stored_elsewhere)
+            for out in outs
+            if out.stored_elsewhere is not None
+        )
+    return result
 
 
 Manifests = dict[tuple[str, str], list[DirEntry] | None]
 
 
-def _base_outputs(root: Path, scope: Scope) -> list[TrackedOutput]:
+def _base_outputs(root: Path, scope: Scope) -> list[PointerOut]:
     if scope.base is None:
         return []
     base_pointers = set(gitrepo.files_at(root, scope.base))
     if scope.compared is not None:
         base_pointers &= scope.compared
-    base_parsed, _ = _parse_all(gitrepo.read_files(root, scope.base, sorted(base_pointers)))
-    return [out for outs in base_parsed.values() for out in outs]
+    base_parsed = _parse_all(gitrepo.read_files(root, scope.base, sorted(base_pointers)))
+    return [out for outs in base_parsed.outputs.values() for out in outs]
 
 
 def _storage_cases(
     objects: RemoteObjects,
     checked: list[str],
-    new_outputs: list[TrackedOutput],
-    base_outputs: list[TrackedOutput],
+    new_outputs: list[PointerOut],
+    base_outputs: list[PointerOut],
     say: Callable[[str], None],
 ) -> tuple[list[TestCase], Manifests]:
     """One test case per checked pointer: are all its objects (and directory entries) stored?"""
@@ -136,7 +159,7 @@ def _storage_cases(
             f"missing from storage: {label} ({ref.oid})"
         )
     for out in unreadable:
-        by_pointer.setdefault(out.pointer, []).append(
+        by_pointer.setdefault(out.pointer_path, []).append(
             f"directory manifest of {out.path} ({out.oid}) is readable neither locally nor in storage"
         )
     say(f"storage: {len(refs)} objects checked, {len(missing)} missing")
@@ -160,7 +183,7 @@ def _git_size_case(root: Path, head: str, base: str | None, limit_mb: float) -> 
 
 
 def _extension_case(
-    outputs: list[TrackedOutput], manifests: Manifests, extensions: tuple[str, ...]
+    outputs: list[PointerOut], manifests: Manifests, extensions: tuple[str, ...]
 ) -> TestCase:
     allowed = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     files = [out.path for out in outputs if not out.is_dir]
@@ -185,9 +208,14 @@ def run_validate(
 
     head = gitrepo.head_sha(root)
     all_pointers = gitrepo.files_at(root, head)
-    parsed, format_errors = _parse_all(gitrepo.read_files(root, head, all_pointers))
-    cases.extend(TestCase("pointer-format", p, e) for p, e in sorted(format_errors.items()))
+    read = _parse_all(gitrepo.read_files(root, head, all_pointers))
+    parsed = read.outputs
+    cases.extend(TestCase("pointer-format", p, e) for p, e in sorted(read.errors.items()))
     cases.append(TestCase("pointer-format", f"{len(all_pointers)} pointer files parsed"))
+    cases.extend(
+        TestCase("pointer-format", f"{label}: not in this dataset's storage", skipped=reason)
+        for label, reason in read.skipped
+    )
 
     scope = decide_scope(root, variables, head, all_pointers)
     say(f"checking {len(scope.pointers)} pointers ({scope.description}) against {remote.url}")
