@@ -21,16 +21,19 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
             print(f"dshub: configuration error: {line}", file=sys.stderr)
         return 2
     from dshub.logs import configure_logging
-    from indexer import jobs, sync
+    from dshub.services import Services
+    from indexer import sync
     from indexer.errors import DshubError
 
     configure_logging(settings.log_level, settings.log_format)
+    services = Services(settings)
     try:
-        ctx = jobs.context_from_settings(settings)
-        report = sync.reconcile(ctx, args.project)
+        report = sync.reconcile(services.job_context, args.project)
     except DshubError as exc:
         print(f"dshub: reconcile failed: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        services.close()
     scope = "every project" if args.project is None else f"project {args.project}"
     print(
         f"reconcile of {scope}: seen {report.seen}, synced {report.synced}, "

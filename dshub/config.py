@@ -154,20 +154,18 @@ def _index_url(value: str) -> str:
 
 
 def _positive_int(value: str) -> int:
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise ValueError("must be a whole number") from None
+    if not value.isascii() or not value.isdigit():
+        raise ValueError("must be a whole number")
+    number = int(value, 10)
     if number <= 0:
         raise ValueError("must be greater than 0")
     return number
 
 
 def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise ValueError("must be a whole number of seconds") from None
+    if not value.isascii() or not value.isdigit():
+        raise ValueError("must be a whole number of seconds")
+    number = int(value, 10)
     if number < 0:
         raise ValueError("must be 0 (off) or more")
     return number
@@ -293,6 +291,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if read.errors:
         raise ConfigError(read.errors)
     return settings
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How gunicorn serves dshub: `DSHUB_BIND`, `DSHUB_WORKERS`, `DSHUB_THREADS`."""
+
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    threads: int = 8
+
+
+def _bind(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT with a port from 1 to 65535")
+    return value
+
+
+def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
+    """Parse gunicorn's process settings (read by `gunicorn_conf` only); `ConfigError` if bad."""
+    read = _Reader(os.environ if env is None else env)
+    defaults = ServerSettings()
+    server = ServerSettings(
+        bind=read.parse("DSHUB_BIND", _bind, defaults.bind),
+        workers=read.parse("DSHUB_WORKERS", _positive_int, defaults.workers),
+        threads=read.parse("DSHUB_THREADS", _positive_int, defaults.threads),
+    )
+    if read.errors:
+        raise ConfigError(read.errors)
+    return server
 
 
 def ensure_secret_key(settings: Settings) -> str:

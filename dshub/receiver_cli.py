@@ -97,6 +97,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         scheduler = redis_scheduler(queue, settings.reconcile_interval)
         scheduler.start()
+    from dshub.services import Services
+
+    services = Services(settings)
+    services.install_jobs()
     worker = Worker([queue.queue], connection=queue.connection)
     try:
         worker.work(burst=args.burst, logging_level=settings.log_level)
@@ -105,6 +109,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             scheduler.stop()
         if drainer is not None:
             drainer.stop()
+        services.close()
     return 0
 
 

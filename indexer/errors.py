@@ -31,6 +31,22 @@ class NotAuthenticated(DshubError):
     exit_code = 4
 
 
+class Forbidden(DshubError):
+    """The caller is signed in, but GitLab does not give them the role this needs."""
+
+    status = 403
+    code = "forbidden"
+    exit_code = 4
+
+
+class Conflict(DshubError):
+    """The request contradicts the current state (a second site selection, a stale base)."""
+
+    status = 409
+    code = "conflict"
+    exit_code = 2
+
+
 class NotFound(DshubError):
     """The thing does not exist, or the caller may not know that it does."""
 

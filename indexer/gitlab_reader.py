@@ -65,7 +65,7 @@ class ProjectInfo:
 
 
 @dataclass(frozen=True)
-class RefInfo:
+class GitRef:
     """A branch or tag and the commit it points at."""
 
     name: str
@@ -282,7 +282,7 @@ class GitLabReader:
 
     # ------------------------------------------------------------------ refs and files
 
-    def tags(self, project_id: int) -> list[RefInfo]:
+    def tags(self, project_id: int) -> list[GitRef]:
         """Every tag (version) of the project with the commit it points at."""
         try:
             tags = self.client.projects.get(project_id, lazy=True).tags.list(iterator=True)
@@ -292,7 +292,7 @@ class GitLabReader:
                 return []
             raise _translate(exc, f"tags of project {project_id}") from exc
 
-    def resolve_ref(self, project_id: int, ref: str, kind: str | None = None) -> RefInfo | None:
+    def resolve_ref(self, project_id: int, ref: str, kind: str | None = None) -> GitRef | None:
         """The tag or branch named `ref`, or None. `kind` ("tag"/"branch") limits the lookup;
         without it a tag wins over a branch of the same name, as in git."""
         project = self.client.projects.get(project_id, lazy=True)
@@ -311,7 +311,7 @@ class GitLabReader:
                 return None
             raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
         commit = branch.get("commit") or {}
-        return RefInfo(ref, "branch", str(commit.get("id")), None, commit.get("committed_date"))
+        return GitRef(ref, "branch", str(commit.get("id")), None, commit.get("committed_date"))
 
     def list_paths(self, project_id: int, ref: str) -> Iterator[str]:
         """Every file path (blobs only) in the repository at `ref`."""
@@ -400,9 +400,9 @@ class GitLabReader:
         return sorted(paths)
 
 
-def _tag_info(attrs: dict[str, Any]) -> RefInfo:
+def _tag_info(attrs: dict[str, Any]) -> GitRef:
     commit = attrs.get("commit") or {}
-    return RefInfo(
+    return GitRef(
         name=str(attrs["name"]),
         kind="tag",
         commit_sha=str(commit.get("id")),

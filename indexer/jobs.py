@@ -1,8 +1,10 @@
 """The job functions RQ workers and the embedded worker run (JSON-serialisable arguments).
 
-Each is a thin wrapper over `indexer.sync` with the process's `SyncContext`, built once from
-the `DSHUB_*` settings (the service token reads GitLab; the index is `DSHUB_INDEX_URL`). The
-queue decides when; these decide what. All are idempotent and safe to run concurrently.
+Each is a thin wrapper over `indexer.sync` with the process's `SyncContext`. RQ finds a job
+by name with JSON arguments, so a job reaches its context through the one process-wide
+state allowed: the provider the process installs once (`dshub worker`, the embedded worker:
+`dshub.services.Services.install_jobs`) and clears at shutdown. The queue decides when;
+these decide what. All are idempotent and safe to run concurrently.
 """
 
 from __future__ import annotations
@@ -11,62 +13,36 @@ import logging
 import threading
 from collections.abc import Callable
 
-from dshub.config import Settings, load_settings
 from indexer import mr_note, sync
 from indexer.errors import Unavailable
-from indexer.gitlab_reader import GitLabReader
-from indexer.permissions import generation_for
-from indexer.sites import SiteRegistry
-from indexer.storage import load_credentials
-from indexer.store import open_store
 
 log = logging.getLogger("dshub.jobs")
 
-_context: sync.SyncContext | None = None
-_settings: Settings | None = None
+_provider: Callable[[], sync.SyncContext] | None = None
 _lock = threading.Lock()
 
 
-def configure(context: sync.SyncContext | None) -> None:
-    """Set (or clear) the context jobs in this process run with; the service does this at start."""
-    global _context  # noqa: PLW0603 - one context per process, by design
+def install(provider: Callable[[], sync.SyncContext]) -> None:
+    """Make jobs in this process run with the context `provider` returns (built on first use)."""
+    global _provider  # noqa: PLW0603 - one provider per process, by design
     with _lock:
-        _context = context
+        _provider = provider
 
 
-def use_settings(settings: Settings) -> None:
-    """Build this process's context from `settings` (not the environment) on first use.
-
-    The application calls this so its embedded worker runs jobs with the app's own settings.
-    """
-    global _context, _settings
+def clear() -> None:
+    """Forget the installed context (the process's services are closing)."""
+    global _provider  # noqa: PLW0603 - one provider per process, by design
     with _lock:
-        _settings, _context = settings, None
-
-
-def context_from_settings(settings: Settings | None = None) -> sync.SyncContext:
-    """Build the job context from `settings` (default: the environment's `DSHUB_*`)."""
-    settings = settings or load_settings()
-    if settings.gitlab_url is None:
-        raise Unavailable("DSHUB_GITLAB_URL is not set: jobs cannot read GitLab")
-    store = open_store(settings.index_url)
-    return sync.SyncContext(
-        reader=GitLabReader(settings.gitlab_url, settings.gitlab_token),
-        store=store,
-        sites=SiteRegistry(settings.index_url).get,
-        credentials=load_credentials(settings.storage_credentials_file),
-        generation=generation_for(settings.redis_url, settings.data_dir),
-        namespaces=settings.namespaces,
-    )
+        _provider = None
 
 
 def context() -> sync.SyncContext:
-    """The process's job context, built on first use."""
-    global _context  # noqa: PLW0603 - one context per process, by design
+    """The context jobs run with; `Unavailable` when this process installed none."""
     with _lock:
-        if _context is None:
-            _context = context_from_settings(_settings)
-        return _context
+        provider = _provider
+    if provider is None:
+        raise Unavailable("no job context is installed in this process (start `dshub worker`)")
+    return provider()
 
 
 def sync_project(project_id: int) -> str:
@@ -94,8 +70,7 @@ def remove_project(project_id: int) -> str:
 
 def sync_merge_request(project_id: int, iid: int) -> str:
     """With `DSHUB_MR_NOTES=1`, keep the MR's one data-diff note up to date; else nothing."""
-    settings = _settings or load_settings()
-    if not settings.mr_notes:
+    if not context().mr_notes:
         return f"merge request {project_id}!{iid}: DSHUB_MR_NOTES is off, no data-diff note kept"
     return _run(
         "sync_merge_request",

@@ -78,32 +78,32 @@ def _job(name: str, args: tuple[JobArg, ...], *key: JobArg) -> JobRequest:
     return JobRequest(f"{JOBS_MODULE}.{name}", args, f"{name}-{suffix}")
 
 
-def sync_project(project_id: int) -> JobRequest:
+def sync_project_job(project_id: int) -> JobRequest:
     """Re-read a project's metadata (name, path, visibility, default branch)."""
     return _job("sync_project", (project_id,), project_id)
 
 
-def remove_project(project_id: int) -> JobRequest:
+def remove_project_job(project_id: int) -> JobRequest:
     """Drop a project and all its versions from the index."""
     return _job("remove_project", (project_id,), project_id)
 
 
-def sync_ref(project_id: int, ref: str, before: str | None, after: str | None) -> JobRequest:
+def sync_ref_job(project_id: int, ref: str, before: str | None, after: str | None) -> JobRequest:
     """Re-index one branch or tag; the job decides whether the ref matters (default branch)."""
     return _job("sync_ref", (project_id, ref, before, after), project_id, _ref_key(ref))
 
 
-def remove_ref(project_id: int, ref: str) -> JobRequest:
+def remove_ref_job(project_id: int, ref: str) -> JobRequest:
     """Forget one deleted branch or tag."""
     return _job("remove_ref", (project_id, ref), project_id, _ref_key(ref))
 
 
-def sync_merge_request(project_id: int, iid: int) -> JobRequest:
+def sync_merge_request_job(project_id: int, iid: int) -> JobRequest:
     """Re-read one merge request (for data-diff notes)."""
     return _job("sync_merge_request", (project_id, iid), project_id, iid)
 
 
-def invalidate_permissions(
+def invalidate_permissions_job(
     project_id: int | None = None, user_id: int | None = None, group_id: int | None = None
 ) -> JobRequest:
     """Drop cached permissions for a project, a user, a group or a combination."""
@@ -116,15 +116,15 @@ def invalidate_permissions(
     )
 
 
-def reconcile(project_id: int | None = None) -> JobRequest:
+def reconcile_job(project_id: int | None = None) -> JobRequest:
     """Compare the index with GitLab (one project, or everything) and repair any drift."""
     return _job("reconcile", (project_id,), "all" if project_id is None else project_id)
 
 
 def _ref_job(project_id: int, change: RefChange | PushEvent | TagPushEvent) -> JobRequest:
     if change.deleted:
-        return remove_ref(project_id, change.ref)
-    return sync_ref(project_id, change.ref, change.before, change.after)
+        return remove_ref_job(project_id, change.ref)
+    return sync_ref_job(project_id, change.ref, change.before, change.after)
 
 
 def route(event: Event) -> list[JobRequest]:
@@ -136,27 +136,27 @@ def route(event: Event) -> list[JobRequest]:
         case RepositoryUpdateEvent():
             jobs.extend(_ref_job(event.project_id, change) for change in event.changes)
         case MergeRequestEvent():
-            jobs.append(sync_merge_request(event.project_id, event.iid))
+            jobs.append(sync_merge_request_job(event.project_id, event.iid))
         case ProjectEvent(action="destroy"):
-            jobs.append(remove_project(event.project_id))
+            jobs.append(remove_project_job(event.project_id))
         case ProjectEvent(action="update" | "transfer"):
             # Visibility and inherited membership may have changed: both must be re-read.
-            jobs.append(sync_project(event.project_id))
-            jobs.append(invalidate_permissions(project_id=event.project_id))
+            jobs.append(sync_project_job(event.project_id))
+            jobs.append(invalidate_permissions_job(project_id=event.project_id))
         case ProjectEvent():
-            jobs.append(sync_project(event.project_id))
+            jobs.append(sync_project_job(event.project_id))
         case MemberEvent():
             jobs.append(
-                invalidate_permissions(
+                invalidate_permissions_job(
                     project_id=event.project_id, user_id=event.user_id, group_id=event.group_id
                 )
             )
         case GroupEvent():
             # Projects below the group moved or vanished; the payload does not list them.
-            jobs.append(invalidate_permissions(group_id=event.group_id))
-            jobs.append(reconcile())
+            jobs.append(invalidate_permissions_job(group_id=event.group_id))
+            jobs.append(reconcile_job())
         case UserEvent():
-            jobs.append(invalidate_permissions(user_id=event.user_id))
+            jobs.append(invalidate_permissions_job(user_id=event.user_id))
         case IgnoredEvent():
             pass
     unique: dict[str, JobRequest] = {}

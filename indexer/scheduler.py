@@ -8,9 +8,9 @@ processes still reconcile once per interval. Claims are atomic where the jobs al
 - Redis (`dshub worker`): `SET dshub:reconcile:slot:<n> NX EX` — the winner enqueues the
   `reconcile` job under its stable id (`reconcile-all`), so a reconcile still queued or
   running absorbs the next one (see `indexer.queue`);
-- the journal (embedded default): a row whose dedupe key names the slot; the journal's
-  unique key lets exactly one of the gunicorn workers insert it, and whichever embedded
-  worker claims the row runs it.
+- the journal (embedded default): a delivery whose dedupe key names the slot, submitted
+  like any other; the journal's unique key lets exactly one of the gunicorn workers insert
+  it, and whichever embedded worker claims the row runs it.
 
 A process submits nothing during its first full interval (the first boundary it acts on is
 the second one after start), so a restart loop never turns into a reconcile loop.
@@ -26,7 +26,8 @@ from collections.abc import Callable
 import redis
 
 from indexer import routing
-from indexer.journal import Journal
+from indexer.intake import Receipt
+from indexer.journal import Delivery
 from indexer.queue import RedisQueue
 
 log = logging.getLogger("dshub.scheduler")
@@ -109,7 +110,7 @@ def redis_scheduler(queue: RedisQueue, interval: float) -> ReconcileScheduler:
     """The scheduler of `dshub worker`: the winner enqueues `reconcile()` (stable id, coalesced)."""
 
     def submit() -> None:
-        queue.enqueue(routing.reconcile())
+        queue.enqueue(routing.reconcile_job())
 
     return ReconcileScheduler(interval, redis_claim(queue.connection, interval), submit)
 
@@ -119,19 +120,17 @@ def journal_dedupe_key(interval: float, slot: int) -> str:
     return f"schedule:reconcile:{int(interval)}:{slot}"
 
 
-def journal_scheduler(
-    journal: Callable[[], Journal], interval: float, wake: Callable[[], None]
-) -> ReconcileScheduler:
+def journal_scheduler(submit: Callable[[Delivery], Receipt], interval: float) -> ReconcileScheduler:
     """The scheduler of the embedded default: the slot's journal row is the claim and the job.
 
-    `journal` opens this process's journal; `wake` makes sure an embedded worker runs (it
-    starts the worker thread on first use, then nudges it).
+    `submit` is the receiver's (`indexer.receiver.Receiver.submit`): the delivery's dedupe key
+    names the slot, so exactly one process's row is new, and that row is the reconcile job.
     """
 
     def claim(slot: int) -> bool:
-        _, duplicate = journal().append(
-            journal_dedupe_key(interval, slot), "schedule", None, [routing.reconcile()], claim=False
+        delivery = Delivery(
+            journal_dedupe_key(interval, slot), "schedule", None, [routing.reconcile_job()]
         )
-        return not duplicate
+        return not submit(delivery).duplicate
 
-    return ReconcileScheduler(interval, claim, wake)
+    return ReconcileScheduler(interval, claim, lambda: None)

@@ -31,7 +31,7 @@ from indexer.storage import Credentials, StorageSite
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+AddressLookup = Callable[..., Sequence[tuple[Any, ...]]]
 
 PROBE_TIMEOUT = 5.0
 PROBE_DIR = ".dshub-probe"
@@ -136,7 +136,7 @@ def endpoint_of(site: StorageSite) -> str:
 
 
 def resolve_endpoint(
-    url: str, allowed: Sequence[IPNetwork] = (), resolver: Resolver = socket.getaddrinfo
+    url: str, allowed: Sequence[IPNetwork] = (), resolver: AddressLookup = socket.getaddrinfo
 ) -> ResolvedEndpoint:
     """Resolve `url`'s host once and check every address; raises `SiteValidationFailed`."""
     parts = urlsplit(url)
@@ -350,7 +350,7 @@ def probe_s3(
     readonly: Credentials | None = None,
     *,
     allowed: Sequence[IPNetwork] = (),
-    resolver: Resolver = socket.getaddrinfo,
+    resolver: AddressLookup = socket.getaddrinfo,
     timeout: float = PROBE_TIMEOUT,
 ) -> list[ProbeStep]:
     """Validate an S3 site; returns the steps, or raises `SiteValidationFailed` naming them."""
@@ -509,7 +509,7 @@ def probe_site(
     readonly: Credentials | None = None,
     *,
     allowed: Sequence[IPNetwork] = (),
-    resolver: Resolver = socket.getaddrinfo,
+    resolver: AddressLookup = socket.getaddrinfo,
     timeout: float = PROBE_TIMEOUT,
 ) -> list[ProbeStep]:
     """Validate `site` for real (S3 or local); raises `SiteValidationFailed` with the steps."""

@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from indexer.errors import DshubError
-from indexer.gitlab_reader import GitLabReader, ProjectInfo
-from indexer.gitlab_reader import RefInfo as GitRef
+from indexer.gitlab_reader import GitLabReader, GitRef, ProjectInfo
 from indexer.permissions import Generation
 from indexer.pointers import PointerError, PointerOut, is_pointer_path, object_key, parse_pointer
 from indexer.storage import (
@@ -47,6 +46,7 @@ class SyncContext:
     credentials: dict[str, Credentials] = field(default_factory=dict)
     generation: Generation | None = None
     namespaces: tuple[str, ...] = ()
+    mr_notes: bool = False
 
     def object_store(self, dataset: Dataset) -> LocalObjectStore | S3ObjectStore | None:
         """Byte access to the dataset's objects, or None when it has no (known) site."""

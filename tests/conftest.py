@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from indexer.dvc_env import dvc_environment
 from tests.support import services
 
-pytest_plugins = ["tests.gitlab_sandbox.fixtures"]
+pytest_plugins = ["tests.gitlab_sandbox.fixtures", "tests.support.index_fixtures"]
 
 # ------------------------------------------------------------------------- hypothesis
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from dshub.config import DOCUMENTED, ConfigError, ensure_secret_key, load_settings
+from dshub.config import (
+    DOCUMENTED,
+    ConfigError,
+    ensure_secret_key,
+    load_server_settings,
+    load_settings,
+)
 
 
 def test_defaults_are_the_embedded_setup(tmp_path: Path) -> None:
@@ -114,3 +123,44 @@ def test_debug_logging_never_lets_botocore_log_signed_headers() -> None:
     assert logging.getLogger("dshub").level == logging.DEBUG
     assert logging.getLogger("botocore").getEffectiveLevel() >= logging.INFO
     assert logging.getLogger("urllib3").getEffectiveLevel() >= logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"DSHUB_WORKERS": "two"}, "DSHUB_WORKERS: must be a whole number"),
+        ({"DSHUB_WORKERS": "٣"}, "DSHUB_WORKERS: must be a whole number"),
+        ({"DSHUB_THREADS": "0"}, "DSHUB_THREADS: must be greater than 0"),
+        ({"DSHUB_BIND": "8000"}, "DSHUB_BIND: must be HOST:PORT"),
+        ({"DSHUB_BIND": "127.0.0.1:70000"}, "DSHUB_BIND: must be HOST:PORT"),
+    ],
+)
+def test_server_settings_are_parsed_in_config_with_one_line_per_problem(
+    env: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_server_settings(env)
+    assert len(caught.value.lines) == 1 and caught.value.lines[0].startswith(problem)
+
+
+def test_server_settings_default_to_loopback() -> None:
+    server = load_server_settings({})
+    assert (server.bind, server.workers, server.threads) == ("127.0.0.1:8000", 2, 8)
+    assert load_server_settings({"DSHUB_WORKERS": "4"}).workers == 4
+
+
+def test_a_malformed_server_variable_does_not_stop_the_cli_client() -> None:
+    # The client reads only its own settings; a broken DSHUB_WORKERS is the server's problem.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from dshub.cli import main; raise SystemExit(main(['config', 'list']))",
+        ],
+        env={**os.environ, "DSHUB_WORKERS": "many"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DSHUB_GITLAB_URL" in result.stdout

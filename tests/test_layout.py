@@ -54,6 +54,14 @@ def test_cli_client_is_importable_without_flask() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_the_core_never_imports_upward() -> None:
+    """`indexer/` receives what it needs; it never reaches up into the CLI or the HTTP edge."""
+    offending = {
+        name for name in _imports("indexer") if name.split(".")[0] in ("dshub", "webhook_service")
+    }
+    assert not offending, offending
+
+
 def test_production_code_never_imports_tests() -> None:
     for package in PRODUCTION_PACKAGES:
         offending = {name for name in _imports(package) if name.split(".")[0] == "tests"}

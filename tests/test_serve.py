@@ -147,7 +147,7 @@ def test_embedded_worker_drains_the_journal_left_by_a_previous_process(
 
     journal = Journal.in_directory(tmp_path)
     journal.append(
-        "before-restart", "member", None, [routing.invalidate_permissions()], claim=False
+        "before-restart", "member", None, [routing.invalidate_permissions_job()], claim=False
     )
     journal.close()
     app = create_app(

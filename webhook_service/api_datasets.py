@@ -6,33 +6,19 @@ the same message), and never counts in a total or a facet.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer import search
 from indexer.errors import InvalidInput, NotFound
-from indexer.store import Dataset, IndexStore, open_store
-from webhook_service.app_settings import settings_of
+from indexer.store import Dataset
+from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
 
 blueprint = Blueprint("api_datasets", __name__, url_prefix="/api/v1")
-STORE = "dshub.index"
-_store_lock = threading.Lock()
-
-
-def index_store(app: Flask | None = None) -> IndexStore:
-    """The index of this process, opened (and migrated) on first use."""
-    app = app or current_app
-    with _store_lock:
-        store: IndexStore | None = app.extensions.get(STORE)
-        if store is None:
-            store = open_store(settings_of(app).index_url)
-            app.extensions[STORE] = store
-        return store
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -76,7 +62,7 @@ def not_found(project_id: int) -> NotFound:
 def list_datasets() -> ResponseReturnValue:
     """Search datasets: `q`, `namespace`, `topic`, `visibility`, `media_type`, `sort`, pages."""
     result = search.search_datasets(
-        index_store(),
+        services().index,
         current_viewer(),
         request.args.get("q"),
         namespace=request.args.get("namespace") or None,
@@ -103,7 +89,7 @@ def list_datasets() -> ResponseReturnValue:
 @blueprint.get("/datasets/<int:project_id>")
 def get_dataset(project_id: int) -> ResponseReturnValue:
     """One dataset the caller may read."""
-    dataset = search.get_dataset(index_store(), current_viewer(), project_id)
+    dataset = search.get_dataset(services().index, current_viewer(), project_id)
     if dataset is None:
         raise not_found(project_id)
     return jsonify(dataset_json(dataset))
@@ -112,7 +98,7 @@ def get_dataset(project_id: int) -> ResponseReturnValue:
 @blueprint.get("/datasets/<int:project_id>/versions")
 def list_versions(project_id: int) -> ResponseReturnValue:
     """The dataset's versions (tags), newest first, with totals and changes."""
-    versions = search.list_versions(index_store(), current_viewer(), project_id)
+    versions = search.list_versions(services().index, current_viewer(), project_id)
     if versions is None:
         raise not_found(project_id)
     return jsonify(
@@ -147,7 +133,7 @@ def list_files() -> ResponseReturnValue:
             raise InvalidInput(f"dataset must be a numeric project id, not {dataset[:40]!r}")
         dataset_id = int(dataset)
     result = search.search_files(
-        index_store(),
+        services().index,
         current_viewer(),
         request.args.get("q"),
         dataset=dataset_id,

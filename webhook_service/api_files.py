@@ -37,22 +37,18 @@ from indexer.resolve import (
     DvcObject,
     Folder,
     GitFile,
-    Resolver,
     TreeItem,
     validate_path,
     validate_ref,
 )
-from indexer.sites import SiteRegistry
-from indexer.storage import ObjectMissing, S3ObjectStore, load_credentials, safe_key
+from indexer.storage import ObjectMissing, S3ObjectStore, safe_key
 from indexer.store import Dataset
-from webhook_service.api_datasets import index_store, not_found
-from webhook_service.app_settings import settings_of
+from webhook_service.api_datasets import not_found
+from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
-from webhook_service.gitlab_access import service_reader
 
 blueprint = Blueprint("api_files", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.files")
-RESOLVER = "dshub.resolver"
 PREVIEWS = "dshub.previews"
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
@@ -60,24 +56,6 @@ PRESIGN_SECONDS = 300
 PER_PAGE, MAX_PER_PAGE = 100, 1000
 READ_AHEAD = 2  # chunks (MiB) a download reads ahead of its client
 _lock = threading.Lock()
-
-
-def resolver() -> Resolver:
-    """This process's resolver (service token for GitLab, the index, the site registry)."""
-    app = current_app
-    with _lock:
-        found: Resolver | None = app.extensions.get(RESOLVER)
-        if found is None:
-            settings = settings_of(app)
-            reader = service_reader(settings)
-            found = Resolver(
-                index_store(),
-                reader,
-                SiteRegistry(settings.index_url).get,
-                load_credentials(settings.storage_credentials_file),
-            )
-            app.extensions[RESOLVER] = found
-        return found
 
 
 def _previews() -> PreviewCache:
@@ -92,7 +70,7 @@ def _previews() -> PreviewCache:
 
 def readable_dataset(project_id: int) -> Dataset:
     """The dataset if the caller may read it; otherwise the one 404 for 'absent or not yours'."""
-    dataset = search.get_dataset(index_store(), current_viewer(), project_id)
+    dataset = search.get_dataset(services().index, current_viewer(), project_id)
     if dataset is None:
         raise not_found(project_id)
     return dataset
@@ -111,7 +89,7 @@ def get_file(project_id: int, path: str) -> ResponseReturnValue:
     preview = request.args.get("preview")
     size = preview_size(preview) if preview is not None else None
     dataset = readable_dataset(project_id)
-    files = resolver()
+    files = services().resolver
     commit = files.commit(dataset, ref)
     target = files.resolve(dataset, commit, path)
     if isinstance(target, Folder):
@@ -133,7 +111,7 @@ def _missing(dataset: Dataset, commit: Commit, target: DvcObject) -> ObjectMissi
 
 
 def _object_download(dataset: Dataset, commit: Commit, target: DvcObject) -> Response:
-    files = resolver()
+    files = services().resolver
     objects = files.objects(dataset)
     size = target.size
     if size is None or request.method == "HEAD":
@@ -171,7 +149,7 @@ def _object_download(dataset: Dataset, commit: Commit, target: DvcObject) -> Res
 
 def _git_download(dataset: Dataset, commit: Commit, target: GitFile) -> Response:
     headers = _headers(commit, target.path, target.blob_id, "git-sha1", target.media_type)
-    reader = resolver().reader
+    reader = services().resolver.reader
 
     def read(start: int, end: int) -> Iterator[bytes]:
         return _slice(reader.iter_raw(dataset.project_id, target.path, commit.sha), start, end)
@@ -333,7 +311,7 @@ def _preview(
     dataset: Dataset, commit: Commit, target: DvcObject | GitFile, size: int
 ) -> ResponseReturnValue:
     check_previewable(target.media_type, target.path)
-    files = resolver()
+    files = services().resolver
     if isinstance(target, GitFile):
         key = target.blob_id
 
@@ -370,7 +348,7 @@ def tree(project_id: int) -> ResponseReturnValue:
     page = _positive("page", 1, 10**6)
     per_page = _positive("per_page", PER_PAGE, MAX_PER_PAGE)
     dataset = readable_dataset(project_id)
-    files = resolver()
+    files = services().resolver
     commit = files.commit(dataset, ref)
     level = files.list_level(dataset, commit, path)
     chosen = list(islice(level, (page - 1) * per_page, page * per_page + 1))

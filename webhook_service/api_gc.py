@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
 from indexer import search
-from indexer.errors import DshubError, InvalidInput, NotAuthenticated, Unavailable
+from indexer.errors import DshubError, Forbidden, InvalidInput, NotAuthenticated, Unavailable
 from indexer.gc import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validate_keep
 from indexer.gc_lock import gc_lock
 from indexer.gitlab_reader import GitLabReader
@@ -34,12 +34,11 @@ from indexer.sites import (
     SiteRegistry,
     site_of_dataset,
 )
-from indexer.storage import ObjectMeta, StorageSite, load_credentials, open_store
+from indexer.storage import ObjectMeta, StorageSite, open_store
 from indexer.store import Dataset
-from webhook_service.api_datasets import index_store, not_found
-from webhook_service.app_settings import settings_of
+from webhook_service.api_datasets import not_found
+from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
-from webhook_service.gitlab_access import request_reader, service_reader
 
 blueprint = Blueprint("api_gc", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.gc")
@@ -47,14 +46,6 @@ log = logging.getLogger("dshub.gc")
 MIN_AGE_FLOOR_HOURS = 1.0  # bytes of an upload in flight land before their commit
 MAINTAINER = 40
 GC_FIELDS = {"keep", "dry_run", "min_age_hours"}
-
-
-class GcForbidden(DshubError):
-    """The caller may read the dataset but not collect its storage."""
-
-    status = 403
-    code = "forbidden"
-    exit_code = 4
 
 
 class GcRefused(DshubError):
@@ -80,7 +71,7 @@ def _gitlab_url() -> str:
 
 def _service_reader() -> GitLabReader:
     """GitLab through the service token (reads the pointers of indexed versions)."""
-    return service_reader(_settings())
+    return services().service_reader
 
 
 def _job_token() -> str | None:
@@ -89,7 +80,7 @@ def _job_token() -> str | None:
 
 
 def _indexed_dataset(project_id: int) -> Dataset:
-    dataset = index_store().get_dataset(project_id)
+    dataset = services().index.get_dataset(project_id)
     if dataset is None:
         raise not_found(project_id)
     return dataset
@@ -103,7 +94,7 @@ def _reader_of_dataset(project_id: int) -> tuple[str, Dataset]:
         require_job_of(job, project_id)
         return f"job {job.job_id}", _indexed_dataset(project_id)
     viewer = current_viewer()
-    dataset = search.get_dataset(index_store(), viewer, project_id)
+    dataset = search.get_dataset(services().index, viewer, project_id)
     if dataset is None:
         raise not_found(project_id)
     return f"user {viewer.user_id}", dataset
@@ -117,7 +108,7 @@ def _collector_of_dataset(project_id: int) -> tuple[str, Dataset]:
         require_job_of(job, project_id)
         dataset = _indexed_dataset(project_id)
         if job.ref != dataset.default_branch:
-            raise GcForbidden(
+            raise Forbidden(
                 f"gc runs only from pipelines of the default branch ({dataset.default_branch}), "
                 f"not {job.ref}"
             )
@@ -128,19 +119,19 @@ def _collector_of_dataset(project_id: int) -> tuple[str, Dataset]:
             "gc needs a GitLab token of a Maintainer of the dataset, or the dataset's own "
             "CI job token (JOB-TOKEN header)"
         )
-    reader = request_reader(_settings(), user_token)
+    reader = services().request_reader(user_token)
     user = reader.current_user()
     if not user.is_admin:
         access = reader.project_access(project_id, user.id, enough=MAINTAINER)
         if access is None:
             raise not_found(project_id)
         if access.level < MAINTAINER:
-            raise GcForbidden("gc needs the Maintainer or Owner role on the dataset's project")
+            raise Forbidden("gc needs the Maintainer or Owner role on the dataset's project")
     return f"user {user.id}", _indexed_dataset(project_id)
 
 
 def _objects_of_indexed_versions(project_id: int) -> IndexedObjects:
-    return indexed_objects(index_store(), _service_reader().read_file, project_id)
+    return indexed_objects(services().index, _service_reader().read_file, project_id)
 
 
 @blueprint.get("/datasets/<int:project_id>/objects")
@@ -230,9 +221,8 @@ def collect(project_id: int) -> ResponseReturnValue:
     keep, dry_run, hours = _gc_request()
     caller, dataset = _collector_of_dataset(project_id)
     settings = _settings()
-    registry = SiteRegistry(settings.index_url)
-    site = _site_of(registry, dataset)
-    objects = open_store(site, project_id, load_credentials(settings.storage_credentials_file))
+    site = _site_of(services().sites, dataset)
+    objects = open_store(site, project_id, services().credentials)
 
     def deleted(item: ObjectMeta) -> None:
         log.info(

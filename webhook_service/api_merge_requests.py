@@ -10,42 +10,21 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer import search
 from indexer.data_diff import FileChange
 from indexer.errors import InvalidInput, NotFound
 from indexer.mr_diff import data_diff, read_merge_request
-from indexer.sites import SiteRegistry
-from indexer.storage import load_credentials
-from indexer.sync import SyncContext
-from webhook_service.api_datasets import index_store, not_found
-from webhook_service.app_settings import settings_of
+from webhook_service.api_datasets import not_found
+from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
-from webhook_service.gitlab_access import service_reader
 
 blueprint = Blueprint("api_merge_requests", __name__, url_prefix="/api/v1")
 CONTEXT = "dshub.mr_context"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 _lock = threading.Lock()
-
-
-def _context() -> SyncContext:
-    app = current_app
-    with _lock:
-        found: SyncContext | None = app.extensions.get(CONTEXT)
-        if found is None:
-            settings = settings_of(app)
-            reader = service_reader(settings)
-            found = SyncContext(
-                reader=reader,
-                store=index_store(),
-                sites=SiteRegistry(settings.index_url).get,
-                credentials=load_credentials(settings.storage_credentials_file),
-            )
-            app.extensions[CONTEXT] = found
-        return found
 
 
 def _limit() -> int:
@@ -72,10 +51,10 @@ def _change_json(item: FileChange) -> dict[str, Any]:
 def merge_request_diff(project_id: int, iid: int) -> ResponseReturnValue:
     """Files added, removed and modified by merge request `!iid`, with byte sums."""
     limit = _limit()
-    dataset = search.get_dataset(index_store(), current_viewer(), project_id)
+    dataset = search.get_dataset(services().index, current_viewer(), project_id)
     if dataset is None:
         raise not_found(project_id)
-    ctx = _context()
+    ctx = services().request_context
     refs = read_merge_request(ctx, project_id, iid)
     if refs is None:
         raise NotFound(f"merge request !{iid} not found in dataset {project_id}")

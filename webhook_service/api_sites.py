@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,16 +21,21 @@ from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
 from indexer import routing
-from indexer.errors import InvalidInput, NotAuthenticated, NotFound, Unavailable
+from indexer.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Unavailable,
+)
 from indexer.gitlab_reader import GitLabReader
-from indexer.journal import Entry, JournalError
+from indexer.journal import Delivery, JournalError
 from indexer.permissions import token_from_headers
 from indexer.search import Viewer
 from indexer.site_probe import ProbeStep, SiteValidationFailed, parse_networks, probe_site
 from indexer.site_selection import (
     MAINTAINER,
-    Conflict,
-    Forbidden,
     NotADataset,
     SelectionExists,
     contract_variables,
@@ -39,17 +43,13 @@ from indexer.site_selection import (
     is_site_admin,
     set_variables,
 )
-from indexer.sites import SiteRecord, SiteRegistry, placement_changes, validate_site, validated
+from indexer.sites import SiteRecord, placement_changes, validate_site, validated
 from indexer.storage import StorageSite, load_credentials
-from webhook_service.api_datasets import index_store
-from webhook_service.app_settings import settings_of
+from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
-from webhook_service.gitlab_access import request_reader, service_reader
-from webhook_service.webhooks import receiver_of
 
 log = logging.getLogger("dshub.sites")
 blueprint = Blueprint("api_sites", __name__, url_prefix="/api/v1")
-REGISTRY = "dshub.sites"
 STORAGE_SITE_VARIABLE = "DSHUB_STORAGE_SITE"
 
 _FIELDS = (
@@ -75,15 +75,6 @@ def _validation_failed(exc: SiteValidationFailed) -> ResponseReturnValue:
     return jsonify(error={"code": exc.code, "message": exc.message, "steps": steps}), exc.status
 
 
-def registry() -> SiteRegistry:
-    """The site registry of this process (the service database), opened on first use."""
-    found: SiteRegistry | None = current_app.extensions.get(REGISTRY)
-    if found is None:
-        found = SiteRegistry(settings_of(current_app).index_url)
-        current_app.extensions[REGISTRY] = found
-    return found
-
-
 def _signed_in() -> Viewer:
     viewer = current_viewer()
     if not viewer.signed_in or viewer.user_id is None:
@@ -101,7 +92,7 @@ def _caller_reader(settings: Settings) -> GitLabReader:
     token = token_from_headers(dict(request.headers), dict(request.cookies))
     if not token:
         raise NotAuthenticated("sign in with your GitLab token")
-    return request_reader(settings, token)
+    return services().request_reader(token)
 
 
 def _caller_client(settings: Settings) -> Any:
@@ -212,8 +203,8 @@ def _probe(settings: Settings, site: StorageSite, readonly_ref: str | None) -> l
 
 
 def _in_use(name: str) -> int:
-    chosen = registry().datasets_using(name)
-    indexed = sum(1 for d in index_store().list_datasets() if d.storage_site == name)
+    chosen = services().sites.datasets_using(name)
+    indexed = sum(1 for d in services().index.list_datasets() if d.storage_site == name)
     return max(chosen, indexed)
 
 
@@ -227,14 +218,14 @@ def register_site() -> ResponseReturnValue:
     settings = settings_of(current_app)
     viewer = _require_site_admin(settings)
     site, readonly = _parse_site(request.get_json(silent=True))
-    if registry().record(site.name) is not None:
+    if services().sites.record(site.name) is not None:
         raise Conflict(
             f"storage site {site.name!r} is already registered; "
             f"to change it use PUT /api/v1/storage-sites/{site.name}"
         )
     steps = _probe(settings, site, readonly)
     record = validated(SiteRecord(site, readonly, registered_by=viewer.user_id))
-    registry().save(record)
+    services().sites.save(record)
     log.info(
         "storage site registered",
         extra={"site": site.name, "kind": site.kind, "user_id": viewer.user_id},
@@ -247,7 +238,7 @@ def update_site(name: str) -> ResponseReturnValue:
     """Update a registered site (validated again); a site in use keeps its placement."""
     settings = settings_of(current_app)
     viewer = _require_site_admin(settings)
-    current = registry().record(name)
+    current = services().sites.record(name)
     if current is None:
         raise NotFound(f"storage site {name!r} is not registered; register it with POST first")
     site, readonly = _parse_site(request.get_json(silent=True), name)
@@ -260,7 +251,7 @@ def update_site(name: str) -> ResponseReturnValue:
         )
     steps = _probe(settings, site, readonly)
     record = validated(SiteRecord(site, readonly, registered_by=viewer.user_id))
-    registry().save(record)
+    services().sites.save(record)
     log.info("storage site updated", extra={"site": name, "user_id": viewer.user_id})
     return jsonify({**site_json(record, in_use), "steps": _steps_json(steps)})
 
@@ -272,7 +263,7 @@ def list_sites() -> ResponseReturnValue:
     q = request.args.get("q")
     if q is not None and len(q) > 200:
         raise InvalidInput("q must be at most 200 characters")
-    items = [site_json(record) for record in registry().records(q)]
+    items = [site_json(record) for record in services().sites.records(q)]
     return jsonify(items=items, total=len(items))
 
 
@@ -280,7 +271,7 @@ def list_sites() -> ResponseReturnValue:
 def get_site(name: str) -> ResponseReturnValue:
     """One registered site, with how many datasets use it."""
     _signed_in()
-    record = registry().record(name)
+    record = services().sites.record(name)
     if record is None:
         raise NotFound(f"storage site {name!r} is not registered")
     return jsonify(site_json(record, _in_use(name)))
@@ -294,7 +285,7 @@ def _service_reader(settings: Settings) -> GitLabReader:
         raise Unavailable(
             "dshub has no service token (DSHUB_GITLAB_TOKEN); it cannot set CI/CD variables"
         )
-    return service_reader(settings)
+    return services().service_reader
 
 
 def _dataset_not_found(project_id: int) -> NotFound:
@@ -313,25 +304,19 @@ def _check_maintainer(settings: Settings, viewer: Viewer, project_id: int) -> No
 
 
 def _queue_sync(project_id: int) -> str:
-    """Journal a `sync_project` so the index learns the site (the queue or embedded worker runs it)."""
-    receiver = receiver_of(current_app._get_current_object())  # type: ignore[attr-defined]
-    job = routing.sync_project(project_id)
+    """Submit a `sync_project` so the index learns the site (the queue or embedded worker runs it)."""
     kind = "storage_site_selected"
+    delivery = Delivery(
+        f"{kind}:{project_id}:{uuid.uuid4()}",
+        kind,
+        project_id,
+        [routing.sync_project_job(project_id)],
+    )
     try:
-        journal = receiver.journal()
-        receiver.start_background()
-        inline = receiver.can_hand_over_inline()
-        entry_id, _ = journal.append(
-            f"{kind}:{project_id}:{uuid.uuid4()}", kind, project_id, [job], claim=inline
-        )
+        services().receiver.submit(delivery)
     except JournalError as exc:
         log.warning("sync not queued", extra={"project_id": project_id, "error": str(exc)})
         return "not queued; the next reconcile indexes the site"
-    if inline:
-        entry = Entry(entry_id, "", kind, project_id, [job], "accepted", time.time(), 0)
-        receiver.hand_over_now(entry)
-    else:
-        receiver.wake()
     return "queued"
 
 
@@ -342,7 +327,7 @@ def get_selection(project_id: int) -> ResponseReturnValue:
     viewer = _signed_in()
     if _caller_level(settings, viewer, project_id, 0) is None:
         raise _dataset_not_found(project_id)
-    selection = registry().selection(project_id)
+    selection = services().sites.selection(project_id)
     return jsonify(
         dataset_id=project_id,
         storage_site=selection.site if selection else None,
@@ -369,31 +354,31 @@ def select_site(project_id: int) -> ResponseReturnValue:
             f"project {project_id} is not a dataset: its default branch has no .dvc/config; "
             "run `dvc init` and push before choosing a storage site"
         )
-    current = registry().selection(project_id)
+    current = services().sites.selection(project_id)
     if current is None:
         existing = reader.ci_variable(project_id, STORAGE_SITE_VARIABLE)
         if existing:  # chosen before dshub recorded selections: GitLab's value stands
-            current, _ = registry().select(project_id, existing, None)
-            registry().mark_applied(project_id)
-            current = registry().selection(project_id)
+            current, _ = services().sites.select(project_id, existing, None)
+            services().sites.mark_applied(project_id)
+            current = services().sites.selection(project_id)
     if current is not None and (current.site != name or current.applied_at is not None):
         raise SelectionExists(
             f"dataset {project_id} already uses storage site {current.site!r}; "
             "a dataset's storage site cannot be changed"
         )
-    record = registry().record(name)
+    record = services().sites.record(name)
     if record is None:
         raise NotFound(f"storage site {name!r} is not registered")
     credentials = load_credentials(settings.storage_credentials_file)
     variables = contract_variables(record, project_id, settings.public_url, credentials)
-    chosen, _ = registry().select(project_id, name, viewer.user_id)
+    chosen, _ = services().sites.select(project_id, name, viewer.user_id)
     if chosen.site != name:  # a concurrent request won
         raise SelectionExists(
             f"dataset {project_id} already uses storage site {chosen.site!r}; "
             "a dataset's storage site cannot be changed"
         )
     set_variables(reader.client, project_id, variables)
-    registry().mark_applied(project_id)
+    services().sites.mark_applied(project_id)
     log.info(
         "storage site selected",
         extra={"project_id": project_id, "site": name, "user_id": viewer.user_id},

@@ -12,18 +12,16 @@ from flask import Flask
 
 from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
-from indexer import jobs
+from dshub.services import Services
 from indexer.errors import DshubError
 from indexer.journal import JournalError
-from indexer.scheduler import journal_scheduler
-from indexer.sites import SiteRegistry, ensure_embedded_site
+from indexer.sites import ensure_embedded_site
 from webhook_service import (
     api_datasets,
     api_files,
     api_gc,
     api_merge_requests,
     api_sites,
-    auth,
     dvc_remote,
     errors,
     health,
@@ -31,6 +29,7 @@ from webhook_service import (
     ops,
     webhooks,
 )
+from webhook_service.app_settings import SERVICES
 
 log = logging.getLogger("dshub.app")
 
@@ -57,12 +56,12 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["SECRET_KEY"] = ensure_secret_key(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
-    app.extensions["dshub.settings"] = settings
+    resources = Services(settings, on_hand_over=webhooks.record_hand_over)
+    app.extensions[SERVICES] = resources
 
     errors.register(app)
-    auth.init_app(app, settings)
     app.register_blueprint(health.blueprint)
-    webhooks.register(app, settings)
+    webhooks.register(app)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(api_datasets.blueprint)
@@ -71,9 +70,9 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     dvc_remote.init_app(app)
-    jobs.use_settings(settings)
+    resources.install_jobs()
     if settings.embedded:
-        embedded = webhooks.receiver_of(app)
+        embedded = resources.receiver
 
         @app.before_request
         def _start_embedded_worker() -> None:
@@ -85,20 +84,13 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
                 # Not this request's problem: /readyz names the journal, webhooks answer 503.
                 log.warning("the embedded worker cannot start: %s", exc)
 
-    if settings.embedded and settings.reconcile_interval and settings.gitlab_url:
-        # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).
-        receiver = webhooks.receiver_of(app)
-
-        def run_embedded_jobs() -> None:
-            receiver.start_background()
-            receiver.wake()
-
-        journal_scheduler(receiver.journal, settings.reconcile_interval, run_embedded_jobs).start()
+    # Scheduled reconciles: one per interval across every gunicorn worker (journal slots).
+    resources.start_scheduler()
     if settings.index_url.startswith("sqlite:"):
-        ensure_embedded_site(SiteRegistry(settings.index_url), settings.data_dir)
+        ensure_embedded_site(resources.sites, settings.data_dir)
     try:
         # Open and migrate the index now, so the first request and /readyz find it usable.
-        api_datasets.index_store(app)
+        resources.index  # noqa: B018 - opened for its side effect
     except (DshubError, psycopg.Error, sqlite3.Error, OSError) as exc:
         # Not fatal: /readyz answers 503 naming the index until it can be reached.
         log.warning("the index is not usable yet: %s", getattr(exc, "message", type(exc).__name__))

@@ -1,37 +1,18 @@
 """Who is calling: every API and UI request resolves its caller through GitLab, once.
 
-The resolver lives on the application (built from the settings at start-up); the caller of
+The resolver is the process's (`services().permissions`); the caller of
 the current request is memoised on `g`. Nothing here decides what a caller may read — that
 is `indexer.search.Viewer.can_read`, used by every route.
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import g, request
 
-from dshub.config import Settings
 from indexer.errors import NotAuthenticated
-from indexer.gitlab_reader import GitLabReader
-from indexer.permissions import (
-    PermissionResolver,
-    generation_for,
-    token_from_headers,
-)
+from indexer.permissions import token_from_headers
 from indexer.search import Viewer
-from webhook_service.gitlab_access import request_reader
-
-EXTENSION = "dshub.permissions"
-
-
-def init_app(app: Flask, settings: Settings) -> None:
-    """Attach a `PermissionResolver` talking to the configured GitLab (never another host)."""
-
-    def reader_for_token(token: str) -> GitLabReader:
-        return request_reader(settings, token)
-
-    app.extensions[EXTENSION] = PermissionResolver(
-        reader_for_token, generation_for(settings.redis_url, settings.data_dir)
-    )
+from webhook_service.app_settings import services
 
 
 def current_viewer() -> Viewer:
@@ -40,9 +21,8 @@ def current_viewer() -> Viewer:
     if cached is not None:
         return cached
     token = token_from_headers(dict(request.headers), dict(request.cookies))
-    resolver: PermissionResolver = current_app.extensions[EXTENSION]
     try:
-        viewer = resolver.resolve(token)
+        viewer = services().permissions.resolve(token)
     except NotAuthenticated:
         raise NotAuthenticated(
             "GitLab did not accept this token; sign in again or create a new personal access token"

@@ -37,28 +37,32 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from dshub.config import Settings
-from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
+from dshub.services import Services
+from indexer.errors import (
+    DshubError,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Unavailable,
+)
 from indexer.job_tokens import JobIdentity, verify_job_token
 from indexer.object_ids import ObjectKey, content_id, parse_object_key
-from indexer.permissions import generation_for
 from indexer.presence import MAX_KEYS, check_presence, parse_keys
 from indexer.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
-from indexer.sites import NoSiteSelected, SiteRegistry, site_of_dataset
+from indexer.sites import NoSiteSelected, site_of_dataset
 from indexer.storage import (
     CHUNK,
     LocalObjectStore,
     ObjectStore,
     S3ObjectStore,
     StorageSite,
-    load_credentials,
     open_store,
 )
 from webhook_service import metrics
-from webhook_service.api_datasets import index_store, not_found
+from webhook_service.api_datasets import not_found
 from webhook_service.api_files import ranged_response
-from webhook_service.app_settings import settings_of
-from webhook_service.gitlab_access import request_reader
+from webhook_service.app_settings import services
 
 blueprint = Blueprint("dvc_remote", __name__)
 log = logging.getLogger("dshub.dvc_remote")
@@ -68,14 +72,6 @@ SITE_TTL = 30.0  # a site's access mode may be changed by its administrator
 STALE_UPLOAD_SECONDS = 24 * 3600
 PRESENCE_MAX_BODY = 1024 * 1024  # 10,000 keys of at most 49 characters, JSON-quoted, fit
 IMMUTABLE = "private, max-age=31536000, immutable"  # an object's bytes never change
-
-
-class Forbidden(DshubError):
-    """The caller may see the dataset but not do this with its objects."""
-
-    status = 403
-    code = "forbidden"
-    exit_code = 4
 
 
 class DirectAccessMode(DshubError):
@@ -120,8 +116,9 @@ class _Opened:
 class Remote:
     """Per-application state: access decisions (cached) and each dataset's opened store."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, resources: Services) -> None:
+        self.resources = resources
+        self.settings = settings = resources.settings
         gitlab_url = settings.gitlab_url
 
         def verify_job(token: str) -> JobIdentity:
@@ -129,24 +126,12 @@ class Remote:
                 raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
             return verify_job_token(gitlab_url, token)
 
-        self.access = RemoteAccess(
-            lambda token: request_reader(settings, token),
-            verify_job,
-            generation_for(settings.redis_url, settings.data_dir),
-        )
+        self.access = RemoteAccess(resources.request_reader, verify_job, resources.generation)
         self.uploads = settings.data_dir / "dvc-uploads"
-        self._registry: SiteRegistry | None = None
         self._stores: dict[int, _Opened] = {}
         self._lock = threading.Lock()
         self._opening = threading.Lock()
         self._swept = False
-
-    def registry(self) -> SiteRegistry:
-        """The site registry (opened once: opening it checks the schema)."""
-        with self._lock:
-            if self._registry is None:
-                self._registry = SiteRegistry(self.settings.index_url)
-            return self._registry
 
     def store(self, project_id: int) -> tuple[LocalObjectStore | S3ObjectStore, StorageSite]:
         """The dataset's objects on its proxy-mode site; 409 naming what to do otherwise.
@@ -168,8 +153,7 @@ class Remote:
             if opened is not None and opened.site == site:
                 store = opened.store
             else:
-                credentials = load_credentials(self.settings.storage_credentials_file)
-                store = open_store(site, project_id, credentials)
+                store = open_store(site, project_id, self.resources.credentials)
             with self._lock:
                 if len(self._stores) > 1024:
                     self._stores.clear()
@@ -177,11 +161,11 @@ class Remote:
         return store, site
 
     def _site(self, project_id: int) -> StorageSite:
-        registry = self.registry()
+        registry = self.resources.sites
         variable = None
         if registry.selection(project_id) is None:
             # A DSHUB_STORAGE_SITE variable set outside dshub is known from the index only.
-            indexed = index_store().get_dataset(project_id)
+            indexed = services().index.get_dataset(project_id)
             variable = indexed.storage_site if indexed is not None else None
         try:
             site = site_of_dataset(registry, project_id, variable)
@@ -216,7 +200,7 @@ class Remote:
 
 def init_app(app: Flask) -> None:
     """Register the remote's routes and its per-application state."""
-    app.extensions[EXTENSION] = Remote(settings_of(app))
+    app.extensions[EXTENSION] = Remote(services(app))
     app.register_blueprint(blueprint)
 
 

@@ -5,11 +5,21 @@ address comes from DSHUB_BIND (default 127.0.0.1:8000, loopback only).
 """
 
 import os
+import sys
 
-bind = os.environ.get("DSHUB_BIND", "127.0.0.1:8000")
+from dshub.config import ConfigError, load_server_settings
+
+try:
+    _server = load_server_settings()
+except ConfigError as _exc:
+    for _line in _exc.lines:
+        print(f"dshub: configuration error: {_line}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+bind = _server.bind
 worker_class = "gthread"
-workers = int(os.environ.get("DSHUB_WORKERS", "2"))
-threads = int(os.environ.get("DSHUB_THREADS", "8"))
+workers = _server.workers
+threads = _server.threads
 # Webhook senders give up after 10 s; downloads can be long, so the worker timeout is the
 # heartbeat timeout of an idle worker, not a request deadline (gthread keeps beating).
 timeout = 60
@@ -41,6 +51,14 @@ def _prometheus_dir() -> str:
 
 
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _prometheus_dir()
+
+
+def worker_exit(_arbiter: object, worker: object) -> None:
+    """Close the worker's services (journal, threads, index) when gunicorn stops it."""
+    app = getattr(worker, "wsgi", None)
+    resources = getattr(app, "extensions", {}).get("dshub.services")
+    if resources is not None:
+        resources.close()
 
 
 def child_exit(_server: object, worker: object) -> None:

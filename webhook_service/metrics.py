@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from webhook_service.app_settings import SERVICES
+
 
 class _Metrics:
     """dshub's metric objects, created on first use inside the serving process."""
@@ -139,11 +141,11 @@ class _BacklogCollector(Collector):
 
 
 def _backlog() -> int | None:
-    receiver = current_app.extensions.get("dshub.receiver")
-    if receiver is None:
+    resources = current_app.extensions.get(SERVICES)
+    if resources is None:
         return None
     try:
-        return int(receiver.journal().backlog())
+        return int(resources.receiver.journal().backlog())
     except Exception:
         return None
 

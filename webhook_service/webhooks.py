@@ -1,4 +1,4 @@
-"""`POST /webhooks/gitlab`: verify, parse, journal, hand over, answer 202 within milliseconds.
+"""`POST /webhooks/gitlab`, the HTTP adapter of `indexer.receiver`: answer 202 within milliseconds.
 
 Order of checks: authentication (401, nothing said about the expected value), size (413,
 before reading the body), content type (415), signature (401), body and fields (400, naming
@@ -11,42 +11,31 @@ them, and each request still answers only once its own event is on disk.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
-import os
-import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import redis
-from flask import Blueprint, Flask, current_app, request
-from flask.typing import ResponseReturnValue
+from flask import Flask
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from dshub.config import Settings
-from indexer.errors import DshubError, NotAuthenticated, Unavailable
+from indexer.errors import DshubError, Unavailable
 from indexer.events import IgnoredEvent, InvalidEvent, header, parse_event
-from indexer.intake import Intake
-from indexer.journal import Delivery, Entry, Journal, JournalError
-from indexer.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_over
+from indexer.journal import Delivery, JournalError
+from indexer.queue import HandOver
+from indexer.receiver import Receiver, authenticate, dedupe_key, has_signature, verify_signature
 from indexer.routing import JobRequest, route
 from webhook_service import metrics
+from webhook_service.app_settings import services
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger("dshub.webhooks")
-blueprint = Blueprint("webhooks", __name__)
 PATH = "/webhooks/gitlab"
-
-SIGNATURE_TOLERANCE = 300  # seconds, as the Standard Webhooks reference libraries use
-REDIS_RETRY_AFTER = 2.0  # after a Redis failure, requests leave hand-over to the drainer
-_AUTH_FAILED = "authentication failed: missing or invalid X-Gitlab-Token"
 _CHUNK = 64 * 1024
 
 
@@ -64,177 +53,18 @@ class UnsupportedMediaType(DshubError):
     code = "unsupported_media_type"
 
 
-class Receiver:
-    """Per-process state of the receiver: the journal, the queue and the background thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.queue = RedisQueue.from_url(settings.redis_url) if settings.redis_url else None
-        self._journal: Journal | None = None
-        self._lock = threading.Lock()
-        self._background: Drainer | EmbeddedWorker | None = None
-        self._background_pid = 0
-        self._intake: Intake | None = None
-        self._redis_down_until = 0.0
-
-    def journal(self) -> Journal:
-        """The journal, opened on first use (raises `JournalError` if it cannot be)."""
-        with self._lock:
-            if self._journal is None:
-                self._journal = Journal.in_directory(self.settings.data_dir)
-            return self._journal
-
-    def start_background(self) -> None:
-        """Start this process's drainer (Redis) or embedded worker (no Redis), once per process."""
-        with self._lock:
-            alive = self._background is not None and self._background.is_alive()
-            if alive and self._background_pid == os.getpid():
-                return
-        journal = self.journal()
-        thread: Drainer | EmbeddedWorker
-        if self.queue is not None:
-            thread = Drainer(journal, self.queue, on_hand_over=record_hand_over)
-        else:
-            thread = EmbeddedWorker(journal)
-        with self._lock:
-            self._background, self._background_pid = thread, os.getpid()
-        thread.start()
-
-    def intake(self) -> Intake:
-        """The group-commit queue requests submit their deliveries to (opens the journal)."""
-        journal = self.journal()
-        with self._lock:
-            if self._intake is None or self._intake.journal is not journal:
-                self._intake = Intake(
-                    journal,
-                    self.queue,
-                    redis_usable=self.can_hand_over_inline,
-                    redis_failed=self._redis_failed,
-                    on_hand_over=record_hand_over,
-                    on_deferred=self.wake,
-                )
-            return self._intake
-
-    def wake(self) -> None:
-        """Tell the background thread there is work (it also polls every second)."""
-        if self._background is not None:
-            self._background.wake.set()
-
-    def stop(self) -> None:
-        """Stop the background threads and close the journal (tests, shutdown)."""
-        if self._intake is not None:
-            self._intake.stop()
-            self._intake = None
-        if self._background is not None:
-            self._background.stop()
-            self._background = None
-        with self._lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-
-    def can_hand_over_inline(self) -> bool:
-        """True when a request should enqueue its own event (Redis configured, not known down)."""
-        return self.queue is not None and time.monotonic() >= self._redis_down_until
-
-    def hand_over_now(self, entry: Entry) -> bool:
-        """Try to enqueue a just-journaled row; False leaves it to the drainer (Redis down)."""
-        if self.queue is None:
-            self.wake()
-            return False
-        journal = self.journal()
-        try:
-            record_hand_over(hand_over(journal, self.queue, [entry]))
-        except (redis.RedisError, OSError) as exc:
-            self._redis_failed(exc)
-            self.wake()
-            return False
-        return True
-
-    def _redis_failed(self, exc: BaseException) -> None:
-        self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
-        log.warning(
-            "redis unreachable; event kept in the journal", extra={"error": type(exc).__name__}
-        )
-
-
 def record_hand_over(handed: list[HandOver]) -> None:
     """Count hand-overs and their latency in the metrics."""
     for item in handed:
         metrics.observe_hand_over(item.latency, item.outcomes)
 
 
-def register(app: Flask, settings: Settings) -> None:
-    """Attach the receiver to `app`, register the webhook blueprint and its WSGI fast path."""
-    app.extensions["dshub.receiver"] = Receiver(settings)
-    app.register_blueprint(blueprint)
+def register(app: Flask) -> None:
+    """Serve `POST /webhooks/gitlab` in front of `app` (the WSGI fast path below)."""
     app.wsgi_app = WebhookFastPath(app)  # type: ignore[method-assign]
 
 
-def receiver_of(app: Flask) -> Receiver:
-    """The receiver attached to `app` by `register`."""
-    receiver: Receiver = app.extensions["dshub.receiver"]
-    return receiver
-
-
 # ------------------------------------------------------------------------ verification
-
-
-def _authenticate(settings: Settings, headers: Mapping[str, str]) -> None:
-    secrets = settings.webhook_secrets
-    if not secrets and settings.webhook_signing_key is None:
-        raise Unavailable("webhooks are disabled: the operator has not set DSHUB_WEBHOOK_SECRET")
-    token = header(headers, "X-Gitlab-Token")
-    token_ok = False
-    if token is not None and secrets:
-        given = token.encode("utf-8", "surrogateescape")
-        # Compare with every secret (no early exit) so timing does not tell which one matched.
-        matches = [hmac.compare_digest(given, secret.encode()) for secret in secrets]
-        if not any(matches):
-            raise NotAuthenticated(_AUTH_FAILED)
-        token_ok = True
-    # Without a valid token, only a signature (checked once the body is read) can vouch.
-    if not token_ok and not _has_signature(settings, headers):
-        raise NotAuthenticated(_AUTH_FAILED)
-
-
-def _has_signature(settings: Settings, headers: Mapping[str, str]) -> bool:
-    return settings.webhook_signing_key is not None and any(
-        header(headers, name) is not None
-        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    )
-
-
-def verify_signature(
-    key: bytes, headers: Mapping[str, str], body: bytes, now: float | None = None
-) -> None:
-    """Check a Standard Webhooks signature (`webhook-id/-timestamp/-signature`) or raise 401."""
-    webhook_id = header(headers, "webhook-id")
-    stamp = header(headers, "webhook-timestamp")
-    signatures = header(headers, "webhook-signature")
-    if not webhook_id or not stamp or not signatures:
-        raise NotAuthenticated(
-            "authentication failed: webhook-id, webhook-timestamp and webhook-signature "
-            "must be sent together"
-        )
-    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
-        raise NotAuthenticated("authentication failed: webhook-timestamp is not Unix seconds")
-    now = time.time() if now is None else now
-    if abs(now - int(stamp)) > SIGNATURE_TOLERANCE:
-        raise NotAuthenticated(
-            f"authentication failed: webhook-timestamp is more than {SIGNATURE_TOLERANCE} "
-            "seconds away from the server's clock"
-        )
-    signed = webhook_id.encode("utf-8", "surrogateescape") + b"." + stamp.encode() + b"." + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
-    valid = False
-    for candidate in signatures.split():
-        version, _, value = candidate.partition(",")
-        if version == "v1":
-            given = value.encode("utf-8", "surrogateescape")
-            valid = hmac.compare_digest(expected, given) or valid
-    if not valid:
-        raise NotAuthenticated("authentication failed: invalid webhook-signature")
 
 
 def _read_body(incoming: Request, limit: int) -> bytes:
@@ -263,19 +93,6 @@ def _check_content_type(incoming: Request) -> None:
         raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown!r})")
 
 
-def dedupe_key(headers: Mapping[str, str], body: bytes) -> str:
-    """Idempotency-Key, else X-Gitlab-Event-UUID, else a digest of the event header and body."""
-    for name, prefix in (("Idempotency-Key", "idempotency"), ("X-Gitlab-Event-UUID", "event")):
-        value = header(headers, name)
-        if value:
-            return f"{prefix}:{value[:200]}"
-    digest = hashlib.sha256()
-    digest.update((header(headers, "X-Gitlab-Event") or "").encode("utf-8", "surrogateescape"))
-    digest.update(b"\0")
-    digest.update(body)
-    return f"body:{digest.hexdigest()}"
-
-
 # ------------------------------------------------------------------------------ route
 
 
@@ -283,44 +100,44 @@ def _jobs_json(jobs: list[JobRequest]) -> list[dict[str, Any]]:
     return [{"id": job.job_id, "func": job.name, "args": list(job.args)} for job in jobs]
 
 
-@blueprint.post(PATH)
-def receive() -> ResponseReturnValue:
-    """Receive one GitLab delivery (project, group or system hook)."""
-    return handle_delivery(receiver_of(current_app), request)
-
-
 class WebhookFastPath:
     """WSGI middleware answering `POST /webhooks/gitlab` without Flask's dispatch.
 
     GitLab's deliveries are the service's hottest path; a full Flask request (context, URL
     matching, session, hooks) cost as much CPU as verifying and journaling the event. This
-    serves exactly that method and path with werkzeug's own Request/Response and the same
-    `handle_delivery` the blueprint's view uses; everything else goes to Flask unchanged.
+    serves exactly that method and path with werkzeug's own Request/Response through
+    `handle_delivery`; everything else goes to Flask unchanged.
     """
 
     def __init__(self, app: Flask) -> None:
-        self.receiver = receiver_of(app)
+        resources = services(app)
+        self.settings = resources.settings
+        self.receiver = resources.receiver
         self.wsgi_app = app.wsgi_app
-        self.limit = self.receiver.settings.webhook_max_bytes
+        self.limit = self.settings.webhook_max_bytes
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve a delivery here; hand any other request to the Flask application."""
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != PATH:
+        if environ.get("PATH_INFO") != PATH:
             return self.wsgi_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            error = {"code": "method_not_allowed", "message": f"{PATH} accepts POST only"}
+            refused = _json({"error": error}, 405)
+            refused.headers["Allow"] = "POST"
+            return refused(environ, start_response)
         incoming = Request(environ)
         incoming.max_content_length = self.limit
         try:
-            response = handle_delivery(self.receiver, incoming)
+            response = handle_delivery(self.settings, self.receiver, incoming)
         except Exception:  # never a traceback to the sender; Flask's own 500 handler is bypassed
             log.exception("webhook handling failed")
             response = _json({"error": {"code": "internal", "message": "internal error"}}, 500)
         return response(environ, start_response)
 
 
-def handle_delivery(receiver: Receiver, incoming: Request) -> Response:
+def handle_delivery(settings: Settings, receiver: Receiver, incoming: Request) -> Response:
     """Verify, parse, journal and hand over one delivery; the answer to send."""
     started = time.perf_counter()
-    settings = receiver.settings
     headers = dict(incoming.headers)
     context: dict[str, Any] = {
         "hook": (header(headers, "X-Gitlab-Event") or "")[:60],
@@ -328,13 +145,13 @@ def handle_delivery(receiver: Receiver, incoming: Request) -> Response:
     }
     kind = "unknown"
     try:
-        _authenticate(settings, headers)
+        authenticate(settings.webhook_secrets, settings.webhook_signing_key, headers)
         limit = settings.webhook_max_bytes
         _read_length_first(incoming, limit)
         _check_content_type(incoming)
         body = _read_body(incoming, limit)
         key = settings.webhook_signing_key
-        if key is not None and _has_signature(settings, headers):
+        if key is not None and has_signature(key, headers):
             verify_signature(key, headers, body)
         event = parse_event(headers, body)
         kind = event.kind if not isinstance(event, IgnoredEvent) else "ignored"
@@ -351,12 +168,8 @@ def handle_delivery(receiver: Receiver, incoming: Request) -> Response:
                 context=context,
                 started=started,
             )
-        intake = receiver.intake()
-        receiver.start_background()
-        ticket = intake.submit(
-            Delivery(dedupe_key(headers, body), kind, context["project_id"], jobs)
-        )
-        receipt = ticket.wait_settled()  # on disk from here on (or JournalError: 503)
+        delivery = Delivery(dedupe_key(headers, body), kind, context["project_id"], jobs)
+        receipt = receiver.submit(delivery)  # on disk from here on (or JournalError: 503)
         if receipt.duplicate:
             metrics.count_dedupe_hit()
             body_out = {"accepted": True, "duplicate": True, "jobs": _jobs_json(jobs)}

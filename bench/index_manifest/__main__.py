@@ -7,7 +7,7 @@ Each phase runs in its own child process so its peak RSS (ru_maxrss) is its own:
 - baseline: parse the `.dir` manifest JSON alone with `json.load` (what a naive indexer does);
 - streamed parse alone (`indexer.pointers.iter_manifest`);
 - index: parse the `.dvc` pointer, stream the manifest into the store (`put_manifest`) and
-  replace the tag's files from the stored manifest (`replace_ref_files(files_for_out(...))`),
+  replace the tag's files from the stored manifest (`replace_ref_files(files_of_out(...))`),
   i.e. everything the sync job does after fetching the bytes.
 
 Prints entries/s and peak RSS per phase and the ratio index rate / baseline parse rate.
@@ -62,7 +62,7 @@ def child(mode: str, manifest: Path, url: str) -> dict[str, float]:
     if mode != "json":  # the baseline does not pay for importing DVC
         from indexer.pointers import iter_manifest, parse_dvc_file
         from indexer.store import Dataset, RefInfo, open_store
-        from indexer.store.files import files_for_out
+        from indexer.tracked_files import files_of_out
     imports_mb = _peak_mb()
     count = 0
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def child(mode: str, manifest: Path, url: str) -> dict[str, float]:
         with manifest.open("rb") as stream:
             store.put_manifest(out.md5, iter_manifest(stream, out.oid))
         ref = store.replace_ref_files(
-            1, RefInfo("v1", "tag", "a" * 40), files_for_out(out, store.iter_manifest(out.md5))
+            1, RefInfo("v1", "tag", "a" * 40), files_of_out(out, store.iter_manifest(out.md5))
         )
         count = ref.file_count
         store.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from indexer.intake import Intake, Ticket
 from indexer.journal import Delivery
 from webhook_service import create_app
-from webhook_service.webhooks import receiver_of
+from webhook_service.app_settings import services
 
 
 class InstantIntake(Intake):
@@ -27,5 +27,5 @@ class InstantIntake(Intake):
 
 
 app = create_app()
-_receiver = receiver_of(app)
+_receiver = services(app).receiver
 _receiver._intake = InstantIntake(_receiver.journal(), None)

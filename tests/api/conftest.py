@@ -43,14 +43,6 @@ class World:
         return self.client.get(url, query_string=params, headers=headers)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def world(
     tmp_path: Path, gitlab_sandbox: Sandbox, gitlab_admin: gitlab.Gitlab, index_url: str

@@ -82,7 +82,7 @@ class Pipeline:
 
 
 @dataclass
-class DatasetRepo:
+class PipelineRepo:
     """A dataset's bare origin and a working clone, with the pipeline committed on main."""
 
     origin: Path
@@ -90,6 +90,11 @@ class DatasetRepo:
     env: dict[str, str]
     variables: dict[str, str] = field(default_factory=dict)
     dvc_extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        """The working clone (what `tests.support.dataset_repo.pointer_md5` reads)."""
+        return self.work
 
     def dvc(self, *args: str, cwd: Path | None = None) -> str:
         """Run `dvc <args>` with the test's DVC state and storage environment."""
@@ -152,7 +157,7 @@ def make_dataset(
     dvc_env: dict[str, str],
     variables: dict[str, str],
     extra_includes: list[dict[str, Any]] | None = None,
-) -> DatasetRepo:
+) -> PipelineRepo:
     """A dataset repository: `dvc init`, default remote `storage` = `remote_url`, the test
     pipeline and templates, committed on main and pushed to a bare origin."""
     origin = tmp_path / "origin.git"
@@ -170,7 +175,7 @@ def make_dataset(
         "AWS_SHARED_CREDENTIALS_FILE": str(aws_config),
     }
     (tmp_path / ".gcl-home").mkdir()
-    repo = DatasetRepo(origin=origin, work=work, env=env)
+    repo = PipelineRepo(origin=origin, work=work, env=env)
     repo.dvc("init", "-q")
     repo.dvc("remote", "add", "-d", "storage", remote_url)
     shutil.copytree(TEMPLATES, work / "templates")
@@ -199,7 +204,7 @@ def set_origin_main(work: Path, sha: str) -> None:
     git(work, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
 
 
-def shallow_job_clone(repo: DatasetRepo, name: str) -> Path:
+def shallow_job_clone(repo: PipelineRepo, name: str) -> Path:
     """A depth-1 clone of origin's main, as a GitLab runner makes, with the component origin."""
     target = repo.work.parent / name
     run(

@@ -34,16 +34,6 @@ from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
 
 
-def object_key(md5: str) -> str:
-    """The DVC 3 key of an object id, relative to the dataset's prefix."""
-    return f"files/md5/{md5[:2]}/{md5[2:]}"
-
-
-def pointer_md5(repo: harness.DatasetRepo, pointer: str) -> str:
-    """The `md5:` of a pointer's first output (with `.dir` for directories)."""
-    return (repo.work / pointer).read_text().split("md5: ", 1)[1].split()[0]
-
-
 @dataclass
 class Dshub:
     """A gunicorn-served dshub over its own index, and the GitLab sandbox it trusts."""
@@ -85,7 +75,7 @@ class ProxyWorld:
     project: Any
     other_project: Any
     path: str
-    repo: harness.DatasetRepo
+    repo: harness.PipelineRepo
 
     def job_token(self, ref: str = "main", project: Any | None = None) -> str:
         """A running job's CI_JOB_TOKEN of `project` (default: the dataset) for `ref`."""
@@ -221,7 +211,7 @@ def create_dataset(
     harness.run(["git", "clone", "-q", clone_url, str(work)], workdir, env)
     harness.git(work, "symbolic-ref", "HEAD", "refs/heads/main")
     (workdir / ".gcl-home").mkdir(exist_ok=True)
-    repo = harness.DatasetRepo(origin=workdir / "unused", work=work, env=env)
+    repo = harness.PipelineRepo(origin=workdir / "unused", work=work, env=env)
     repo.dvc("init", "-q")
     repo.dvc("remote", "add", "-d", "site", contract["DSHUB_DVC_REMOTE_URL"])
     shutil.copytree(harness.TEMPLATES, work / "templates")

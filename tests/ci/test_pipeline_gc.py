@@ -15,7 +15,7 @@ import pytest
 
 from tests.ci.harness import (
     DATASET_ID,
-    DatasetRepo,
+    PipelineRepo,
     make_dataset,
     require_tools,
     shallow_job_clone,
@@ -33,13 +33,13 @@ def _key(md5: str) -> str:
     return f"files/md5/{md5[:2]}/{md5[2:]}"
 
 
-def _md5(repo: DatasetRepo, pointer: str) -> str:
+def _md5(repo: PipelineRepo, pointer: str) -> str:
     text = (repo.work / pointer).read_text()
     return text.split("md5: ", 1)[1].split()[0]
 
 
 @pytest.fixture
-def history(tmp_path: Path, dvc_env: dict[str, str]) -> tuple[DatasetRepo, Path, dict[str, str]]:
+def history(tmp_path: Path, dvc_env: dict[str, str]) -> tuple[PipelineRepo, Path, dict[str, str]]:
     """A dataset whose objects are each referenced from a different place in history."""
     require_tools()
     storage = tmp_path / "storage" / "site" / DATASET_ID
@@ -104,7 +104,7 @@ def history(tmp_path: Path, dvc_env: dict[str, str]) -> tuple[DatasetRepo, Path,
 
 
 def test_gc_deepens_a_shallow_clone_and_collects_only_the_old_orphan(
-    history: tuple[DatasetRepo, Path, dict[str, str]],
+    history: tuple[PipelineRepo, Path, dict[str, str]],
 ) -> None:
     repo, storage, keys = history
     everything = set(_objects(storage))
@@ -126,7 +126,7 @@ def test_gc_deepens_a_shallow_clone_and_collects_only_the_old_orphan(
 
 
 def test_gc_refuses_a_shallow_clone_it_cannot_deepen(
-    history: tuple[DatasetRepo, Path, dict[str, str]],
+    history: tuple[PipelineRepo, Path, dict[str, str]],
 ) -> None:
     repo, storage, _ = history
     before = set(_objects(storage))
@@ -138,7 +138,7 @@ def test_gc_refuses_a_shallow_clone_it_cannot_deepen(
 
 
 def test_gc_refuses_the_remote_of_the_dataset_a_project_was_started_from(
-    history: tuple[DatasetRepo, Path, dict[str, str]], tmp_path: Path
+    history: tuple[PipelineRepo, Path, dict[str, str]], tmp_path: Path
 ) -> None:
     repo, storage, _ = history
     before = set(_objects(storage))

@@ -21,9 +21,10 @@ import requests
 
 from indexer.storage import Credentials, StorageSite
 from tests.ci import harness
-from tests.ci.proxy_world import ProxyWorld, object_key, pointer_md5, proxy_world
+from tests.ci.proxy_world import ProxyWorld, proxy_world
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support.dataset_repo import object_key, pointer_md5
 
 pytestmark = pytest.mark.slow
 OLD = time.time() - 100 * 3600

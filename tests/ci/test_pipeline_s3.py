@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.harness import DATASET_ID, DatasetRepo, make_dataset, require_tools, set_origin_main
+from tests.ci.harness import DATASET_ID, PipelineRepo, make_dataset, require_tools, set_origin_main
 from tests.conftest import S3Bucket
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def _object_key(md5: str) -> str:
 
 
 @pytest.fixture
-def dataset(tmp_path: Path, s3_bucket: S3Bucket, dvc_env: dict[str, str]) -> DatasetRepo:
+def dataset(tmp_path: Path, s3_bucket: S3Bucket, dvc_env: dict[str, str]) -> PipelineRepo:
     require_tools()
     url = f"s3://{s3_bucket.name}/sites/main/{DATASET_ID}"
     repo = make_dataset(
@@ -64,7 +64,7 @@ def dataset(tmp_path: Path, s3_bucket: S3Bucket, dvc_env: dict[str, str]) -> Dat
     return repo
 
 
-def test_merge_request_lifecycle_on_s3(dataset: DatasetRepo, s3_bucket: S3Bucket) -> None:
+def test_merge_request_lifecycle_on_s3(dataset: PipelineRepo, s3_bucket: S3Bucket) -> None:
     repo = dataset
     prefix = f"sites/main/{DATASET_ID}/"
     base = repo.git("rev-parse", "HEAD")

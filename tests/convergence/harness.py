@@ -87,17 +87,16 @@ class Example:
         self.queue = RedisQueue(self.connection)
         index_url = f"sqlite:///{self.workdir / 'index.sqlite3'}"
         self.store: IndexStore = open_store(index_url)
-        jobs.configure(
-            sync.SyncContext(
-                reader=GitLabReader(self.sandbox.url, self.sandbox.admin_token, max_retries=1),
-                store=self.store,
-                sites=SiteRegistry(index_url).get,
-            )
+        context = sync.SyncContext(
+            reader=GitLabReader(self.sandbox.url, self.sandbox.admin_token, max_retries=1),
+            store=self.store,
+            sites=SiteRegistry(index_url).get,
         )
+        jobs.install(lambda: context)
 
     def close(self) -> None:
         """Stop the sandbox, close the index, forget the job context."""
-        jobs.configure(None)
+        jobs.clear()
         self.store.close()
         self.sandbox.stop()
         self.connection.close()
@@ -123,7 +122,7 @@ class Example:
 
     def reconcile(self) -> None:
         """Enqueue a full reconcile as the scheduler would, and run it."""
-        self.queue.enqueue(routing.reconcile())
+        self.queue.enqueue(routing.reconcile_job())
         self.work()
 
     def clone(self, path_with_namespace: str) -> Path:

@@ -13,8 +13,8 @@ from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
 from tests.convergence.gitlab_ops import expected_index
 from tests.convergence.harness import Example
-from tests.support.dataset_repo import DatasetRepo, image_bytes
 from tests.receiver.serving import Gunicorn
+from tests.support.dataset_repo import DatasetRepo, image_bytes
 
 
 def test_lost_webhooks_for_a_tracked_directory_are_repaired_by_reconcile(

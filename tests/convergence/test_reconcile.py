@@ -6,13 +6,13 @@ hook installed at all). Only a reconcile can then bring the index to GitLab's tr
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gitlab
@@ -59,15 +59,29 @@ def group(gitlab_admin: gitlab.Gitlab) -> int:
 
 
 def test_many_schedulers_on_one_journal_reconcile_once_per_interval(tmp_path: Path) -> None:
+    from indexer.intake import Receipt
+    from indexer.journal import Delivery
     from indexer.scheduler import journal_scheduler
 
     clock = FakeClock(1000.0)
     woken: list[int] = []
+
+    def submitter(index: int) -> Callable[[Delivery], Receipt]:
+        journal = Journal.in_directory(tmp_path)  # each gunicorn worker has its own connection
+
+        def submit(delivery: Delivery) -> Receipt:
+            entry_id, duplicate = journal.append(
+                delivery.dedupe_key, delivery.kind, None, delivery.jobs, claim=False
+            )
+            if not duplicate:
+                woken.append(index)
+            return Receipt(entry_id, duplicate, False)
+
+        return submit
+
     schedulers = []
-    for index in range(3):  # three gunicorn workers, each with its own journal connection
-        scheduler = journal_scheduler(
-            lambda: Journal.in_directory(tmp_path), 10, functools.partial(woken.append, index)
-        )
+    for index in range(3):  # three gunicorn workers on one journal
+        scheduler = journal_scheduler(submitter(index), 10)
         scheduler.clock = clock
         scheduler.last_slot = scheduler.slot() + 1
         schedulers.append(scheduler)

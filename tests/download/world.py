@@ -25,8 +25,8 @@ from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import open_store
 from tests.conftest import S3Bucket
-from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support.dataset_repo import DatasetRepo
 from tests.support.services import free_port
 
 SEED_NAME = "1-410fad37671c209905a07d7b6867a9d1.jpg"

@@ -29,23 +29,13 @@ from indexer.dvc_env import dvc_environment
 from indexer.sites import SiteRecord, SiteRegistry
 from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
-from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
+from tests.support.dataset_repo import DatasetRepo
 
 MAX_OBJECT_BYTES = 4 * 1024 * 1024
 ROLES = {"mia": 40, "dev": 30, "rep": 20, "gus": 10}
 SITE_CREDENTIALS = "moto-rw"
-
-
-def object_key(oid: str, legacy: bool = False) -> str:
-    """The remote key of an object id (`<md5>` or `<md5>.dir`)."""
-    return f"{oid[:2]}/{oid[2:]}" if legacy else f"files/md5/{oid[:2]}/{oid[2:]}"
-
-
-def pointer_md5(repo: DatasetRepo, pointer: str) -> str:
-    """The `md5:` of a pointer's output (with `.dir` for directories)."""
-    return (repo.path / pointer).read_text().split("md5: ", 1)[1].split()[0]
 
 
 @dataclass

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.dvc_remote.conftest import MAX_OBJECT_BYTES, World, object_key
+from tests.dvc_remote.conftest import MAX_OBJECT_BYTES, World
+from tests.support.dataset_repo import object_key
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 60

@@ -22,7 +22,8 @@ import requests
 
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from tests.dvc_remote.conftest import SITE_CREDENTIALS, World, object_key
+from tests.dvc_remote.conftest import SITE_CREDENTIALS, World
+from tests.support.dataset_repo import object_key
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 120

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from tests.support.dataset_repo import DatasetRepo, image_bytes
-from tests.dvc_remote.conftest import World, object_key, pointer_md5
+from tests.dvc_remote.conftest import World
+from tests.support.dataset_repo import DatasetRepo, image_bytes, object_key, pointer_md5
 
 pytestmark = pytest.mark.slow
 

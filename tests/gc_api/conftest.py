@@ -30,23 +30,13 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import open_store
-from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support.dataset_repo import DatasetRepo, pointer_md5
 from webhook_service.app import create_app
 
 OLD = time.time() - 100 * 3600
 OLD_ORPHAN = "files/md5/0a/bcdef0123456789abcdef012345678"
 YOUNG_ORPHAN = "files/md5/0b/bcdef0123456789abcdef012345678"
-
-
-def object_key(oid: str) -> str:
-    """The DVC 3 remote key of an object id."""
-    return f"files/md5/{oid[:2]}/{oid[2:]}"
-
-
-def pointer_md5(repo: DatasetRepo, pointer: str) -> str:
-    """The `md5:` of a pointer's output (with `.dir` for directories)."""
-    return (repo.path / pointer).read_text().split("md5: ", 1)[1].split()[0]
 
 
 @dataclass

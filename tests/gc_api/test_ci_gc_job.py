@@ -28,10 +28,9 @@ from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import open_store
 from tests.ci import harness
-from tests.support.dataset_repo import DatasetRepo
-from tests.gc_api.conftest import object_key, pointer_md5
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
+from tests.support.dataset_repo import DatasetRepo, object_key, pointer_md5
 
 pytestmark = pytest.mark.slow
 OLD = time.time() - 100 * 3600
@@ -187,7 +186,7 @@ def _runner(
     storage: Path,
     repository_url: str,
     job_token: str,
-) -> harness.DatasetRepo:
+) -> harness.PipelineRepo:
     aws_config = tmp_path / "aws-config"
     aws_config.write_text("")
     env = {
@@ -197,7 +196,7 @@ def _runner(
         "AWS_SHARED_CREDENTIALS_FILE": str(aws_config),
         "GIT_TERMINAL_PROMPT": "0",
     }
-    return harness.DatasetRepo(
+    return harness.PipelineRepo(
         origin=tmp_path / "unused",
         work=job_dir,
         env=env,

@@ -16,7 +16,8 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import Dataset, open_store
-from tests.gc_api.conftest import OLD_ORPHAN, YOUNG_ORPHAN, World, object_key
+from tests.gc_api.conftest import OLD_ORPHAN, YOUNG_ORPHAN, World
+from tests.support.dataset_repo import object_key
 
 
 def _client(app: Flask) -> FlaskClient:

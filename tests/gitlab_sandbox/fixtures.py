@@ -23,8 +23,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request as WzRequest
 from werkzeug.wrappers import Response as WzResponse
 
-from tests.support import services
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support import services
 
 ROOT = Path(__file__).resolve().parents[2]
 

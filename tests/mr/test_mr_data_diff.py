@@ -12,9 +12,9 @@ import requests
 
 from indexer.mr_note import MARKER
 from tests.conftest import S3Bucket
-from tests.support.dataset_repo import DatasetRepo, image_bytes
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, dshub, work_until
+from tests.support.dataset_repo import DatasetRepo, image_bytes
 
 
 def _md5(data: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 import gitlab
 import pytest
 
-from dshub.config import load_settings
 from indexer import jobs, sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.mr_diff import data_diff, read_merge_request
@@ -118,8 +118,6 @@ def test_without_the_setting_the_job_keeps_no_note_and_says_so(
     gitlab_sandbox: Sandbox,
     gitlab_admin: gitlab.Gitlab,
     ctx: sync.SyncContext,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project = _dataset(gitlab_admin, ctx)
     _commit(
@@ -136,15 +134,13 @@ def test_without_the_setting_the_job_keeps_no_note_and_says_so(
     mr = project.mergerequests.create(
         {"source_branch": "feature", "target_branch": "main", "title": "data"}
     )
-    settings = {
-        "DSHUB_DATA_DIR": str(tmp_path / "data"),
-        "DSHUB_GITLAB_URL": gitlab_sandbox.url,
-        "DSHUB_GITLAB_TOKEN": gitlab_sandbox.admin_token,
-    }
-    monkeypatch.setattr(jobs, "_settings", load_settings(settings))
-    monkeypatch.setattr(jobs, "_context", ctx)
-    assert "DSHUB_MR_NOTES is off" in jobs.sync_merge_request(project.id, mr.iid)
-    assert project.mergerequests.get(mr.iid).notes.list() == []
-    monkeypatch.setattr(jobs, "_settings", load_settings({**settings, "DSHUB_MR_NOTES": "1"}))
-    assert jobs.sync_merge_request(project.id, mr.iid).endswith("note created")
+    jobs.install(lambda: ctx)
+    try:
+        assert "DSHUB_MR_NOTES is off" in jobs.sync_merge_request(project.id, mr.iid)
+        assert project.mergerequests.get(mr.iid).notes.list() == []
+        with_notes = dataclasses.replace(ctx, mr_notes=True)
+        jobs.install(lambda: with_notes)
+        assert jobs.sync_merge_request(project.id, mr.iid).endswith("note created")
+    finally:
+        jobs.clear()
     assert len(project.mergerequests.get(mr.iid).notes.list()) == 1

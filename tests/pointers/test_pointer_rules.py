@@ -56,7 +56,12 @@ CASES: list[tuple[str, str, str, list[tuple[str, str | None]] | str]] = [
         f"outs:\n- md5: {MD5}\n  size: -1\n  path: a\n",
         "negative size",
     ),
-    ("YAML 1.2: `no` is a name", "no.dvc", f"outs:\n- md5: {MD5}.dir\n  path: no\n", [("no", None)]),
+    (
+        "YAML 1.2: `no` is a name",
+        "no.dvc",
+        f"outs:\n- md5: {MD5}.dir\n  path: no\n",
+        [("no", None)],
+    ),
     ("YAML 1.2: `on` is a name", "on.dvc", f"outs:\n- md5: {MD5}\n  path: on\n", [("on", None)]),
     (
         "YAML 1.2: `12:30` is a name",

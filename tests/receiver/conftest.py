@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from tests.support.paths import WEBHOOK_FIXTURES
 from webhook_service import create_app
-from webhook_service.webhooks import receiver_of
+from webhook_service.app_settings import services
 
 # GitLab's documented examples, kept next to the repository (see their NOTES.md).
 FIXTURES = WEBHOOK_FIXTURES
@@ -68,7 +68,7 @@ def app(tmp_path: Path, redis_url: str) -> Iterator[Flask]:
     """The service on real Redis (this test's database)."""
     application = make_app(tmp_path, DSHUB_REDIS_URL=redis_url)
     yield application
-    receiver_of(application).stop()
+    services(application).close()
 
 
 @pytest.fixture

@@ -19,14 +19,14 @@ from rq import Queue
 from indexer.intake import Intake, Ticket
 from indexer.journal import Delivery, Journal, JournalError
 from indexer.queue import COALESCED, ENQUEUED, QUEUE_NAME, RedisQueue
-from indexer.routing import JobRequest, sync_ref
+from indexer.routing import JobRequest, sync_ref_job
 from tests.receiver.conftest import SECRET, gitlab_headers, push_body
 from tests.receiver.serving import start_gunicorn
 from tests.support.services import free_port, wait_until
 
 
 def _delivery(key: str, project: int, ref: str = "refs/heads/main") -> Delivery:
-    return Delivery(key, "push", project, [sync_ref(project, ref, None, "a" * 40)])
+    return Delivery(key, "push", project, [sync_ref_job(project, ref, None, "a" * 40)])
 
 
 def _job_ids(url: str) -> list[str]:

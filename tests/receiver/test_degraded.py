@@ -16,7 +16,7 @@ from indexer.queue import QUEUE_NAME, Drainer, RedisQueue
 from tests.receiver.conftest import SECRET, gitlab_headers, make_app, push_body
 from tests.receiver.serving import start_gunicorn
 from tests.support.services import ManagedProcess, free_port, start_redis, wait_until
-from webhook_service.webhooks import receiver_of
+from webhook_service.app_settings import services
 
 URL = "/webhooks/gitlab"
 
@@ -56,16 +56,16 @@ def test_redis_outage_answers_202_and_jobs_appear_when_it_is_back(
             assert response.status_code == 202
             assert response.get_json()["handed_over"] is False
             expected.add(response.get_json()["jobs"][0]["id"])
-        assert receiver_of(app).journal().backlog() == 3
+        assert services(app).receiver.journal().backlog() == 3
         assert client.get("/readyz").get_json()["failed"] == ["redis"]
         _, restarted = start_redis(tmp_path / "redis2", port)
         servers.append(restarted)
         # The app's background drainer hands the journal over on its own. (The first job
         # was in the old, non-persistent Redis: that loss is Redis's, not the receiver's.)
         wait_until(lambda: _job_ids(url) == expected - {first_id}, 30, "the drainer")
-        assert receiver_of(app).journal().counts() == {"handed_over": 4}
+        assert services(app).receiver.journal().counts() == {"handed_over": 4}
     finally:
-        receiver_of(app).stop()
+        services(app).close()
 
 
 def test_a_killed_gunicorn_loses_no_journaled_event(tmp_path: Path) -> None:

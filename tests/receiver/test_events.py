@@ -16,7 +16,7 @@ from indexer.events import (
     is_blank_sha,
     parse_event,
 )
-from indexer.routing import JobRequest, dump_jobs, load_jobs, remove_ref, route
+from indexer.routing import JobRequest, dump_jobs, load_jobs, remove_ref_job, route
 from tests.receiver.conftest import FIXTURES, fixture_body, push_body
 from tests.receiver.routing_table import TABLE
 
@@ -61,7 +61,7 @@ def test_branch_deletion_is_recognised_by_an_all_zero_after_of_any_length(blank:
     body = push_body(7, "refs/heads/gone", after=blank, checkout_sha=None)
     event = parse_event({"X-Gitlab-Event": "Push Hook"}, body)
     assert isinstance(event, PushEvent) and event.deleted and event.after is None
-    assert route(event) == [remove_ref(7, "refs/heads/gone")]
+    assert route(event) == [remove_ref_job(7, "refs/heads/gone")]
     assert route(event)[0].args == (7, "refs/heads/gone")
 
 
@@ -96,7 +96,7 @@ def test_repository_update_with_a_deleted_ref_removes_it() -> None:
     payload["changes"].append({"before": "a" * 40, "after": "0" * 40, "ref": "refs/tags/old"})
     event = parse_event({"X-Gitlab-Event": "System Hook"}, json.dumps(payload).encode())
     jobs = route(event)
-    assert [job.name for job in jobs] == ["sync_ref", "remove_ref"]
+    assert [job.name for job in jobs] == ["sync_ref", "remove_ref_job"]
     assert jobs[1].args == (1, "refs/tags/old")
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.receiver.conftest import FIXTURES, SECRET, make_app
 from tests.receiver.routing_table import TABLE
-from webhook_service.webhooks import receiver_of
+from webhook_service.app_settings import services
 
 URL = "/webhooks/gitlab"
 HOOKS = [*sorted({hook for hook, _ in TABLE.values()}), "", "push hook", "System  Hook"]
@@ -103,7 +103,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, redis_server_url: str) ->
         DSHUB_WEBHOOK_MAX_BYTES="4096",
     )
     yield app
-    receiver_of(app).stop()
+    services(app).close()
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -25,7 +25,8 @@ from indexer.queue import QUEUE_NAME
 from tests.receiver.conftest import SECRET, fixture_body, gitlab_headers, make_app, push_body
 from tests.receiver.routing_table import TABLE
 from tests.support.services import free_port
-from webhook_service.webhooks import handle_delivery, receiver_of
+from webhook_service.app_settings import services
+from webhook_service.webhooks import handle_delivery
 
 URL = "/webhooks/gitlab"
 
@@ -67,7 +68,7 @@ def test_the_same_delivery_twice_makes_one_job(client: FlaskClient, redis_url: s
     assert first.get_json()["duplicate"] is False
     assert again.get_json()["duplicate"] is True
     assert len(_queued(redis_url)) == 1
-    journal = receiver_of(client.application).journal()
+    journal = services(client.application).receiver.journal()
     assert sum(journal.counts().values()) == 1
 
 
@@ -130,7 +131,7 @@ def test_any_of_the_rotated_secrets_is_accepted(tmp_path: Path, redis_url: str) 
             headers = gitlab_headers("Push Hook", token=token)
             assert client.post(URL, data=push_body(), headers=headers).status_code == 202
     finally:
-        receiver_of(app).stop()
+        services(app).close()
 
 
 def test_without_a_configured_secret_webhooks_are_refused(tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_declared_oversize_body_is_413_before_reading(tmp_path: Path, redis_url:
             "message": "request body is larger than the limit of 100 bytes",
         }
     finally:
-        receiver_of(app).stop()
+        services(app).close()
 
 
 @pytest.mark.parametrize(
@@ -227,7 +228,7 @@ def signed_client(tmp_path: Path, redis_url: str) -> Iterator[FlaskClient]:
     key = "whsec_" + base64.b64encode(SIGNING_KEY).decode()
     app = make_app(tmp_path, DSHUB_REDIS_URL=redis_url, DSHUB_WEBHOOK_SIGNING_KEY=key)
     yield app.test_client()
-    receiver_of(app).stop()
+    services(app).close()
 
 
 def test_valid_signature_is_accepted(signed_client: FlaskClient) -> None:
@@ -280,7 +281,7 @@ def test_valid_token_does_not_excuse_a_bad_signature(tmp_path: Path, redis_url: 
         del headers["webhook-signature"], headers["webhook-id"], headers["webhook-timestamp"]
         assert app.test_client().post(URL, data=body, headers=headers).status_code == 202
     finally:
-        receiver_of(app).stop()
+        services(app).close()
 
 
 # ------------------------------------------------------------------- degraded dependencies
@@ -295,9 +296,9 @@ def test_redis_down_still_answers_202_and_keeps_the_event(tmp_path: Path) -> Non
         )
         assert response.status_code == 202
         assert response.get_json()["handed_over"] is False
-        assert receiver_of(app).journal().counts() == {"accepted": 1}
+        assert services(app).receiver.journal().counts() == {"accepted": 1}
     finally:
-        receiver_of(app).stop()
+        services(app).close()
 
 
 def test_unwritable_journal_is_503(tmp_path: Path, redis_url: str) -> None:
@@ -344,7 +345,7 @@ def test_readyz_names_the_failing_dependency(tmp_path: Path, redis_url: str) -> 
     body = response.get_json()
     assert body["failed"] == ["redis"] and body["checks"]["redis"].startswith("error:")
     for app in (good, bad):
-        receiver_of(app).stop()
+        services(app).close()
 
 
 def test_readyz_fails_when_the_journal_cannot_be_opened(tmp_path: Path) -> None:
@@ -380,18 +381,18 @@ def test_journal_file_lives_in_the_data_directory(client: FlaskClient, tmp_path:
     assert os.stat(tmp_path / "data" / "journal.sqlite3").st_size > 0
 
 
-def test_the_fast_path_and_the_blueprint_view_answer_a_delivery_alike(
+def test_the_fast_path_serves_deliveries_and_hands_everything_else_to_flask(
     app: Flask, client: FlaskClient, redis_url: str
 ) -> None:
-    # The WSGI fast path serves POST /webhooks/gitlab; Flask's view is the same handler.
+    # The WSGI adapter serves POST /webhooks/gitlab through the framework-free receiver.
     via_fast_path = client.post(URL, data=push_body(15), headers=gitlab_headers("Push Hook", "a"))
     with app.test_request_context(
         URL, method="POST", data=push_body(16), headers=gitlab_headers("Push Hook", "b")
     ):
-        via_view = handle_delivery(receiver_of(app), flask.request)  # what the view returns
-    assert via_fast_path.status_code == via_view.status_code == 202
-    fast, view = via_fast_path.get_json(), via_view.get_json()
-    assert set(fast) == set(view) == {"accepted", "duplicate", "handed_over", "jobs"}
+        direct = handle_delivery(services(app).settings, services(app).receiver, flask.request)
+    assert via_fast_path.status_code == direct.status_code == 202
+    fast, other = via_fast_path.get_json(), direct.get_json()
+    assert set(fast) == set(other) == {"accepted", "duplicate", "handed_over", "jobs"}
     assert len(_queued(redis_url)) == 2
     # Everything else still goes through Flask: its 405 and the JSON error shape.
     wrong_method = client.get(URL)

@@ -20,11 +20,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support import services
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support import services
 from webhook_service import create_app
-from webhook_service.webhooks import receiver_of
+from webhook_service.app_settings import services as app_services
 
 ADMIN_GROUP = "storage-admins"
 PUBLIC_URL = "http://dshub.test:8000"
@@ -93,7 +93,7 @@ def make_site_env(
 
     yield build
     for app in apps:
-        receiver_of(app).stop()
+        app_services(app).close()
 
 
 @pytest.fixture

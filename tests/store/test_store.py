@@ -63,11 +63,11 @@ def paths(store: IndexStore, project_id: int, ref: str) -> list[str]:
     return [f.path for f in store.iter_ref_files(project_id, ref)]
 
 
-def test_migrate_is_idempotent_and_records_the_version(store: IndexStore, store_url: str) -> None:
+def test_migrate_is_idempotent_and_records_the_version(store: IndexStore, index_url: str) -> None:
     latest = max(number for number, _ in load_migrations(store.backend))  # type: ignore[attr-defined]
     assert store.migrate() == latest
     assert store.migrate() == latest
-    again = open_store(store_url)
+    again = open_store(index_url)
     try:
         assert again.migrate() == latest
     finally:
@@ -146,9 +146,9 @@ def test_failed_file_stream_leaves_the_previous_ref_intact(store: IndexStore) ->
     assert ref is not None and ref.commit_sha == "a" * 40
 
 
-def test_readers_never_see_a_half_written_ref(store_url: str) -> None:
-    writer = open_store(store_url)
-    reader = open_store(store_url)
+def test_readers_never_see_a_half_written_ref(index_url: str) -> None:
+    writer = open_store(index_url)
+    reader = open_store(index_url)
     try:
         writer.upsert_dataset(dataset())
         old = [file(f"old/{i:04d}.jpg") for i in range(300)]
@@ -326,8 +326,8 @@ def test_a_forked_child_opens_its_own_connection(store: IndexStore) -> None:
     assert store.dataset_ids() == {1, 2}
 
 
-def test_concurrent_replacements_of_one_ref_never_mix_file_sets(store_url: str) -> None:
-    stores = [open_store(store_url) for _ in range(2)]
+def test_concurrent_replacements_of_one_ref_never_mix_file_sets(index_url: str) -> None:
+    stores = [open_store(index_url) for _ in range(2)]
     try:
         stores[0].upsert_dataset(dataset())
         sets = {

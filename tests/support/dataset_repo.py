@@ -9,9 +9,28 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
+from indexer.pointers import LEGACY_HASH
+from indexer.pointers import object_key as pointer_object_key
 from tests.conftest import S3Bucket
+
+
+def object_key(oid: str, legacy: bool = False) -> str:
+    """The remote key of an object id (`<md5>` or `<md5>.dir`), by the indexer's own rule."""
+    md5, is_dir = oid.removesuffix(".dir"), oid.endswith(".dir")
+    return pointer_object_key("", md5, LEGACY_HASH if legacy else "md5", is_dir)
+
+
+class _WorkingCopy(Protocol):
+    @property
+    def path(self) -> Path: ...
+
+
+def pointer_md5(repo: _WorkingCopy, pointer: str) -> str:
+    """The `md5:` of a pointer's first output in `repo`'s working copy (`.dir` for directories)."""
+    return (repo.path / pointer).read_text().split("md5: ", 1)[1].split()[0]
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.support import services
 from tests.conftest import S3Bucket
+from tests.support import services
 
 
 def test_redis_is_real_and_isolated_per_test(redis_url: str) -> None:

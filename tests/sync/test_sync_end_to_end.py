@@ -16,8 +16,8 @@ from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import IndexStore
 from tests.conftest import S3Bucket
-from tests.support.dataset_repo import DatasetRepo, image_bytes
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support.dataset_repo import DatasetRepo, image_bytes
 
 
 @pytest.fixture

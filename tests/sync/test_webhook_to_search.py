@@ -19,9 +19,9 @@ import requests
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
-from tests.support.dataset_repo import DatasetRepo, image_bytes
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, dshub, start_gunicorn, work_until
+from tests.support.dataset_repo import DatasetRepo, image_bytes
 
 SECRET = "e2e-webhook-secret"
 

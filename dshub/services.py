@@ -1,0 +1,197 @@
+"""The composition root: every resource a dshub process shares, built once from `Settings`.
+
+Modelled on flaskr's `db.py`: the web application (`webhook_service.create_app`), `dshub
+worker` and `dshub reconcile` each build one `Services` and reach the index store, the site
+registry, storage credentials, GitLab readers, the sync context, the resolver, the
+permission resolver and the webhook receiver through it; `close()` releases them (gunicorn
+runs it at worker exit). Resources are built on first use, once, so a process whose index
+is unreachable still starts and `/readyz` can say so. `indexer/` receives what it needs
+from here and never reads settings itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dshub.config import Settings
+from indexer import jobs
+from indexer.errors import Unavailable
+from indexer.gitlab_reader import GitLabReader
+from indexer.permissions import Generation, PermissionResolver, generation_for
+from indexer.queue import HandOver
+from indexer.receiver import Receiver
+from indexer.resolve import Resolver
+from indexer.scheduler import ReconcileScheduler, journal_scheduler
+from indexer.sites import SiteRegistry
+from indexer.storage import Credentials, load_credentials
+from indexer.store import IndexStore, open_store
+from indexer.sync import SyncContext
+
+log = logging.getLogger("dshub.services")
+T = TypeVar("T")
+
+REQUEST_TIMEOUT = 10.0  # a request must not hang on GitLab: one retry, no sleeping on 429
+
+
+def request_reader(settings: Settings, token: str | None) -> GitLabReader:
+    """A reader of the configured GitLab for use inside a request: short timeout, one retry.
+
+    A request must not hang on GitLab: a 429 answers 503 at once instead of sleeping
+    through `Retry-After` while the caller waits.
+    """
+    if settings.gitlab_url is None:
+        raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
+    return GitLabReader(
+        settings.gitlab_url, token, timeout=REQUEST_TIMEOUT, max_retries=1, obey_rate_limit=False
+    )
+
+
+class Services:
+    """One process's shared resources; thread-safe, each built once on first use."""
+
+    def __init__(
+        self, settings: Settings, on_hand_over: Callable[[list[HandOver]], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self._on_hand_over = on_hand_over
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._scheduler: ReconcileScheduler | None = None
+        self._closed = False
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            found: T = self._built[name]
+            return found
+
+    # ------------------------------------------------------------------ resources
+
+    @property
+    def index(self) -> IndexStore:
+        """The search index (opened and migrated on first use)."""
+        return self._once("index", lambda: open_store(self.settings.index_url))
+
+    @property
+    def sites(self) -> SiteRegistry:
+        """The storage-site registry in the service database."""
+        return self._once("sites", lambda: SiteRegistry(self.settings.index_url))
+
+    @property
+    def credentials(self) -> dict[str, Credentials]:
+        """Storage-site credentials from `DSHUB_STORAGE_CREDENTIALS_FILE` (never logged)."""
+        return self._once(
+            "credentials", lambda: load_credentials(self.settings.storage_credentials_file)
+        )
+
+    @property
+    def generation(self) -> Generation:
+        """The permission-cache invalidation counter every process of a deployment shares."""
+        return self._once(
+            "generation", lambda: generation_for(self.settings.redis_url, self.settings.data_dir)
+        )
+
+    def request_reader(self, token: str | None) -> GitLabReader:
+        """A GitLab reader for use inside a request with `token` (see `request_reader`)."""
+        return request_reader(self.settings, token)
+
+    @property
+    def service_reader(self) -> GitLabReader:
+        """`request_reader` with dshub's own service token."""
+        return self._once("service_reader", lambda: self.request_reader(self.settings.gitlab_token))
+
+    @property
+    def permissions(self) -> PermissionResolver:
+        """Token → viewer, asked of the configured GitLab (never another host), cached."""
+        return self._once(
+            "permissions", lambda: PermissionResolver(self.request_reader, self.generation)
+        )
+
+    @property
+    def job_context(self) -> SyncContext:
+        """The context jobs run with: the service token with the jobs' patient retries."""
+        return self._once("job_context", self._build_job_context)
+
+    def _build_job_context(self) -> SyncContext:
+        if self.settings.gitlab_url is None:
+            raise Unavailable("DSHUB_GITLAB_URL is not set: jobs cannot read GitLab")
+        return SyncContext(
+            reader=GitLabReader(self.settings.gitlab_url, self.settings.gitlab_token),
+            store=self.index,
+            sites=self.sites.get,
+            credentials=self.credentials,
+            generation=self.generation,
+            namespaces=self.settings.namespaces,
+            mr_notes=self.settings.mr_notes,
+        )
+
+    @property
+    def request_context(self) -> SyncContext:
+        """A sync context for reads inside a request (the MR data diff): request timeouts."""
+        return self._once(
+            "request_context",
+            lambda: SyncContext(
+                reader=self.service_reader,
+                store=self.index,
+                sites=self.sites.get,
+                credentials=self.credentials,
+                generation=self.generation,
+                namespaces=self.settings.namespaces,
+            ),
+        )
+
+    @property
+    def resolver(self) -> Resolver:
+        """Ref + path → bytes, from the index when it can, else live (service token)."""
+        return self._once(
+            "resolver",
+            lambda: Resolver(self.index, self.service_reader, self.sites.get, self.credentials),
+        )
+
+    @property
+    def receiver(self) -> Receiver:
+        """Durable acceptance of work: journal, intake, hand-over, background drainer/worker."""
+        return self._once(
+            "receiver",
+            lambda: Receiver(self.settings.data_dir, self.settings.redis_url, self._on_hand_over),
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def install_jobs(self) -> None:
+        """Make this process's jobs (RQ or the embedded worker) run with `job_context`."""
+        jobs.install(lambda: self.job_context)
+
+    def start_scheduler(self) -> None:
+        """Start the embedded default's periodic reconcile (one per interval across processes)."""
+        interval = self.settings.reconcile_interval
+        if not (self.settings.embedded and interval and self.settings.gitlab_url):
+            return
+        receiver = self.receiver
+        with self._lock:
+            if self._scheduler is not None:
+                return
+            self._scheduler = journal_scheduler(receiver.submit, interval)
+        self._scheduler.start()
+
+    def close(self) -> None:
+        """Stop the threads and close what was opened; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            scheduler, self._scheduler = self._scheduler, None
+            built, self._built = self._built, {}
+        if scheduler is not None:
+            scheduler.stop()
+        jobs.clear()
+        receiver = built.get("receiver")
+        if receiver is not None:
+            receiver.stop()
+        index = built.get("index")
+        if index is not None:
+            index.close()
