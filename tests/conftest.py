@@ -26,7 +26,7 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from indexer.dvc_env import dvc_environment
-from tests import services
+from tests.support import services
 
 pytest_plugins = ["tests.gitlab_sandbox.fixtures"]
 

@@ -22,7 +22,7 @@ from typing import Any
 from indexer.object_ids import ObjectKey, parse_object_key
 from indexer.presence import check_presence
 from indexer.storage import Credentials, S3ObjectStore, StorageSite, open_store
-from tests import services
+from tests.support import services
 
 METHODS = ("head", "list", "list-prefixes", None)
 # (objects stored in the dataset, keys asked): a push proof, validate-storage over a whole

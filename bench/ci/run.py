@@ -23,7 +23,7 @@ from typing import Any
 from bench.ci.proxy import proxy_benchmarks
 from indexer.dvc_env import dvc_environment
 from indexer.storage import Credentials
-from tests import services
+from tests.support import services
 
 BIN = Path(sys.executable).parent
 

@@ -46,7 +46,7 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
 from indexer.store import open_store
-from tests import services
+from tests.support import services
 from tests.conftest import S3Bucket
 from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox

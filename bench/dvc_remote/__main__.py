@@ -43,7 +43,7 @@ import psutil
 from indexer.dvc_env import dvc_environment
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from tests import services
+from tests.support import services
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

@@ -23,7 +23,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request as WzRequest
 from werkzeug.wrappers import Response as WzResponse
 
-from tests import services
+from tests.support import services
 from tests.gitlab_sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests import services
+from tests.support import services
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from webhook_service import create_app

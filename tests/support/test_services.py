@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redis
 
-from tests import services
+from tests.support import services
 from tests.conftest import S3Bucket
 
 
