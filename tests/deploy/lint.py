@@ -89,8 +89,8 @@ def dockerfile_stages(text: str) -> tuple[dict[str, str], list[list[str]]]:
     logical = re.sub(r"\\\n", " ", text)
     args: dict[str, str] = {}
     stages: list[list[str]] = []
-    for line in logical.splitlines():
-        line = line.strip()
+    for raw in logical.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.upper().startswith("FROM "):
@@ -156,8 +156,8 @@ _INTERPOLATION = re.compile(
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of a Compose `.env` file (comments and blank lines skipped)."""
     values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
@@ -241,10 +241,37 @@ def systemd_units() -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".service", ".timer"))
 
 
+HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/dshub")
+
+
+def check_unit_rules(unit: Path) -> list[str]:
+    """Hardening every service has, and the timer as the one reconcile mechanism."""
+    lines = {line.strip() for line in unit.read_text().splitlines()}
+    problems = [f"{unit.name}: lacks {rule}" for rule in HARDENING if rule not in lines]
+    if not {"User=dshub", "DynamicUser=yes"} & lines:
+        problems.append(f"{unit.name}: runs as root (set User=dshub or DynamicUser=yes)")
+    writable = [line for line in lines if line.startswith("ReadWritePaths=")]
+    if writable != ["ReadWritePaths=/var/lib/dshub"]:
+        problems.append(f"{unit.name}: writable paths beyond the data directory: {writable}")
+    long_running = "reconcile" not in unit.name
+    if long_running and "Environment=DSHUB_RECONCILE_INTERVAL=0" not in lines:
+        problems.append(
+            f"{unit.name}: must set DSHUB_RECONCILE_INTERVAL=0 (dshub-reconcile.timer reconciles)"
+        )
+    return problems
+
+
 def check_systemd(dshub_bin: Path | None = None) -> list[str]:
     """`systemd-analyze verify` with ExecStart= rewritten to an installed wheel's `dshub`."""
     analyze = debian_tool("systemd-analyze", "systemd")
     problems = []
+    for unit in systemd_units():
+        if unit.suffix == ".service":
+            problems += check_unit_rules(unit)
+    env_example = DEPLOY / "systemd" / "dshub.env.example"
+    if "DSHUB_RECONCILE_INTERVAL" in read_env_file(env_example):
+        # EnvironmentFile= overrides Environment=: the file must not turn the scheduler on.
+        problems.append("dshub.env.example: must not set DSHUB_RECONCILE_INTERVAL")
     with tempfile.TemporaryDirectory(prefix="dshub-lint-systemd-") as tmp:
         workdir = Path(tmp)
         if dshub_bin is None:
@@ -289,6 +316,57 @@ def k8s_documents() -> Iterator[tuple[str, dict[str, Any]]]:
                 yield name, document
 
 
+def _pod_specs(document: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = document.get("spec", {})
+    if document["kind"] == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if "template" in spec:
+        return [spec["template"]["spec"]]
+    return []
+
+
+def check_k8s_rules(documents: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Non-root, read-only root filesystem, resources, probes, one reconcile mechanism."""
+    problems = []
+    for name, document in documents:
+        for pod in _pod_specs(document):
+            where = f"k8s/{name}: {document['kind']} {document['metadata']['name']}"
+            if not pod.get("securityContext", {}).get("runAsNonRoot"):
+                problems.append(f"{where}: pod does not set runAsNonRoot")
+            for container in pod["containers"]:
+                security = container.get("securityContext", {})
+                if not security.get("readOnlyRootFilesystem"):
+                    problems.append(f"{where}: {container['name']}: root filesystem is writable")
+                if security.get("allowPrivilegeEscalation") is not False:
+                    problems.append(f"{where}: {container['name']}: allows privilege escalation")
+                if not container.get("resources", {}).get("requests"):
+                    problems.append(f"{where}: {container['name']}: no resource requests")
+                mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+                if "/var/lib/dshub" not in mounts:
+                    problems.append(f"{where}: {container['name']}: no data volume")
+                if "serve" in container.get("args", []):
+                    paths = {
+                        container.get(probe, {}).get("httpGet", {}).get("path")
+                        for probe in ("livenessProbe", "readinessProbe")
+                    }
+                    if paths != {"/healthz", "/readyz"}:
+                        problems.append(f"{where}: probes must be /healthz and /readyz: {paths}")
+    kinds = {document["kind"] for _, document in documents}
+    for kind in ("Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        if kind not in kinds:
+            problems.append(f"k8s: no {kind}")
+    intervals = {
+        document["data"].get("DSHUB_RECONCILE_INTERVAL")
+        for _, document in documents
+        if document["kind"] == "ConfigMap"
+    }
+    if "CronJob" in kinds and intervals != {"0"}:
+        problems.append("k8s: a reconcile CronJob and the workers' scheduler both reconcile")
+    if "CronJob" not in kinds and intervals in ({"0"}, set()):
+        problems.append("k8s: nothing reconciles (no CronJob, DSHUB_RECONCILE_INTERVAL 0)")
+    return problems
+
+
 def check_k8s() -> list[str]:
     """kubernetes-validate --strict of every listed manifest; every manifest listed."""
     folder = DEPLOY / "k8s"
@@ -297,6 +375,7 @@ def check_k8s() -> list[str]:
     present = {p.name for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
     problems = [f"k8s/{n}: not listed in kustomization.yaml" for n in sorted(present - listed)]
     problems += [f"k8s/kustomization.yaml: lists missing {n}" for n in sorted(listed - present)]
+    problems += check_k8s_rules(list(k8s_documents()))
     tool = _venv_tool("kubernetes-validate")
     files = [str(folder / name) for name in sorted(listed & present)]
     code, output = _run([tool, "--strict", "--quiet", "-k", K8S_VERSION, *files])
