@@ -2,8 +2,8 @@
 
 Built from the working tree, installed into a fresh venv (no system site packages), then
 `dshub serve` from that venv — in a temporary working directory, with no PYTHONPATH — on its
-embedded default against the GitLab sandbox: health, readiness, a search and a download of a
-dataset indexed through real webhooks.
+embedded default against the GitLab sandbox: its own `dshub hooks install`, then health,
+readiness, a search and a download of a dataset indexed through real webhooks.
 """
 
 from __future__ import annotations
@@ -12,18 +12,21 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gitlab
 import pytest
 import requests
 
 from dshub import __version__
+from indexer.sites import LOCAL_SITE
 from tests.deploy.installed import ROOT, Installed, clean_environment, install, source_files
 from tests.deploy.installed import wheel_names as names_in
 from tests.gitlab_sandbox.demo import picture
 from tests.gitlab_sandbox.server import Sandbox
+from tests.support.dataset_repo import DatasetRepo
 from tests.support.services import free_port, wait_until
 
 PACKAGES = ("dshub", "webhook_service", "indexer")
@@ -101,7 +104,9 @@ def test_installed_code_comes_from_the_venv_not_the_checkout(
 
 
 @pytest.fixture
-def served(installed: Installed, gitlab_sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
+def served(
+    installed: Installed, gitlab_sandbox: Sandbox, tmp_path: Path, dvc_env: dict[str, str]
+) -> Iterator[str]:
     """`dshub serve` from the installed venv, cwd a temporary folder; yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -129,25 +134,44 @@ def served(installed: Installed, gitlab_sandbox: Sandbox, tmp_path: Path) -> Ite
             start_new_session=True,
         )
     try:
+        started = time.monotonic()
         wait_until(lambda: requests.get(f"{base}/healthz", timeout=1).ok, 60, "dshub serve")
-        seed_env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "DSHUB_SANDBOX_ADMIN_TOKEN": gitlab_sandbox.admin_token,
-            "DSHUB_WEBHOOK_SECRET": env["DSHUB_WEBHOOK_SECRET"],
-        }
-        demo = ["--gitlab", gitlab_sandbox.url, "--dshub", base]
-        storage = ["--storage", str(tmp_path / "data" / "storage")]
-        seeded = subprocess.run(
-            [sys.executable, "-m", "tests.gitlab_sandbox.demo", *demo, *storage],
-            cwd=ROOT,
-            env=seed_env,
+        print(f"dshub serve answered /healthz after {time.monotonic() - started:.1f} s")
+        # The hook, registered by the installed `dshub hooks install`, then a public dataset
+        # pushed with real git and dvc: its events reach the served dshub through the hook.
+        hooks = subprocess.run(
+            [str(installed.bin / "dshub"), "hooks", "install", "--system"],
+            cwd=run,
+            env=env,
             capture_output=True,
             text=True,
-            timeout=180,
+            timeout=60,
             check=False,
         )
-        assert seeded.returncode == 0, seeded.stderr
+        assert hooks.returncode == 0 and hooks.stdout.startswith("created hook"), hooks.stderr
+        admin = gitlab.Gitlab(gitlab_sandbox.url, private_token=gitlab_sandbox.admin_token)
+        group = admin.groups.create({"name": "demo", "path": "demo", "visibility": "public"})
+        project = admin.projects.create(
+            {
+                "name": "cats",
+                "namespace_id": group.id,
+                "visibility": "public",
+                "initialize_with_readme": True,
+                "topics": ["cats"],
+                "description": "Cat pictures tracked with DVC",
+            }
+        )
+        project.variables.create({"key": "DSHUB_STORAGE_SITE", "value": LOCAL_SITE})
+        repo = DatasetRepo(
+            tmp_path / "cats", gitlab_sandbox.url, "demo/cats", gitlab_sandbox.admin_token, dvc_env
+        )
+        # The embedded default's local site is DSHUB_DATA_DIR/storage, one folder per dataset.
+        repo.init_dvc_local(tmp_path / "data" / "storage" / str(project.id))
+        repo.write("images/cat0.png", picture(0))
+        repo.track("images")
+        repo.commit_and_push("Add a cat")
+        repo.tag("v0.1.0", "First version")
+        print(f"dataset pushed after {time.monotonic() - started:.1f} s")
         yield base
     finally:
         if process.poll() is None:
@@ -169,9 +193,9 @@ def test_dshub_serve_from_the_wheel_indexes_searches_and_downloads(served: str) 
 
     def indexed() -> bool:
         answer = requests.get(f"{base}/api/v1/datasets/1/versions", timeout=5)
-        return answer.ok and len(answer.json()["items"]) == 2
+        return answer.ok and [v["name"] for v in answer.json()["items"]] == ["v0.1.0"]
 
-    wait_until(indexed, 120, "the demo dataset's two versions, indexed through webhooks")
+    wait_until(indexed, 120, "the dataset's version, indexed through webhooks")
     found = requests.get(f"{base}/api/v1/datasets", params={"q": "cats"}, timeout=5).json()
     assert [item["path_with_namespace"] for item in found["items"]] == ["demo/cats"]
     download = requests.get(
