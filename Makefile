@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest clean constraints
+.PHONY: install run test lint typecheck lint-deploy pytest clean constraints
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dshub needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -25,6 +25,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy dshub webhook_service indexer tests bench
 
+# Static checks of deploy/: hadolint, the Compose schema, systemd-analyze verify (against the
+# wheel installed in a fresh venv), kubernetes-validate, promtool (see tests/deploy/lint.py).
+lint-deploy: $(STAMP)
+	$(BIN)/python -m tests.deploy.lint
+
 # gitlab-ci-local (pinned in package.json; runs on Node 20 and needs rsync) executes the
 # CI/CD components in tests/ci.
 node_modules/.bin/gitlab-ci-local: package.json package-lock.json
@@ -34,7 +39,7 @@ node_modules/.bin/gitlab-ci-local: package.json package-lock.json
 pytest: $(STAMP) node_modules/.bin/gitlab-ci-local
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck lint-deploy pytest
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 constraints:

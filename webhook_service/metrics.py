@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -66,6 +66,12 @@ class _Metrics:
         self.dvc_stored_bytes = Counter(
             "dshub_dvc_remote_stored_bytes",
             "Bytes of objects stored through dshub's DVC remote (verified uploads).",
+        )
+        self.http_responses = Counter(
+            "dshub_http_responses",
+            "HTTP answers by Flask endpoint (the route's name, `none` when no route matched), "
+            "method and status code.",
+            ["endpoint", "method", "status"],
         )
 
 
@@ -124,6 +130,14 @@ def count_dvc_stored(size: int) -> None:
 blueprint = Blueprint("metrics", __name__)
 
 
+@blueprint.after_app_request
+def _count_response(response: Response) -> Response:
+    # The route's endpoint name, never the path: paths hold ids and file names (unbounded).
+    endpoint = request.url_rule.endpoint if request.url_rule is not None else "none"
+    _metrics().http_responses.labels(endpoint, request.method, str(response.status_code)).inc()
+    return response
+
+
 class _BacklogCollector(Collector):
     """Reads the journal backlog when scraped (a gauge per process would double count)."""
 
@@ -137,6 +151,56 @@ class _BacklogCollector(Collector):
                 "dshub_journal_backlog",
                 "Journaled deliveries not yet handed to the queue or run.",
                 value=value,
+            )
+
+
+RECONCILE_JOB_ID = "reconcile-all"  # the scheduler's stable id (indexer.routing.reconcile)
+
+
+class _QueueCollector(Collector):
+    """Reads the RQ queue when scraped (Redis mode): queued and failed jobs, the last reconcile.
+
+    Anything Redis cannot answer is left out of the scrape rather than failing it: an absent
+    series is what the alert rules' `absent()` / staleness already handle.
+    """
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        receiver = current_app.extensions.get("dshub.receiver")
+        queue = getattr(receiver, "queue", None)
+        if queue is None:
+            return
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+        from rq.registry import FailedJobRegistry
+
+        try:
+            queued = queue.queue.count
+            failed = FailedJobRegistry(queue=queue.queue).count
+        except Exception:
+            return
+        yield GaugeMetricFamily("dshub_queue_jobs", "Jobs waiting in the RQ queue.", value=queued)
+        yield GaugeMetricFamily(
+            "dshub_queue_failed_jobs",
+            "Jobs in RQ's failed-job registry (kept 7 days).",
+            value=failed,
+        )
+        try:
+            job = Job.fetch(RECONCILE_JOB_ID, connection=queue.connection)
+            status = job.get_status(refresh=False)
+        except NoSuchJobError:
+            return  # no scheduled reconcile recorded (yet, or its result expired)
+        except Exception:
+            return
+        yield GaugeMetricFamily(
+            "dshub_reconcile_last_run_failed",
+            "1 when the last scheduled reconcile job failed, 0 otherwise (absent: none recorded).",
+            value=1 if status == JobStatus.FAILED else 0,
+        )
+        if job.ended_at is not None:
+            yield GaugeMetricFamily(
+                "dshub_reconcile_last_ended_timestamp_seconds",
+                "When the last scheduled reconcile job ended (Unix time).",
+                value=job.ended_at.timestamp(),
             )
 
 
@@ -156,6 +220,7 @@ def metrics() -> Response:
     _metrics()
     extra = CollectorRegistry(auto_describe=False)
     extra.register(_BacklogCollector(_backlog))
+    extra.register(_QueueCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
