@@ -12,7 +12,6 @@ version; nothing younger than `min_age_hours` (at least 1, default 72); dry run 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -40,11 +39,13 @@ from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
 from webhook_service.gitlab_access import request_reader, service_reader
+from webhook_service.params import number_field
 
 blueprint = Blueprint("api_gc", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.gc")
 
 MIN_AGE_FLOOR_HOURS = 1.0  # bytes of an upload in flight land before their commit
+MAX_AGE_HOURS = 24 * 366 * 100  # a century: older than any object, still a valid timedelta
 MAINTAINER = 40
 GC_FIELDS = {"keep", "dry_run", "min_age_hours"}
 
@@ -173,15 +174,13 @@ def _gc_request() -> tuple[frozenset[str], bool, float]:
     dry_run = body.get("dry_run", True)
     if not isinstance(dry_run, bool):
         raise InvalidInput("dry_run must be true or false")
-    hours = body.get("min_age_hours", DEFAULT_MIN_AGE_HOURS)
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not math.isfinite(hours):
-        raise InvalidInput("min_age_hours must be a number of hours")
+    hours = number_field(body, "min_age_hours", DEFAULT_MIN_AGE_HOURS, 0, MAX_AGE_HOURS)
     if hours < MIN_AGE_FLOOR_HOURS:
         raise InvalidInput(
             f"min_age_hours must be at least {MIN_AGE_FLOOR_HOURS:g}: objects reach storage "
             "before the commit that references them"
         )
-    return validate_keep(keep), dry_run, float(hours)
+    return validate_keep(keep), dry_run, hours
 
 
 def _describe(item: ObjectMeta) -> dict[str, Any]:

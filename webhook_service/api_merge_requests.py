@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from indexer import search
-from indexer.errors import InvalidInput, NotFound
+from indexer.errors import NotFound
 from indexer.mr_diff import FileChange, data_diff, read_merge_request
 from indexer.sites import SiteRegistry
 from indexer.storage import load_credentials
@@ -23,6 +23,7 @@ from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
 from webhook_service.gitlab_access import service_reader
+from webhook_service.params import int_arg
 
 blueprint = Blueprint("api_merge_requests", __name__, url_prefix="/api/v1")
 CONTEXT = "dshub.mr_context"
@@ -48,12 +49,7 @@ def _context() -> SyncContext:
 
 
 def _limit() -> int:
-    raw = request.args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {raw[:40]!r}")
-    return int(raw)
+    return int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
 
 
 def _change_json(item: FileChange) -> dict[str, Any]:

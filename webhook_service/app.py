@@ -29,6 +29,7 @@ from webhook_service import (
     health,
     metrics,
     ops,
+    params,
     webhooks,
 )
 
@@ -59,6 +60,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_bytes
     app.extensions["dshub.settings"] = settings
 
+    params.init_app(app)  # before any route: `<int:...>` is the one id rule
     errors.register(app)
     auth.init_app(app, settings)
     app.register_blueprint(health.blueprint)

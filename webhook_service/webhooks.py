@@ -36,6 +36,7 @@ from indexer.journal import Delivery, Entry, Journal, JournalError
 from indexer.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_over
 from indexer.routing import JobRequest, route
 from webhook_service import metrics
+from webhook_service.params import ascii_digits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -217,7 +218,7 @@ def verify_signature(
             "authentication failed: webhook-id, webhook-timestamp and webhook-signature "
             "must be sent together"
         )
-    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
+    if not ascii_digits(stamp, 12):
         raise NotAuthenticated("authentication failed: webhook-timestamp is not Unix seconds")
     now = time.time() if now is None else now
     if abs(now - int(stamp)) > SIGNATURE_TOLERANCE:

@@ -160,8 +160,8 @@ def test_gc_is_refused_below_maintainer_outside_the_project_and_off_the_default_
     ("body", "needle"),
     [
         ({"min_age_hours": 0.5}, "at least 1"),
-        ({"min_age_hours": "72"}, "number of hours"),
-        ({"min_age_hours": True}, "number of hours"),
+        ({"min_age_hours": "72"}, "min_age_hours must be a number from"),
+        ({"min_age_hours": True}, "min_age_hours must be a number from"),
         ({"keep": ["not-an-oid"]}, "not object ids"),
         ({"keep": "abc"}, "list of object ids"),
         ({"dry_run": "no"}, "true or false"),
