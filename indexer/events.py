@@ -10,13 +10,13 @@ Payload URLs (`web_url`, `git_http_url`, ...) are never read: they are data, not
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from indexer.errors import InvalidInput
+from indexer.json_input import decode_object
 
 EVENT_HEADER = "X-Gitlab-Event"
 SYSTEM_HOOK = "System Hook"
@@ -177,18 +177,9 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
-    """Parse a delivery body strictly: UTF-8 JSON, no NaN/Infinity, and an object at the top."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidEvent("body is not valid UTF-8") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidEvent(f"body is not valid JSON: {_json_error(exc)}") from None
-    if not isinstance(data, dict):
-        raise InvalidEvent(f"body must be a JSON object, not {_json_type(data)}")
-    return data
+    """Parse a delivery body strictly: UTF-8 JSON, no NaN/Infinity, an object at the top, at
+    most `json_input.MAX_DEPTH` levels deep."""
+    return decode_object(body, "body", error=InvalidEvent)
 
 
 def parse_event(headers: Mapping[str, str], body: bytes) -> Event:
@@ -453,27 +444,3 @@ _SYSTEM: dict[str, _Parser] = {
     "user_access_request_revoked_for_group": _ACCESS_REQUEST,
     "user_access_request_revoked_for_project": _ACCESS_REQUEST,
 }
-
-
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"{value} is not allowed in JSON")
-
-
-def _json_error(exc: Exception) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    return str(exc)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"

@@ -38,6 +38,7 @@ from indexer.store import Dataset
 from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.bodies import json_object
 from webhook_service.gitlab_access import request_reader, service_reader
 from webhook_service.params import number_field
 
@@ -160,11 +161,7 @@ def list_objects(project_id: int) -> ResponseReturnValue:
 
 
 def _gc_request() -> tuple[frozenset[str], bool, float]:
-    body = request.get_json(silent=True)
-    if body is None and not request.get_data():
-        body = {}
-    if not isinstance(body, dict):
-        raise InvalidInput('send a JSON object: {"keep": [...], "dry_run": true, ...}')
+    body = json_object(example='{"keep": [...], "dry_run": true, "min_age_hours": 72}', empty={})
     unknown = sorted(set(body) - GC_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown fields {unknown}; allowed: {sorted(GC_FIELDS)}")
@@ -226,8 +223,8 @@ def _site_of(registry: SiteRegistry, dataset: Dataset) -> StorageSite:
 @blueprint.post("/datasets/<int:project_id>/gc")
 def collect(project_id: int) -> ResponseReturnValue:
     """Collect the dataset's storage: `{keep, dry_run=true, min_age_hours=72}` (see module doc)."""
+    caller, dataset = _collector_of_dataset(project_id)  # before the body: no parse for strangers
     keep, dry_run, hours = _gc_request()
-    caller, dataset = _collector_of_dataset(project_id)
     settings = _settings()
     registry = SiteRegistry(settings.index_url)
     site = _site_of(registry, dataset)
