@@ -24,7 +24,7 @@ from indexer.gc import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validat
 from indexer.gc_lock import gc_lock
 from indexer.gitlab_reader import GitLabReader
 from indexer.indexed_objects import IndexedObjects, indexed_objects
-from indexer.job_tokens import require_job_of, verify_job_token
+from indexer.job_tokens import job_token_from_headers, require_job_of, verify_job_token
 from indexer.permissions import token_from_headers
 from indexer.sites import (
     DatasetSiteError,
@@ -86,8 +86,7 @@ def _service_reader() -> GitLabReader:
 
 
 def _job_token() -> str | None:
-    token = request.headers.get("JOB-TOKEN", "").strip()
-    return token or None
+    return job_token_from_headers(dict(request.headers))
 
 
 def _indexed_dataset(project_id: int) -> Dataset:
