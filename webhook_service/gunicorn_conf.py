@@ -7,7 +7,8 @@ address comes from DSHUB_BIND (default 127.0.0.1:8000, loopback only).
 import os
 
 bind = os.environ.get("DSHUB_BIND", "127.0.0.1:8000")
-worker_class = "gthread"
+# gthread, except that a request gunicorn cannot parse is never quoted (log line or 400 page).
+worker_class = "webhook_service.gunicorn_worker.ThreadWorker"
 workers = int(os.environ.get("DSHUB_WORKERS", "2"))
 threads = int(os.environ.get("DSHUB_THREADS", "8"))
 # Webhook senders give up after 10 s; downloads can be long, so the worker timeout is the
@@ -19,7 +20,8 @@ accesslog = "-"
 errorlog = "-"
 # Keep the request line of every access log entry free of query strings (tokens may be there).
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
-# ... and with the path's control characters escaped (no forged lines, no NUL bytes).
+# ... and with the path's control characters escaped (no forged lines, no NUL bytes), and the
+# error log redacted (query strings, credential values, GitLab tokens).
 logger_class = "webhook_service.access_log.AccessLogger"
 wsgi_app = "webhook_service:create_app()"
 
