@@ -24,6 +24,7 @@ from webhook_service import (
     api_merge_requests,
     api_sites,
     auth,
+    bodies,
     dvc_remote,
     errors,
     health,
@@ -73,6 +74,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     dvc_remote.init_app(app)
+    app.wsgi_app = bodies.BodyFraming(app.wsgi_app)  # type: ignore[method-assign]  # outermost
     jobs.use_settings(settings)
     if settings.embedded:
         embedded = webhooks.receiver_of(app)
