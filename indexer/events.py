@@ -24,6 +24,9 @@ SYSTEM_HOOK = "System Hook"
 # A blank object id is all zeros: 40 characters for SHA-1 repositories, 64 for SHA-256 ones.
 _BLANK_SHA = re.compile(r"0+")
 _MAX_REF_LENGTH = 1024
+# GitLab's ids are bigint; SQLite's INTEGER and PostgreSQL's bigint hold up to this, so a
+# larger "id" is a malformed delivery (its own 400), never a journal write that fails a batch.
+MAX_ID = 2**63 - 1
 
 
 class InvalidEvent(InvalidInput):
@@ -233,14 +236,15 @@ def _get(data: Mapping[str, Any], path: str) -> Any:
 
 
 def _int(data: Mapping[str, Any], *paths: str) -> int:
-    """The first of `paths` that is present, as a positive integer (bool is not an int here)."""
+    """The first of `paths` that is present, as an id: an integer from 1 to `MAX_ID` (bool is
+    not an int here)."""
     for path in paths:
         try:
             value = _get(data, path)
         except MissingField:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InvalidField(path, "a positive integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+            raise InvalidField(path, f"a positive integer of at most {MAX_ID}")
         return value
     raise MissingField(paths[0])
 
@@ -280,6 +284,8 @@ def _ref(data: Mapping[str, Any], path: str, prefix: str) -> str:
         raise InvalidField(path, f"a full ref name starting with '{prefix}'")
     if any(ord(char) < 32 or char == "\x7f" for char in ref):
         raise InvalidField(path, "a ref name without control characters")
+    if any("\ud800" <= char <= "\udfff" for char in ref):  # a `\ud800` escape in the JSON
+        raise InvalidField(path, "a ref name of valid Unicode text (no lone surrogates)")
     return ref
 
 

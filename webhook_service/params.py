@@ -20,8 +20,8 @@ from flask import Flask, request
 from werkzeug.routing import IntegerConverter
 
 from indexer.errors import InvalidInput
+from indexer.events import MAX_ID  # GitLab ids are bigint; SQLite and PostgreSQL stop here
 
-MAX_ID = 2**63 - 1  # GitLab ids are bigint; SQLite INTEGER and PostgreSQL bigint stop here
 _MAX_DIGITS = 20
 _SHOWN = 40  # characters of a refused value quoted back in the message
 
