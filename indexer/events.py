@@ -10,13 +10,13 @@ Payload URLs (`web_url`, `git_http_url`, ...) are never read: they are data, not
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from indexer.errors import InvalidInput
+from indexer.json_input import decode_object
 
 EVENT_HEADER = "X-Gitlab-Event"
 SYSTEM_HOOK = "System Hook"
@@ -24,6 +24,9 @@ SYSTEM_HOOK = "System Hook"
 # A blank object id is all zeros: 40 characters for SHA-1 repositories, 64 for SHA-256 ones.
 _BLANK_SHA = re.compile(r"0+")
 _MAX_REF_LENGTH = 1024
+# GitLab's ids are bigint; SQLite's INTEGER and PostgreSQL's bigint hold up to this, so a
+# larger "id" is a malformed delivery (its own 400), never a journal write that fails a batch.
+MAX_ID = 2**63 - 1
 
 
 class InvalidEvent(InvalidInput):
@@ -177,18 +180,9 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
-    """Parse a delivery body strictly: UTF-8 JSON, no NaN/Infinity, and an object at the top."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidEvent("body is not valid UTF-8") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidEvent(f"body is not valid JSON: {_json_error(exc)}") from None
-    if not isinstance(data, dict):
-        raise InvalidEvent(f"body must be a JSON object, not {_json_type(data)}")
-    return data
+    """Parse a delivery body strictly: UTF-8 JSON, no NaN/Infinity, an object at the top, at
+    most `json_input.MAX_DEPTH` levels deep."""
+    return decode_object(body, "body", error=InvalidEvent)
 
 
 def parse_event(headers: Mapping[str, str], body: bytes) -> Event:
@@ -242,14 +236,15 @@ def _get(data: Mapping[str, Any], path: str) -> Any:
 
 
 def _int(data: Mapping[str, Any], *paths: str) -> int:
-    """The first of `paths` that is present, as a positive integer (bool is not an int here)."""
+    """The first of `paths` that is present, as an id: an integer from 1 to `MAX_ID` (bool is
+    not an int here)."""
     for path in paths:
         try:
             value = _get(data, path)
         except MissingField:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InvalidField(path, "a positive integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+            raise InvalidField(path, f"a positive integer of at most {MAX_ID}")
         return value
     raise MissingField(paths[0])
 
@@ -289,6 +284,8 @@ def _ref(data: Mapping[str, Any], path: str, prefix: str) -> str:
         raise InvalidField(path, f"a full ref name starting with '{prefix}'")
     if any(ord(char) < 32 or char == "\x7f" for char in ref):
         raise InvalidField(path, "a ref name without control characters")
+    if any("\ud800" <= char <= "\udfff" for char in ref):  # a `\ud800` escape in the JSON
+        raise InvalidField(path, "a ref name of valid Unicode text (no lone surrogates)")
     return ref
 
 
@@ -453,27 +450,3 @@ _SYSTEM: dict[str, _Parser] = {
     "user_access_request_revoked_for_group": _ACCESS_REQUEST,
     "user_access_request_revoked_for_project": _ACCESS_REQUEST,
 }
-
-
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"{value} is not allowed in JSON")
-
-
-def _json_error(exc: Exception) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    return str(exc)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"

@@ -18,6 +18,7 @@ import gitlab.exceptions
 import requests
 
 from indexer.errors import NotAuthenticated, Unavailable
+from indexer.tokens import header_safe
 
 REPORTER = 20
 DVC_CONFIG_PATH = ".dvc/config"
@@ -151,6 +152,9 @@ class GitLabReader:
         with exponential backoff, would hold a request for minutes); request paths pass a
         small number and `obey_rate_limit=False` so a throttled GitLab answers 503 at once."""
         self.url = url
+        if token:
+            # Before python-gitlab: requests would put an unsendable token into its exception.
+            header_safe(token, "the token")
         self.client = gitlab.Gitlab(
             url,
             private_token=token,

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from indexer.journal import ACCEPTED, Delivery, Entry, Journal, JournalError
+from indexer.errors import DshubError
+from indexer.journal import ACCEPTED, Delivery, Entry, Journal, JournalError, UnstorableDelivery
 from indexer.queue import HandOver, RedisQueue, hand_over
 
 log = logging.getLogger("dshub.intake")
@@ -63,12 +64,13 @@ class Ticket:
     entry_id: int = 0
     duplicate: bool = False
     handed_over: bool = False
-    error: JournalError | None = None
+    error: DshubError | None = None
 
     def wait_journaled(self, timeout: float = JOURNAL_WAIT) -> tuple[int, bool]:
         """Block until the delivery is on disk; returns (row id, duplicate).
 
-        Raises `JournalError` if the journal could not be written (or did not answer in time).
+        Raises `JournalError` if the journal could not be written (or did not answer in time),
+        `UnstorableDelivery` (a 400) if this delivery has a field the journal cannot store.
         """
         if not self.journaled.wait(timeout):
             raise JournalError(f"the journal did not answer within {timeout:g} s")
@@ -212,6 +214,9 @@ class Intake:
                 self._unmarked[:0] = marks  # try again with the next batch
             _fail(batch, exc)
             return
+        except Exception as exc:  # one delivery's own fault (UnstorableDelivery) or a bug
+            self._journal_apart(batch, marks, exc)
+            return
         for ticket, (entry_id, duplicate) in zip(batch, results, strict=True):
             ticket.entry_id, ticket.duplicate = entry_id, duplicate
             ticket.journaled.set()
@@ -232,6 +237,21 @@ class Intake:
         with self._cond:
             self._journaled.extend(fresh)
             self._journaled_cond.notify()
+
+    def _journal_apart(self, batch: list[Ticket], marks: list[int], exc: Exception) -> None:
+        """After a batch failed with `exc` (not the journal's own failure): one bad delivery
+        must never fail its neighbours (GitLab counts each refusal and disables hooks after
+        four), so each is journaled alone and only the bad one fails, with its own error."""
+        with self._cond:
+            self._unmarked[:0] = marks  # rolled back with the batch: carried by the next one
+        if len(batch) > 1:
+            for ticket in batch:
+                self._journal_batch([ticket], [])
+            return
+        if not isinstance(exc, UnstorableDelivery):
+            log.error("a delivery could not be journaled", exc_info=exc)
+        error = exc if isinstance(exc, DshubError) else JournalError(type(exc).__name__)
+        _fail(batch, error)
 
     def _run_hand_over(self) -> None:
         while True:
@@ -303,7 +323,7 @@ class Intake:
             log.warning("hand-over not recorded yet", extra={"error": str(exc)})
 
 
-def _fail(batch: list[Ticket], error: JournalError) -> None:
+def _fail(batch: list[Ticket], error: DshubError) -> None:
     for ticket in batch:
         if not ticket.journaled.is_set():
             ticket.error = error

@@ -8,6 +8,7 @@ never logged, stored or echoed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import gitlab
 import requests
 
 from indexer.errors import DshubError, NotAuthenticated, Unavailable
+from indexer.tokens import header_safe
 
 
 class WrongProject(DshubError):
@@ -36,8 +38,18 @@ class JobIdentity:
     ref: str | None
 
 
+def job_token_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The `JOB-TOKEN` header's token (None when absent or blank); `NotAuthenticated` when it
+    is not header-safe (`tokens.header_safe`)."""
+    for key, value in headers.items():
+        if key.lower() == "job-token" and value.strip():
+            return header_safe(value.strip(), "the JOB-TOKEN header")
+    return None
+
+
 def verify_job_token(gitlab_url: str, token: str, *, timeout: float = 10.0) -> JobIdentity:
     """The running job owning `token`; raises `NotAuthenticated` when GitLab refuses it."""
+    header_safe(token, "the CI job token")
     client = gitlab.Gitlab(gitlab_url, job_token=token, timeout=timeout, keep_base_url=True)
     try:
         job: Any = client.http_get("/job", max_retries=1, obey_rate_limit=False)

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.errors import Unavailable
+from indexer.errors import InvalidInput, Unavailable
 from indexer.routing import JobRequest, dump_jobs, load_jobs
 
 FILENAME = "journal.sqlite3"
@@ -38,6 +38,7 @@ CLAIM_SECONDS = 30.0
 # Settled rows are kept this long so redeliveries (GitLab keeps 2 days of logs) stay deduped.
 RETENTION_SECONDS = 14 * 24 * 3600
 _WRITE_LOCK = threading.Lock()
+_BIG = 2**63  # SQLite INTEGER: -2**63 .. 2**63 - 1
 _CHUNK = 500  # rows per multi-row statement (7 parameters each: SQLite allows 32,766)
 # Only `?` placeholders (from `_rows`) are ever formatted into these.
 _INSERT = (
@@ -95,6 +96,25 @@ class Entry:
     state: str
     received_at: float
     attempts: int
+
+
+class UnstorableDelivery(InvalidInput):
+    """A delivery with a field the journal cannot store (an id beyond SQLite's INTEGER, text
+    that is not Unicode): that delivery's own 400, never its batch's failure."""
+
+
+def check_storable(delivery: Delivery) -> None:
+    """Raise `UnstorableDelivery` unless every field of `delivery` fits a journal row."""
+    pid = delivery.project_id
+    if pid is not None and (
+        isinstance(pid, bool) or not isinstance(pid, int) or not -_BIG <= pid < _BIG
+    ):
+        raise UnstorableDelivery("project_id is outside the range of a 64-bit integer")
+    try:
+        for text in (delivery.dedupe_key, delivery.kind, dump_jobs(delivery.jobs)):
+            text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        raise UnstorableDelivery("the delivery holds text that is not valid Unicode") from None
 
 
 class Journal:
@@ -223,9 +243,11 @@ class Journal:
 
         Results are in input order; a key repeated within the batch is a duplicate of its first
         occurrence. Either every delivery is on disk when this returns, or it raises
-        `JournalError` and none is. `handed_over` ids (rows an earlier batch enqueued) are
+        `JournalError` (or `UnstorableDelivery`, before writing anything) and none is. `handed_over` ids (rows an earlier batch enqueued) are
         marked as `mark_handed_over` would, in the same transaction.
         """
+        for item in deliveries:
+            check_storable(item)
         now = time.time()
         lease = now + CLAIM_SECONDS if claim else 0.0
         first: dict[str, Delivery] = {}

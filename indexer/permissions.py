@@ -23,6 +23,7 @@ import redis
 from indexer.errors import NotAuthenticated
 from indexer.gitlab_reader import GitLabReader
 from indexer.search import Viewer
+from indexer.tokens import header_safe
 
 DEFAULT_TTL = 60.0
 GENERATION_KEY = "dshub:permissions:generation"
@@ -206,19 +207,22 @@ def token_from_headers(
     headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None
 ) -> str | None:
     """The GitLab token of a request: `PRIVATE-TOKEN`, `Authorization: Bearer`, or the
-    `tokenGitLab` cookie (the seed's curl example). A malformed Authorization is an error."""
+    `tokenGitLab` cookie (the seed's curl example). A malformed Authorization, or a token an
+    HTTP header cannot carry (`tokens.header_safe`), is `NotAuthenticated`."""
     headers = {key.lower(): value for key, value in (headers or {}).items()}
     private = headers.get("private-token")
-    if private:
-        return private.strip()
+    if private and private.strip():
+        return header_safe(private.strip(), "the PRIVATE-TOKEN header")
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise NotAuthenticated("Authorization must be 'Bearer <GitLab token>'")
-        return value.strip()
+        return header_safe(value.strip(), "the Bearer token")
     cookie = (cookies or {}).get("tokenGitLab")
-    return cookie.strip() if cookie else None
+    if cookie and cookie.strip():
+        return header_safe(cookie.strip(), "the tokenGitLab cookie")
+    return None
 
 
 def generation_for(redis_url: str | None, data_dir: Path) -> Generation:

@@ -55,13 +55,6 @@ class Preview:
     cached: bool
 
 
-def preview_size(raw: str) -> int:
-    """Parse `?preview=<size>`: a whole number of pixels from MIN_SIZE to MAX_SIZE."""
-    if not raw.isdigit() or not MIN_SIZE <= int(raw) <= MAX_SIZE:
-        raise InvalidInput(f"preview must be a size from {MIN_SIZE} to {MAX_SIZE} pixels")
-    return int(raw)
-
-
 def check_previewable(media_type: str, path: str) -> None:
     """Raise `NotPreviewable` (415) unless the media type is one Pillow previews here."""
     if media_type not in PREVIEW_TYPES:

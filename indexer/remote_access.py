@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from indexer.errors import NotAuthenticated
 from indexer.gitlab_reader import REPORTER, GitLabReader
-from indexer.job_tokens import JobIdentity, require_job_of
+from indexer.job_tokens import JobIdentity, job_token_from_headers, require_job_of
 from indexer.permissions import DEFAULT_TTL, Generation, TokenCache, token_from_headers, token_key
+from indexer.tokens import header_safe
 
 DEVELOPER = 30
 # The user name GitLab runners send with CI_JOB_TOKEN (a name, not a secret).
@@ -56,15 +57,18 @@ def credential_from_headers(
     any other user = personal token as password, like GitLab's `oauth2:<token>`), then what the
     API takes (`PRIVATE-TOKEN`, `Authorization: Bearer`, cookie `tokenGitLab`). None when
     there is none; `NotAuthenticated` for a malformed one."""
-    lowered = {key.lower(): value for key, value in headers.items()}
-    job = lowered.get("job-token", "").strip()
+    job = job_token_from_headers(headers)
     if job:
         return Credential("job", job)
+    lowered = {key.lower(): value for key, value in headers.items()}
     authorization = lowered.get("authorization", "").strip()
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "basic":
         user, password = _basic(value.strip())
-        return Credential("job" if user == JOB_TOKEN_USER else "user", password)
+        return Credential(
+            "job" if user == JOB_TOKEN_USER else "user",
+            header_safe(password, "the HTTP Basic password"),
+        )
     token = token_from_headers(dict(headers), dict(cookies or {}))
     return Credential("user", token) if token else None
 

@@ -13,22 +13,22 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer import search
-from indexer.errors import InvalidInput, NotFound
+from indexer.errors import NotFound
+from indexer.events import MAX_ID
 from indexer.store import Dataset
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
+from webhook_service.params import int_arg, optional_int_arg
 
 blueprint = Blueprint("api_datasets", __name__, url_prefix="/api/v1")
 
 
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw, 10)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a whole number, not {raw[:40]!r}") from None
+def _page() -> int:
+    return int_arg("page", 1, 1, search.MAX_OFFSET)
+
+
+def _per_page() -> int:
+    return int_arg("per_page", 20, 1, search.MAX_PER_PAGE)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -70,8 +70,8 @@ def list_datasets() -> ResponseReturnValue:
         visibility=request.args.get("visibility") or None,
         media_type=request.args.get("media_type") or None,
         sort=request.args.get("sort") or None,
-        page=_int_arg("page", 1),
-        per_page=_int_arg("per_page", 20),
+        page=_page(),
+        per_page=_per_page(),
     )
     return jsonify(
         items=[
@@ -126,12 +126,7 @@ def list_versions(project_id: int) -> ResponseReturnValue:
 @blueprint.get("/files")
 def list_files() -> ResponseReturnValue:
     """Search files across readable datasets: `q` (path words), `dataset`, `ref`, `media_type`."""
-    dataset = request.args.get("dataset")
-    dataset_id = None
-    if dataset:
-        if not dataset.isdigit():
-            raise InvalidInput(f"dataset must be a numeric project id, not {dataset[:40]!r}")
-        dataset_id = int(dataset)
+    dataset_id = optional_int_arg("dataset", 1, MAX_ID)
     result = search.search_files(
         services().index,
         current_viewer(),
@@ -139,8 +134,8 @@ def list_files() -> ResponseReturnValue:
         dataset=dataset_id,
         ref=request.args.get("ref") or None,
         media_type=request.args.get("media_type") or None,
-        page=_int_arg("page", 1),
-        per_page=_int_arg("per_page", 20),
+        page=_page(),
+        per_page=_per_page(),
     )
     return jsonify(
         items=[

@@ -27,10 +27,11 @@ from indexer import search
 from indexer.errors import InvalidInput
 from indexer.previews import (
     MAX_INPUT_BYTES,
+    MAX_SIZE,
+    MIN_SIZE,
     PreviewCache,
     UnsafeImage,
     check_previewable,
-    preview_size,
 )
 from indexer.resolve import (
     Commit,
@@ -46,6 +47,7 @@ from indexer.store import Dataset
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.params import int_arg, parse_int
 
 blueprint = Blueprint("api_files", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.files")
@@ -53,7 +55,7 @@ PREVIEWS = "dshub.previews"
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 PRESIGN_SECONDS = 300
-PER_PAGE, MAX_PER_PAGE = 100, 1000
+PER_PAGE, MAX_PER_PAGE, MAX_PAGE = 100, 1000, 10**6
 READ_AHEAD = 2  # chunks (MiB) a download reads ahead of its client
 _lock = threading.Lock()
 
@@ -86,8 +88,8 @@ def get_file(project_id: int, path: str) -> ResponseReturnValue:
     """One file at `?ref=` (default branch): its bytes, or `?preview=<size>` a thumbnail."""
     path = validate_path(path)
     ref = _ref_arg()
-    preview = request.args.get("preview")
-    size = preview_size(preview) if preview is not None else None
+    preview = request.args.get("preview")  # present but empty is a bad size, not "no preview"
+    size = None if preview is None else parse_int(preview, "preview", MIN_SIZE, MAX_SIZE)
     dataset = readable_dataset(project_id)
     files = services().resolver
     commit = files.commit(dataset, ref)
@@ -345,8 +347,8 @@ def tree(project_id: int) -> ResponseReturnValue:
     """One folder level at `?ref=` and `?path=`: git and DVC-tracked entries merged, paged."""
     path = validate_path(request.args.get("path", ""), allow_root=True)
     ref = _ref_arg()
-    page = _positive("page", 1, 10**6)
-    per_page = _positive("per_page", PER_PAGE, MAX_PER_PAGE)
+    page = int_arg("page", 1, 1, MAX_PAGE)
+    per_page = int_arg("per_page", PER_PAGE, 1, MAX_PER_PAGE)
     dataset = readable_dataset(project_id)
     files = services().resolver
     commit = files.commit(dataset, ref)
@@ -364,15 +366,6 @@ def tree(project_id: int) -> ResponseReturnValue:
         next_page=page + 1 if more else None,
         items=[_item_json(project_id, shown_ref, item) for item in chosen[:per_page]],
     )
-
-
-def _positive(name: str, default: int, largest: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= largest:
-        raise InvalidInput(f"{name} must be a whole number from 1 to {largest}")
-    return int(raw)
 
 
 def _item_json(project_id: int, ref: str, item: TreeItem) -> dict[str, Any]:

@@ -12,7 +12,6 @@ version; nothing younger than `min_age_hours` (at least 1, default 72); dry run 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -25,7 +24,7 @@ from indexer.gc import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validat
 from indexer.gc_lock import gc_lock
 from indexer.gitlab_reader import GitLabReader
 from indexer.indexed_objects import IndexedObjects, indexed_objects
-from indexer.job_tokens import require_job_of, verify_job_token
+from indexer.job_tokens import job_token_from_headers, require_job_of, verify_job_token
 from indexer.permissions import token_from_headers
 from indexer.sites import (
     DatasetSiteError,
@@ -39,11 +38,14 @@ from indexer.store import Dataset
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.bodies import json_object
+from webhook_service.params import number_field
 
 blueprint = Blueprint("api_gc", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.gc")
 
 MIN_AGE_FLOOR_HOURS = 1.0  # bytes of an upload in flight land before their commit
+MAX_AGE_HOURS = 24 * 366 * 100  # a century: older than any object, still a valid timedelta
 MAINTAINER = 40
 GC_FIELDS = {"keep", "dry_run", "min_age_hours"}
 
@@ -75,8 +77,7 @@ def _service_reader() -> GitLabReader:
 
 
 def _job_token() -> str | None:
-    token = request.headers.get("JOB-TOKEN", "").strip()
-    return token or None
+    return job_token_from_headers(dict(request.headers))
 
 
 def _indexed_dataset(project_id: int) -> Dataset:
@@ -150,11 +151,7 @@ def list_objects(project_id: int) -> ResponseReturnValue:
 
 
 def _gc_request() -> tuple[frozenset[str], bool, float]:
-    body = request.get_json(silent=True)
-    if body is None and not request.get_data():
-        body = {}
-    if not isinstance(body, dict):
-        raise InvalidInput('send a JSON object: {"keep": [...], "dry_run": true, ...}')
+    body = json_object(example='{"keep": [...], "dry_run": true, "min_age_hours": 72}', empty={})
     unknown = sorted(set(body) - GC_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown fields {unknown}; allowed: {sorted(GC_FIELDS)}")
@@ -164,15 +161,13 @@ def _gc_request() -> tuple[frozenset[str], bool, float]:
     dry_run = body.get("dry_run", True)
     if not isinstance(dry_run, bool):
         raise InvalidInput("dry_run must be true or false")
-    hours = body.get("min_age_hours", DEFAULT_MIN_AGE_HOURS)
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not math.isfinite(hours):
-        raise InvalidInput("min_age_hours must be a number of hours")
+    hours = number_field(body, "min_age_hours", DEFAULT_MIN_AGE_HOURS, 0, MAX_AGE_HOURS)
     if hours < MIN_AGE_FLOOR_HOURS:
         raise InvalidInput(
             f"min_age_hours must be at least {MIN_AGE_FLOOR_HOURS:g}: objects reach storage "
             "before the commit that references them"
         )
-    return validate_keep(keep), dry_run, float(hours)
+    return validate_keep(keep), dry_run, hours
 
 
 def _describe(item: ObjectMeta) -> dict[str, Any]:
@@ -218,8 +213,8 @@ def _site_of(registry: SiteRegistry, dataset: Dataset) -> StorageSite:
 @blueprint.post("/datasets/<int:project_id>/gc")
 def collect(project_id: int) -> ResponseReturnValue:
     """Collect the dataset's storage: `{keep, dry_run=true, min_age_hours=72}` (see module doc)."""
+    caller, dataset = _collector_of_dataset(project_id)  # before the body: no parse for strangers
     keep, dry_run, hours = _gc_request()
-    caller, dataset = _collector_of_dataset(project_id)
     settings = _settings()
     site = _site_of(services().sites, dataset)
     objects = open_store(site, project_id, services().credentials)

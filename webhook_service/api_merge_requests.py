@@ -10,16 +10,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from indexer import search
 from indexer.data_diff import FileChange
-from indexer.errors import InvalidInput, NotFound
+from indexer.errors import NotFound
 from indexer.mr_diff import data_diff, read_merge_request
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
+from webhook_service.params import int_arg
 
 blueprint = Blueprint("api_merge_requests", __name__, url_prefix="/api/v1")
 CONTEXT = "dshub.mr_context"
@@ -28,12 +29,7 @@ _lock = threading.Lock()
 
 
 def _limit() -> int:
-    raw = request.args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {raw[:40]!r}")
-    return int(raw)
+    return int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
 
 
 def _change_json(item: FileChange) -> dict[str, Any]:

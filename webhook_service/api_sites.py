@@ -47,6 +47,7 @@ from indexer.sites import SiteRecord, placement_changes, validate_site, validate
 from indexer.storage import StorageSite, load_credentials
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
+from webhook_service.bodies import json_object
 
 log = logging.getLogger("dshub.sites")
 blueprint = Blueprint("api_sites", __name__, url_prefix="/api/v1")
@@ -65,6 +66,7 @@ _FIELDS = (
     "credentials_ref_readonly",
     "path",
 )
+SITE_EXAMPLE = '{"name": "...", "kind": "s3", "bucket": "...", "credentials_ref": "..."}'
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "access_key", "key_id", "private")
 _AWS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -217,7 +219,7 @@ def register_site() -> ResponseReturnValue:
     """Register a new site after validating it for real (201), or 409 if the name exists."""
     settings = settings_of(current_app)
     viewer = _require_site_admin(settings)
-    site, readonly = _parse_site(request.get_json(silent=True))
+    site, readonly = _parse_site(json_object(example=SITE_EXAMPLE))
     if services().sites.record(site.name) is not None:
         raise Conflict(
             f"storage site {site.name!r} is already registered; "
@@ -241,7 +243,7 @@ def update_site(name: str) -> ResponseReturnValue:
     current = services().sites.record(name)
     if current is None:
         raise NotFound(f"storage site {name!r} is not registered; register it with POST first")
-    site, readonly = _parse_site(request.get_json(silent=True), name)
+    site, readonly = _parse_site(json_object(example=SITE_EXAMPLE), name)
     changed = placement_changes(current.site, site)
     in_use = _in_use(name)
     if changed and in_use:
@@ -340,11 +342,11 @@ def select_site(project_id: int) -> ResponseReturnValue:
     """Choose the dataset's storage site, once; sets the project's CI/CD variables (201)."""
     settings = settings_of(current_app)
     viewer = _signed_in()
-    body = request.get_json(silent=True)
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name:
-        raise InvalidInput('send {"name": "<storage site>"}')
     _check_maintainer(settings, viewer, project_id)
+    example = '{"name": "<storage site>"}'
+    name = json_object(example=example).get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"send {example}")
     reader = _service_reader(settings)
     project = reader.project(project_id)
     if project is None:

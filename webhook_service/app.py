@@ -22,11 +22,13 @@ from webhook_service import (
     api_gc,
     api_merge_requests,
     api_sites,
+    bodies,
     dvc_remote,
     errors,
     health,
     metrics,
     ops,
+    params,
     webhooks,
 )
 from webhook_service.app_settings import SERVICES
@@ -59,6 +61,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     resources = Services(settings, on_hand_over=webhooks.record_hand_over)
     app.extensions[SERVICES] = resources
 
+    params.init_app(app)  # before any route: `<int:...>` is the one id rule
     errors.register(app)
     app.register_blueprint(health.blueprint)
     webhooks.register(app)
@@ -70,6 +73,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     dvc_remote.init_app(app)
+    app.wsgi_app = bodies.BodyFraming(app.wsgi_app)  # type: ignore[method-assign]  # outermost
     resources.install_jobs()
     if settings.embedded:
         embedded = resources.receiver

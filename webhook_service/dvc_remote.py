@@ -22,7 +22,6 @@ bad or partial upload never appears at its key. An object already stored is not 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -63,6 +62,7 @@ from webhook_service import metrics
 from webhook_service.api_datasets import not_found
 from webhook_service.api_files import ranged_response
 from webhook_service.app_settings import services
+from webhook_service.bodies import BodyTooLarge, json_object
 
 blueprint = Blueprint("dvc_remote", __name__)
 log = logging.getLogger("dshub.dvc_remote")
@@ -87,14 +87,6 @@ class TooLarge(DshubError):
 
     status = 413
     code = "object_too_large"
-    exit_code = 2
-
-
-class BodyTooLarge(DshubError):
-    """A presence request body larger than PRESENCE_MAX_BODY."""
-
-    status = 413
-    code = "body_too_large"
     exit_code = 2
 
 
@@ -316,31 +308,16 @@ def dvc_missing(project_id: int) -> ResponseReturnValue:
 
 def _presence_keys() -> object:
     """The `keys` of the JSON body, which is read whole but capped at PRESENCE_MAX_BODY."""
-    too_large = BodyTooLarge(
-        f"the request body is larger than {PRESENCE_MAX_BODY} bytes; send at most "
-        f"{MAX_KEYS} keys per request"
-    )
-    length = request.content_length
-    if length is not None and length > PRESENCE_MAX_BODY:
-        raise too_large
-    # Counted here, chunked bodies included: werkzeug's own cap may end such a body silently.
-    request.max_content_length = PRESENCE_MAX_BODY + 1
-    data = bytearray()
+    example = '{"keys": ["files/md5/ab/cd..."]}'
     try:
-        while chunk := request.stream.read(64 * 1024):
-            data += chunk
-            if len(data) > PRESENCE_MAX_BODY:
-                raise too_large
-    except RequestEntityTooLarge:
-        raise too_large from None
-    except (ClientDisconnected, OSError):
-        raise InvalidInput("the request body ended before its end") from None
-    try:
-        body = json.loads(data)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or set(body) != {"keys"}:
-        raise InvalidInput('send a JSON object with one field: {"keys": ["files/md5/ab/cd..."]}')
+        body = json_object(PRESENCE_MAX_BODY, example=example)
+    except BodyTooLarge:
+        raise BodyTooLarge(
+            f"the request body is larger than {PRESENCE_MAX_BODY} bytes; send at most "
+            f"{MAX_KEYS} keys per request"
+        ) from None
+    if set(body) != {"keys"}:
+        raise InvalidInput(f"send a JSON object with one field: {example}")
     return body["keys"]
 
 

@@ -17,7 +17,8 @@ except ConfigError as _exc:
     raise SystemExit(2) from None
 
 bind = _server.bind
-worker_class = "gthread"
+# gthread, except that a request gunicorn cannot parse is never quoted (log line or 400 page).
+worker_class = "webhook_service.gunicorn_worker.ThreadWorker"
 workers = _server.workers
 threads = _server.threads
 # Webhook senders give up after 10 s; downloads can be long, so the worker timeout is the
@@ -29,7 +30,8 @@ accesslog = "-"
 errorlog = "-"
 # Keep the request line of every access log entry free of query strings (tokens may be there).
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
-# ... and with the path's control characters escaped (no forged lines, no NUL bytes).
+# ... and with the path's control characters escaped (no forged lines, no NUL bytes), and the
+# error log redacted (query strings, credential values, GitLab tokens).
 logger_class = "webhook_service.access_log.AccessLogger"
 wsgi_app = "webhook_service:create_app()"
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from indexer.errors import InvalidInput
-from indexer.previews import NotPreviewable, PreviewCache, UnsafeImage, preview_size, render
+from indexer.previews import NotPreviewable, PreviewCache, UnsafeImage, render
 from indexer.resolve import validate_path, validate_ref
 
 
@@ -119,13 +119,6 @@ def test_truncated_image_data_is_reported_as_corrupt() -> None:
     data = _png((300, 300))
     with pytest.raises((UnsafeImage, NotPreviewable)):
         render(data[: len(data) // 2], 64, "cut.png")
-
-
-def test_preview_sizes_are_bounded() -> None:
-    assert preview_size("256") == 256
-    for raw in ("0", "15", "1025", "x", "", "-5", "2.5"):
-        with pytest.raises(InvalidInput):
-            preview_size(raw)
 
 
 def test_the_cache_renders_once_per_hash_and_size(tmp_path: Path) -> None:

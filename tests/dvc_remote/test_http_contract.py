@@ -354,6 +354,39 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(world: World, frami
     assert key not in world.lab_files("cats")
 
 
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ("Transfer-Encoding: chunked", b"zz\r\n" + b"x" * 100 + b"\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked", b"64\r\n" + b"x" * 100 + b"XX0\r\n\r\n"),
+        ("Transfer-Encoding: chunked", b"64\r\n" + b"x" * 50),
+        ("Content-Length: 200", b"x" * 100),
+    ],
+)
+def test_broken_framing_of_an_upload_is_a_400_and_stores_nothing(
+    world: World, framing: str, body: bytes
+) -> None:
+    """Invalid chunked framing and a body shorter than its Content-Length (the client
+    half-closes) are the client's 400, never a 500; nothing is staged or stored."""
+    key = object_key(hashlib.md5(b"x" * 100, usedforsecurity=False).hexdigest())
+    parts = urlsplit(_url(world, "cats", key))
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"PRIVATE-TOKEN: {world.token('dev')}\r\n{framing}\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 400"), answer[:400]
+    assert b"nothing was" in answer, answer[:400]
+    _wait_for(lambda: world.staged_uploads() == [])
+    assert key not in world.lab_files("cats")
+
+
 # ------------------------------------------------------------------------------ downloads
 
 
