@@ -19,6 +19,7 @@ from indexer.scheduler import journal_scheduler
 from indexer.sites import SiteRegistry, ensure_embedded_site
 from webhook_service import (
     api_datasets,
+    api_docs,
     api_files,
     api_gc,
     api_merge_requests,
@@ -70,6 +71,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_sites.blueprint)
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
+    app.register_blueprint(api_docs.blueprint)
     dvc_remote.init_app(app)
     jobs.use_settings(settings)
     if settings.embedded:
