@@ -257,11 +257,12 @@ def _leakcheck_reads_the_session_temp_dir(tmp_path_factory: pytest.TempPathFacto
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # The teardown report holds what every phase of the test captured.
     registry = leakcheck.active()
-    text = leakcheck.captured_output(report.sections)
+    text = leakcheck.captured_output(report.sections) if report.when == "teardown" else ""
     if registry is not None and text:
         with registry.log_path("pytest-captured.log").open("a", encoding="utf-8") as out:
-            out.write(f"--- {report.nodeid} ({report.when})\n{text}")
+            out.write(f"{leakcheck.HEADER}{report.nodeid}\n{text}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -287,8 +288,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         f"{len(registry.secrets)} secrets checked in {len(files)} log files "
         f"(logs kept in {registry.log_dir})"
     )
-    for hit in known:
-        terminalreporter.write_line(f"KNOWN LEAK (fixed elsewhere): {hit.describe()}")
+    for kind in sorted({hit.kind for hit in known}):
+        places = sorted({hit.source for hit in known if hit.kind == kind})
+        count = sum(1 for hit in known if hit.kind == kind)
+        terminalreporter.write_line(
+            f"KNOWN LEAK (fixed elsewhere): {count} line(s) hold a {kind}, in {', '.join(places)}"
+        )
     for hit in hits:
         terminalreporter.write_line(f"LEAK: {hit.describe()}", red=True)
     if hits:

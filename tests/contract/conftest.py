@@ -59,6 +59,7 @@ class World:
     ids: dict[str, int]
     tokens: dict[str, str | None] = field(default_factory=dict, repr=False)
     oids: dict[str, str] = field(default_factory=dict)
+    webhook_secret: str = field(default="", repr=False)
 
 
 def _pointer(name: str, data: bytes) -> str:
@@ -116,6 +117,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, contract_bucket: S3Bucket) -
     server: Gunicorn | None = None
     try:
         index_url = f"sqlite:///{root / 'index.sqlite3'}"
+        webhook_secret = f"contract-{uuid.uuid4().hex}"
         ids, oids = _build(sandbox, contract_bucket, index_url)
         credentials = root / "credentials.json"
         credentials.write_text(
@@ -135,7 +137,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, contract_bucket: S3Bucket) -
                 "DSHUB_INDEX_URL": index_url,
                 "DSHUB_GITLAB_URL": sandbox.url,
                 "DSHUB_GITLAB_TOKEN": sandbox.admin_token,
-                "DSHUB_WEBHOOK_SECRET": f"contract-{uuid.uuid4().hex}",
+                "DSHUB_WEBHOOK_SECRET": webhook_secret,
                 "DSHUB_RECONCILE_INTERVAL": "0",
                 "DSHUB_STORAGE_CREDENTIALS_FILE": str(credentials),
                 "DSHUB_DVC_MAX_OBJECT_BYTES": str(MAX_OBJECT_BYTES),
@@ -143,7 +145,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, contract_bucket: S3Bucket) -
             },
             workers=2,
         )
-        made = World(sandbox, server, contract_bucket, ids, oids=oids)
+        made = World(
+            sandbox, server, contract_bucket, ids, oids=oids, webhook_secret=webhook_secret
+        )
         admin = gitlab.Gitlab(sandbox.url, private_token=sandbox.admin_token)
         made.tokens["anonymous"] = None
         _, made.tokens["stranger"] = sandbox.create_user("stranger")

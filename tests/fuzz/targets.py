@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote
 
 from flask import Flask
@@ -131,7 +131,8 @@ def ranges(data: bytes) -> None:
 
     with _RANGE_APP.test_request_context(headers=headers):
         response = ranged_response(size, {"ETag": '"abc"', "Content-Type": "x/y"}, read)
-        sent = b"".join(response.response) if response.status_code in (200, 206) else b""
+        chunks: Iterable[bytes] = response.response  # type: ignore[assignment]
+        sent = b"".join(chunks) if response.status_code in (200, 206) else b""
     status = response.status_code
     if status not in (200, 206, 304, 416):
         raise Broken(f"status {status}")

@@ -33,7 +33,7 @@ _OVERFLOW = next(iter(KNOWN_DEFECTS_FIXED_ELSEWHERE))
 BATCH = 8
 STATS = {"batches": 0, "deliveries": 0, "known_defect_batches": 0}
 
-bad_project_ids = st.one_of(
+bad_project_ids: st.SearchStrategy[object] = st.one_of(
     st.integers(min_value=2**63, max_value=2**80),
     st.integers(max_value=-(2**63) - 1, min_value=-(2**80)),
     st.integers(max_value=0, min_value=-(2**63)),

@@ -82,3 +82,13 @@ def test_the_session_registers_sandbox_tokens_and_app_secrets(tmp_path: Path) ->
     assert registry.secrets["registered-by-load-settings"] == "DSHUB_WEBHOOK_SECRET"
     # This test's own temp dir (where gunicorn and worker logs go) is read at the end.
     assert any(tmp_path.is_relative_to(root) for root in registry.watched())
+
+
+def test_the_check_s_own_test_headers_are_not_scanned(tmp_path: Path) -> None:
+    registry = leakcheck.SecretRegistry(tmp_path / "logs")
+    # Only this registry knows the value (the session's would fail the run on it).
+    registry.add(SECRET, "webhook secret")
+    registry.log_path("pytest-captured.log").write_text(
+        f"{leakcheck.HEADER}tests/x.py::test_y[{SECRET}x]\nclean line\necho {SECRET}\n"
+    )
+    assert [hit.line for hit in registry.scan()] == [3]
