@@ -12,6 +12,7 @@ then empties that list and this file's requests prove the error log clean.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from tests.support import leakcheck
 FUZZ_TOKEN = f"glpat-rawfuzz{uuid.uuid4().hex[:20]}"
 FUZZ_KIND = next(iter(leakcheck.KNOWN_LEAKS_FIXED_ELSEWHERE))
 leakcheck.register(FUZZ_TOKEN, FUZZ_KIND)
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("DSHUB_FUZZ_EXAMPLES", "40"))  # per test; bench/fuzz raises it
 
 _CHUNKED_500 = "invalid chunked framing on an upload or webhook -> 500"
 _ECHO = "gunicorn's 400 page echoes a malformed request line or header line (and a token in it)"
@@ -66,22 +67,23 @@ def _exchange(world: World, data: bytes) -> Answer:
     return Answer(None, received)
 
 
-def _check(answer: Answer, known: set[str]) -> None:
+def _check(answer: Answer, known: set[str], label: str) -> None:
     """No 5xx and no error page echoing the token, unless a defect named in `known` explains
     it. (A 200 may hold it: junk in the target can turn the token into a search word.)"""
+    label = label.replace(FUZZ_TOKEN, "<token>")  # what is printed never holds the token
     refused = answer.status is None or answer.status >= 300
     echoed = refused and FUZZ_TOKEN.encode() in answer.raw
     if echoed and _ECHO in known and _ECHO in KNOWN_DEFECTS_FIXED_ELSEWHERE:
         STATS["known"] += 1
-        print(f"KNOWN DEFECT (fixed elsewhere: {_ECHO}): status {answer.status}")
+        print(f"KNOWN DEFECT (fixed elsewhere: {_ECHO}): {label} -> {answer.status}")
         return
-    assert not echoed, f"the answer echoes the token: {answer.raw[:300]!r}"
+    assert not echoed, f"{label}: the answer echoes the token: {answer.raw[:300]!r}"
     if answer.status is not None and answer.status >= 500:
         if _CHUNKED_500 in known and _CHUNKED_500 in KNOWN_DEFECTS_FIXED_ELSEWHERE:
             STATS["known"] += 1
-            print(f"KNOWN DEFECT (fixed elsewhere: {_CHUNKED_500}): status {answer.status}")
+            print(f"KNOWN DEFECT (fixed elsewhere: {_CHUNKED_500}): {label} -> {answer.status}")
             return
-        raise AssertionError(f"{answer.status}: {answer.raw[:300]!r}")
+        raise AssertionError(f"{label} -> {answer.status}: {answer.raw[:300]!r}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -136,7 +138,7 @@ def test_malformed_request_lines_get_a_4xx(
     query = b"?private_token=" + FUZZ_TOKEN.encode() if with_token else b""
     line = method + separator + target + junk + query + separator + version
     answer = _exchange(world, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
-    _check(answer, {_ECHO} if with_token else set())
+    _check(answer, {_ECHO} if with_token else set(), f"request line {line[:80]!r}")
 
 
 @settings(
@@ -174,7 +176,7 @@ def test_malformed_header_lines_get_a_4xx_without_echoing_a_token(
     head = b"GET /api/v1/datasets HTTP/1.1\r\nHost: x\r\n" + b"\r\n".join(clean)
     answer = _exchange(world, head + b"\r\nConnection: close\r\n\r\n")
     without_colon = any(FUZZ_TOKEN.encode() in line and b":" not in line for line in clean)
-    _check(answer, {_ECHO} if without_colon else set())
+    _check(answer, {_ECHO} if without_colon else set(), f"header lines {clean!r}"[:160])
 
 
 @st.composite
@@ -229,7 +231,8 @@ def test_chunked_framing_of_uploads_and_webhooks_never_gets_a_5xx(
         )
     head += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     answer = _exchange(world, head.encode() + data)
-    _check(answer, set() if well_formed else {_CHUNKED_500})
+    label = f"{route} chunked body {data[-40:]!r}"
+    _check(answer, set() if well_formed else {_CHUNKED_500}, label)
     if well_formed and route != "webhook":
         # Well-formed bytes that do not hash to the random object id: refused, not stored.
         assert answer.status == 400, answer.raw[:300]

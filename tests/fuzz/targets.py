@@ -4,9 +4,11 @@ A target raises `Broken` (or lets any unexpected exception out) when a promise i
   * pointers (`indexer.pointers.parse_pointer`): a usable pointer or `PointerError`; every
     output path repository-relative and normalised, every md5 32 lowercase hex digits.
   * manifests (`indexer.pointers.iter_manifest`, streamed in small chunks): entries or
-    `PointerError`; no relpath escapes its directory.
+    `PointerError`; no relpath escapes its directory (`./a` is kept as written: DVC never
+    writes one, and it stays inside).
   * paths and refs (`indexer.resolve.validate_path` / `validate_ref`): the value or
-    `InvalidInput`; an accepted path has no empty, `.` or `..` segment even once decoded.
+    `InvalidInput`; an accepted path has no empty, `.` or `..` segment, and no `.`/`..`
+    segment or leading `/` once percent-decoded (up to three times).
   * object keys (`indexer.object_ids.parse_object_key`): None or exactly a DVC key.
   * Range (`webhook_service.api_files.ranged_response`, under a Flask request with fuzzed
     `Range`, `If-Range` and `If-None-Match`): 200, 206, 304 or 416, with Content-Range and
@@ -17,6 +19,7 @@ Only public functions are called (indexer/pointers.py is refactored elsewhere).
 from __future__ import annotations
 
 import io
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote
@@ -43,6 +46,14 @@ def _safe_relative(path: str) -> bool:
     return all(segment not in ("", ".", "..") for segment in path.split("/"))
 
 
+def _stays_inside(path: str) -> bool:
+    """True when `path` names something inside its base (no `..` or root once normalised)."""
+    if path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    normal = posixpath.normpath(path)
+    return normal != ".." and not normal.startswith("../")
+
+
 def pointers(data: bytes) -> None:
     """`parse_pointer` on `data` (the first byte picks the pointer's name)."""
     name = POINTER_NAMES[data[0] % len(POINTER_NAMES)] if data else POINTER_NAMES[0]
@@ -66,7 +77,7 @@ def manifests(data: bytes) -> None:
         for entry in iter_manifest(io.BytesIO(data[1:]), "fuzz.dir", chunk_size=chunk):
             if not _HEX32.fullmatch(entry.md5):
                 raise Broken(f"md5 {entry.md5!r} is not 32 hex digits")
-            if not _safe_relative(entry.relpath):
+            if not _stays_inside(entry.relpath):
                 raise Broken(f"relpath {entry.relpath!r} escapes its directory")
     except PointerError:
         return
@@ -81,13 +92,17 @@ def paths_and_refs(data: bytes) -> None:
             path = validate_path(text, allow_root=allow_root)
         except InvalidInput:
             continue
-        decoded = path
-        for _ in range(3):
-            decoded = unquote(decoded)
         if path == "" and allow_root:
             continue
-        if not _safe_relative(path) or not _safe_relative(decoded):
+        if not _safe_relative(path):
             raise Broken(f"accepted path {path!r} is not a safe relative path")
+        decoded = path
+        for _ in range(3):
+            # Decoded, a path may hold empty segments (a literal `%2f` in a file name), but
+            # never `.`, `..` or a leading `/`: that would leave the dataset root.
+            decoded = unquote(decoded)
+            if decoded.startswith("/") or {".", ".."} & set(decoded.split("/")):
+                raise Broken(f"accepted path {path!r} leaves the root once decoded")
     try:
         ref = validate_ref(text)
     except InvalidInput:

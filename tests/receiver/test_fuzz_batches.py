@@ -8,6 +8,7 @@ neighbours': every well-formed delivery of the batch is accepted (202), and noth
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ KNOWN_DEFECTS_FIXED_ELSEWHERE = {
 }
 _OVERFLOW = next(iter(KNOWN_DEFECTS_FIXED_ELSEWHERE))
 BATCH = 8
+EXAMPLES = int(os.environ.get("DSHUB_FUZZ_EXAMPLES", "40")) // 3  # bench/fuzz raises it
 STATS = {"batches": 0, "deliveries": 0, "known_defect_batches": 0}
 
 bad_project_ids: st.SearchStrategy[object] = st.one_of(
@@ -90,7 +92,7 @@ def _send(url: str, body: bytes, gate: threading.Barrier) -> int:
 
 
 @settings(
-    max_examples=12,
+    max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
