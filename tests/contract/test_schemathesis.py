@@ -1,5 +1,5 @@
-"""schemathesis against a real gunicorn: every operation, as anonymous, a stranger and a
-Maintainer — no 5xx, and every status, content type, header and body as the contract says.
+"""schemathesis against a real gunicorn: every operation, as anonymous, a stranger (Bearer)
+and a Maintainer (PRIVATE-TOKEN; HTTP Basic on the DVC remote) — no 5xx, and every status, content type, header and body as the contract says.
 
 Each (operation, caller) pair runs a bounded number of generated cases (positive and negative
 data; `DSHUB_CONTRACT_EXAMPLES` per strategy, default 4) aimed half at the world's real
@@ -23,6 +23,7 @@ Operations that change lasting state, and why they still run here:
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import unicodedata
@@ -195,9 +196,21 @@ def _strategy(world: World, operation: Any, headers: dict[str, str]) -> Any:
     return st.one_of(options)
 
 
-def _run(world: World, operation: Any, viewer: str) -> tuple[int, list[Found]]:
+def _credentials(world: World, viewer: str, dvc: bool) -> dict[str, str]:
+    """How each caller authenticates: the stranger with Bearer, the Maintainer with
+    PRIVATE-TOKEN on the API and HTTP Basic (as DVC does) on the remote."""
     token = world.tokens[viewer]
-    auth = {"PRIVATE-TOKEN": token} if token else {}
+    if token is None:
+        return {}
+    if viewer == "stranger":
+        return {"Authorization": f"Bearer {token}"}
+    if dvc:
+        return {"Authorization": "Basic " + base64.b64encode(f"keeper:{token}".encode()).decode()}
+    return {"PRIVATE-TOKEN": token}
+
+
+def _run(world: World, operation: Any, viewer: str) -> tuple[int, list[Found]]:
+    auth = _credentials(world, viewer, operation.path.startswith("/dvc/"))
     found: list[Found] = []
     tried = 0
     session = requests.Session()
@@ -220,7 +233,7 @@ def _run(world: World, operation: Any, viewer: str) -> tuple[int, list[Found]]:
         nonlocal tried
         tried += 1
         response = case.call(base_url=world.server.url, session=session, timeout=30)
-        sent = {k: v for k, v in (case.headers or {}).items() if k.upper() != "PRIVATE-TOKEN"}
+        sent = {k: v for k, v in (case.headers or {}).items() if k not in auth}
         try:
             case.validate_response(response, checks=checks)
         except FailureGroup as group:
