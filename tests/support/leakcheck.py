@@ -17,6 +17,7 @@ itself is never printed.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -151,7 +152,26 @@ class SecretRegistry:
             escaped = json.dumps(secret)[1:-1]
             if escaped != secret:
                 forms.setdefault(escaped, (kind, "JSON-escaped"))
+            for encoded in _base64_cores(secret):
+                forms.setdefault(encoded, (kind, "base64, e.g. in an Authorization: Basic header"))
         return forms
+
+
+def _base64_cores(secret: str) -> list[str]:
+    """The base64 text every encoding of `secret` contains, whatever precedes it (`user:`).
+
+    The secret can start at any of three byte offsets of a base64 group; for each, the groups
+    made only of the secret's bytes encode the same way wherever the secret sits."""
+    raw = secret.encode()
+    cores = []
+    for offset in range(3):
+        skip = (3 - offset) % 3  # the secret's bytes that share a group with what precedes
+        whole = raw[skip:]
+        whole = whole[: len(whole) - len(whole) % 3]
+        core = base64.b64encode(whole).decode()
+        if len(core) >= MIN_LENGTH:
+            cores.append(core)
+    return cores
 
 
 def _logs_under(root: Path) -> Iterator[Path]:

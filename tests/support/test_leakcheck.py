@@ -5,6 +5,7 @@ These tests use their own `SecretRegistry` (the session's would fail the run on 
 
 from __future__ import annotations
 
+import base64
 import logging
 from pathlib import Path
 from urllib.parse import quote
@@ -92,3 +93,16 @@ def test_the_check_s_own_test_headers_are_not_scanned(tmp_path: Path) -> None:
         f"{leakcheck.HEADER}tests/x.py::test_y[{SECRET}x]\nclean line\necho {SECRET}\n"
     )
     assert [hit.line for hit in registry.scan()] == [3]
+
+
+def test_a_secret_in_a_basic_authorization_header_is_reported(tmp_path: Path) -> None:
+    registry = leakcheck.SecretRegistry(tmp_path / "logs")
+    registry.add(SECRET, "sandbox token")
+    for user in ("u", "us", "usr"):  # each puts the secret at another base64 offset
+        header = base64.b64encode(f"{user}:{SECRET}".encode()).decode()
+        registry.log_path(f"{user}.log").write_text(
+            f"Invalid header: Authorization Basic {header}\n"
+        )
+    hits = registry.scan()
+    assert len({hit.source for hit in hits}) == 3
+    assert all(hit.form.startswith("base64") for hit in hits)
