@@ -26,7 +26,7 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from indexer.dvc_env import dvc_environment
-from tests.support import services
+from tests.support import leakcheck, services
 
 pytest_plugins = ["tests.gitlab_sandbox.fixtures", "tests.support.index_fixtures"]
 
@@ -230,3 +230,71 @@ def s3_bucket(s3_endpoint: str) -> Iterator[S3Bucket]:
         if keys:
             client.delete_objects(Bucket=bucket.name, Delete={"Objects": keys})
     client.delete_bucket(Bucket=bucket.name)
+
+
+# ----------------------------------------------------------------------- token-leak check
+# Every secret the session creates is registered (tests/support/leakcheck.py); every log
+# the session writes is read at its end; one line holding a secret fails the run.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    registry = leakcheck.SecretRegistry(leakcheck.default_log_dir())
+    leakcheck.install(registry)
+    registry.add(services.S3_ACCESS_KEY, "moto S3 access key")
+    registry.add(services.S3_SECRET_KEY, "moto S3 secret key")
+    config.stash[_LEAKS] = []
+
+
+_LEAKS = pytest.StashKey[list[leakcheck.Hit]]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leakcheck_reads_the_session_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Every gunicorn, worker and service of the tests writes its log under here.
+    registry = leakcheck.active()
+    if registry is not None:
+        registry.watch(tmp_path_factory.getbasetemp())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # The teardown report holds what every phase of the test captured.
+    registry = leakcheck.active()
+    text = leakcheck.captured_output(report.sections) if report.when == "teardown" else ""
+    if registry is not None and text:
+        with registry.log_path("pytest-captured.log").open("a", encoding="utf-8") as out:
+            out.write(f"{leakcheck.HEADER}{report.nodeid}\n{text}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    registry = leakcheck.active()
+    if registry is None:
+        return
+    hits = [hit for hit in registry.scan() if hit.kind not in leakcheck.KNOWN_LEAKS_FIXED_ELSEWHERE]
+    session.config.stash[_LEAKS] = hits
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    registry = leakcheck.active()
+    if registry is None:
+        return
+    known = [hit for hit in registry.scan() if hit.kind in leakcheck.KNOWN_LEAKS_FIXED_ELSEWHERE]
+    hits = config.stash.get(_LEAKS, [])
+    files = registry.files()
+    terminalreporter.section("token-leak check")
+    terminalreporter.write_line(
+        f"{len(registry.secrets)} secrets checked in {len(files)} log files "
+        f"(logs kept in {registry.log_dir})"
+    )
+    for kind in sorted({hit.kind for hit in known}):
+        places = sorted({hit.source for hit in known if hit.kind == kind})
+        count = sum(1 for hit in known if hit.kind == kind)
+        terminalreporter.write_line(
+            f"KNOWN LEAK (fixed elsewhere): {count} line(s) hold a {kind}, in {', '.join(places)}"
+        )
+    for hit in hits:
+        terminalreporter.write_line(f"LEAK: {hit.describe()}", red=True)
+    if hits:
+        terminalreporter.write_line(f"{len(hits)} log line(s) hold a secret: the run fails")

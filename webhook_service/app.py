@@ -18,6 +18,7 @@ from indexer.journal import JournalError
 from indexer.sites import ensure_embedded_site
 from webhook_service import (
     api_datasets,
+    api_docs,
     api_files,
     api_gc,
     api_merge_requests,
@@ -72,6 +73,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_sites.blueprint)
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
+    app.register_blueprint(api_docs.blueprint)
     dvc_remote.init_app(app)
     app.wsgi_app = bodies.BodyFraming(app.wsgi_app)  # type: ignore[method-assign]  # outermost
     resources.install_jobs()

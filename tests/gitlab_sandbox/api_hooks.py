@@ -24,6 +24,7 @@ from tests.gitlab_sandbox.http import (
 )
 from tests.gitlab_sandbox.records import Hook
 from tests.gitlab_sandbox.state import Project
+from tests.support import leakcheck
 
 STRATEGIES = ("wildcard", "regex", "all_branches")
 PROJECT_DEFAULTS = {flag: False for flag in entities.HOOK_EVENT_FLAGS} | {"push_events": True}
@@ -52,6 +53,7 @@ def _apply(req: Request, hook: Hook, flags: tuple[str, ...]) -> None:
         hook.url = url
     if "token" in req.params:
         hook.token = param_str(req, "token") or ""
+        leakcheck.register(hook.token, "webhook secret token")
     for text in ("name", "description", "custom_webhook_template"):
         if text in req.params:
             setattr(hook, text, param_str(req, text) or "")

@@ -24,6 +24,7 @@ from tests.gitlab_sandbox import entities, permissions
 from tests.gitlab_sandbox.gitrepo import GitRepo
 from tests.gitlab_sandbox.http import Request, Response, router, unauthorized
 from tests.gitlab_sandbox.state import SandboxState, User
+from tests.support import leakcheck
 
 FINISHED = ("success", "failed", "canceled")
 
@@ -109,6 +110,7 @@ def mint_job(
         stage=stage,
         created_at=state.now(),
     )
+    leakcheck.register(job.token, "CI job token")
     return jobs.add(job)
 
 

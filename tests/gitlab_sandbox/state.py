@@ -30,6 +30,7 @@ from tests.gitlab_sandbox.records import (
     User,
     Variable,
 )
+from tests.support import leakcheck
 
 if TYPE_CHECKING:
     from tests.gitlab_sandbox.webhooks import WebhookDispatcher
@@ -261,6 +262,7 @@ class SandboxState:
                 expires_at=expires_at,
             )
             self.tokens[record.token] = record
+            leakcheck.register(record.token, "GitLab sandbox token")
             return record
 
     def user_for_token(self, secret: str) -> User | None:
