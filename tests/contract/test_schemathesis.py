@@ -111,9 +111,7 @@ class KnownDefect:
 # these cases fails this test again, as it should. Only what this test has met is here: a
 # path id beyond 64 bits reaches the index (OverflowError) — issue 12's integer class ("ASCII
 # digits, explicit bounds, used by every route"), though its text names query strings only.
-KNOWN_DEFECTS_FIXED_ELSEWHERE: list[KnownDefect] = [
-    KnownDefect("integer path parameter beyond 64 bits -> 500 (OverflowError)", _huge_path_integer),
-]
+KNOWN_DEFECTS_FIXED_ELSEWHERE: list[KnownDefect] = []  # emptied: issue 12's fixes are merged
 
 
 def _known(found: Found) -> str | None:
