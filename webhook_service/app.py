@@ -24,11 +24,13 @@ from webhook_service import (
     api_merge_requests,
     api_sites,
     auth,
+    csrf,
     dvc_remote,
     errors,
     health,
     metrics,
     ops,
+    ui,
     webhooks,
 )
 
@@ -71,6 +73,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     dvc_remote.init_app(app)
+    csrf.init_app(app)
+    ui.init_app(app)
     jobs.use_settings(settings)
     if settings.embedded:
         embedded = webhooks.receiver_of(app)
