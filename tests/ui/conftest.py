@@ -19,6 +19,7 @@ from tests.receiver.serving import Gunicorn, start_gunicorn
 
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 XSS_FILE = '<img src=x onerror="window.__pwned=3">.txt'
+MANY = 205  # files in tricks/tricky's folder `many/`: three pages of 100
 
 
 def _add_markup_dataset(world: World) -> None:
@@ -44,6 +45,10 @@ def _add_markup_dataset(world: World) -> None:
                 {"action": "create", "file_path": ".dvc/config", "content": "[core]\n"},
                 {"action": "create", "file_path": "README.md", "content": readme},
                 {"action": "create", "file_path": f"{XSS_FILE}.dvc", "content": pointer},
+                *(
+                    {"action": "create", "file_path": f"many/f{i:03d}.txt", "content": str(i)}
+                    for i in range(MANY)
+                ),
             ],
         }
     )
