@@ -11,12 +11,15 @@ the API's `Resolver` for refs, folders and files), so a dataset the caller may n
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
 from urllib.parse import quote
 
 from flask import current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from indexer import search
 from indexer.errors import DshubError, InvalidInput, NotFound
@@ -31,6 +34,7 @@ from webhook_service.ui import blueprint
 from webhook_service.ui.datasets import page_number
 from webhook_service.ui.formatting import (
     FULL_SHA,
+    human_size,
     is_image,
     permanent_ref,
     quote_path,
@@ -156,12 +160,13 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
     more = len(chosen) > PER_PAGE
     previews = _previews_on()
     items = chosen[:PER_PAGE]
+    links = _Links(dataset, at, previews)
     return render_template(
         "ui/dataset.html",
         dataset=dataset,
         at=at,
         path=path,
-        items=items,
+        rows=rows_of(links, items),
         page=page,
         more=more,
         previews=previews,
@@ -171,8 +176,7 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
         site=_site(dataset),
         snippets=_snippets(dataset, at) if home and not path else None,
         version_count=len(at.tags),
-        links=_Links(dataset, at, previews),
-        thumbnail=THUMBNAIL,
+        links=links,
     )
 
 
@@ -204,13 +208,84 @@ class _Links:
         return root + file_url(self.dataset, path, self.at.permanent)
 
 
-def _readme(dataset: Dataset, at: Place) -> object | None:
+@dataclass(frozen=True)
+class Row:
+    """One entry of a folder page with its URLs built once (a page has up to 100)."""
+
+    item: TreeItem
+    href: str
+    download: str = ""
+    permanent: str = ""
+    preview: str | None = None
+    size_text: str = ""
+    kind_label: str = ""
+
+
+def rows_of(links: _Links, items: list[TreeItem]) -> list[Row]:
+    """The rows of a folder page: folders link to their tree, files to their file page, with
+    "Download", the permanent link and (with previews on) a thumbnail URL."""
+    dataset, at = links.dataset, links.at
+    ref_query = "?ref=" + quote(at.ref, safe="")
+    permanent_query = "?ref=" + quote(at.permanent, safe="")
+    files = f"/api/v1/datasets/{dataset.project_id}/files/"
+    root = request.host_url.rstrip("/")
+    rows: list[Row] = []
+    for item in items:
+        if item.type == "dir":
+            rows.append(Row(item, links.tree(item.path)))
+            continue
+        quoted = quote(item.path)
+        download = files + quoted + ref_query
+        size = human_size(item.size) if item.size is not None else ""
+        suffix = item.name.strip(".").rpartition(".")[2] if "." in item.name.strip(".") else ""
+        rows.append(
+            Row(
+                item,
+                href=f"{dataset_url(dataset)}/-/blob/{quoted}{ref_query}",
+                download=download,
+                permanent=root + files + quoted + permanent_query,
+                preview=f"{download}&preview={THUMBNAIL}"
+                if links.previews and is_image(item.media_type)
+                else None,
+                size_text=size or ("unknown" if item.source != "git" else ""),
+                kind_label=(suffix or "file")[:6].upper(),
+            )
+        )
+    return rows
+
+
+_readme_cache: OrderedDict[tuple[int, str], Markup | None] = OrderedDict()
+_readme_lock = threading.Lock()
+README_CACHE_ENTRIES = 256
+
+
+def _readme(dataset: Dataset, at: Place) -> Markup | None:
+    """The README card at the commit; kept per (dataset, commit sha), which never changes."""
+    key = (dataset.project_id, at.commit.sha)
+    with _readme_lock:
+        if key in _readme_cache:
+            _readme_cache.move_to_end(key)
+            return _readme_cache[key]
+    card = _read_readme(dataset, at)
+    if card is _UNREACHABLE:
+        return None  # GitLab unreachable: the page still shows, without the card; not cached
+    with _readme_lock:
+        _readme_cache[key] = card
+        while len(_readme_cache) > README_CACHE_ENTRIES:
+            _readme_cache.popitem(last=False)
+    return card
+
+
+_UNREACHABLE = Markup("")
+
+
+def _read_readme(dataset: Dataset, at: Place) -> Markup | None:
     reader = resolver().reader
     for name in README_NAMES:
         try:
             raw = reader.read_file(dataset.project_id, name, at.commit.sha)
         except DshubError:
-            return None  # GitLab unreachable: the page still shows, without the card
+            return _UNREACHABLE
         if raw is not None:
             text = decode_readme(raw)
             return render_markdown(text) if text is not None else None
