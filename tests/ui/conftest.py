@@ -23,7 +23,8 @@ MANY = 205  # files in tricks/tricky's folder `many/`: three pages of 100
 
 
 def _add_markup_dataset(world: World) -> None:
-    """A public dataset whose user-written fields try to inject script."""
+    """A public dataset whose user-written fields try to inject script (and a folder of
+    `MANY` files), and a public dataset with no storage site selected."""
     group = world.admin.groups.create({"name": "tricks", "path": "tricks", "visibility": "public"})
     project = world.admin.projects.create(
         {
@@ -52,8 +53,18 @@ def _add_markup_dataset(world: World) -> None:
             ],
         }
     )
-    world.tokens["tricky_id"] = str(project.id)
     world.sync(project.id)
+    bare = world.admin.projects.create(
+        {"name": "bare", "namespace_id": group.id, "visibility": "public"}
+    )
+    bare.commits.create(
+        {
+            "branch": "main",
+            "commit_message": "A dataset without a storage site",
+            "actions": [{"action": "create", "file_path": ".dvc/config", "content": "[core]\n"}],
+        }
+    )
+    world.sync(bare.id)
 
 
 @pytest.fixture(scope="package")

@@ -169,6 +169,7 @@ PAGES = {
     "search": "/?q=cats",
     "sign-in": "/-/sign-in",
     "details": "/datasets/vision/cats",
+    "details-no-site": "/datasets/tricks/bare",
     "tree-tag": "/datasets/vision/cats/-/tree/images?ref=v0.1.0",
     "tree-previews": "/datasets/pets/dogs/-/tree/pics?previews=1",
     "file": "/datasets/pets/dogs/-/blob/pics/photo.jpg?ref=v1",

@@ -231,3 +231,18 @@ def test_csrf_token_is_bound_to_the_cookie(setup: Setup) -> None:
     assert mine != theirs
     assert mine == token_for(setup.token, setup.secret)
     assert setup.token not in mine
+
+
+def test_unexpected_errors_on_pages_are_a_page_without_internals(setup: Setup) -> None:
+    from webhook_service.ui import render_error
+
+    app = setup.client.application
+    with app.test_request_context("/datasets/a/b"):
+        answer = render_error("internal_error", "Traceback: secret internals", 500)
+        assert isinstance(answer, tuple)
+        page, status = str(answer[0]), answer[1]
+    assert status == 500
+    assert "Something went wrong on our side" in page
+    assert "Traceback" not in page
+    with app.test_request_context("/api/v1/datasets"):
+        assert render_error("internal_error", "x", 500) is None  # the API keeps JSON

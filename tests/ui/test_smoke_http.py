@@ -91,3 +91,15 @@ def test_an_invalid_cookie_asks_to_sign_in_again(server: Gunicorn) -> None:
     assert answer.status_code == 401
     assert "sign in again" in answer.text.lower()
     assert "glpat-revoked-or-made-up" not in answer.text
+
+
+def test_a_dataset_without_a_site_offers_the_registered_ones(
+    server: Gunicorn, world: World
+) -> None:
+    page = _get(server, "/datasets/tricks/bare?site_q=la", world.tokens["reporter"])
+    assert page.status_code == 200
+    assert "No storage site is selected" in page.text
+    assert 'href="/-/storage-sites/lab"' in page.text and ">Apply</button>" in page.text
+    assert 'href="/-/storage-sites/disk"' not in page.text  # filtered by site_q
+    anonymous = _get(server, "/datasets/tricks/bare")
+    assert "No storage site is selected" in anonymous.text and "Apply" not in anonymous.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, render_template, request
 from flask.typing import ResponseReturnValue
 
+from webhook_service.app_settings import settings_of
 from webhook_service.errors import PAGE_RENDERER
 from webhook_service.ui import formatting
 
@@ -77,6 +78,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
     # The signed session only holds the user name shown in the header; keep it first-party.
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = settings_of(app).public_url.startswith("https:")
     app.extensions[PAGE_RENDERER] = render_error
     app.after_request(_security_headers)
     env = app.jinja_env

@@ -22,12 +22,12 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from indexer import search
-from indexer.errors import DshubError, InvalidInput, NotFound
+from indexer.errors import DshubError, NotFound
 from indexer.resolve import Commit, Folder, GitFile, TreeItem, validate_path, validate_ref
 from indexer.store import Dataset, Ref
 from webhook_service.api_datasets import index_store
 from webhook_service.api_files import resolver
-from webhook_service.api_sites import registry
+from webhook_service.api_sites import registry, site_json
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
 from webhook_service.ui import blueprint
@@ -174,6 +174,7 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
         home=home,
         readme=_readme(dataset, at) if home and not path else None,
         site=_site(dataset),
+        candidates=_candidates(dataset) if home else [],
         snippets=_snippets(dataset, at) if home and not path else None,
         version_count=len(at.tags),
         links=links,
@@ -313,6 +314,14 @@ def _site(dataset: Dataset) -> SiteView:
     return SiteView(site.name, site.kind, site.access_mode, site.description or "")
 
 
+def _candidates(dataset: Dataset) -> list[dict[str, object]]:
+    """Sites a signed-in user may pick from (`?site_q=` filters), when none is selected."""
+    if dataset.storage_site or not current_viewer().signed_in:
+        return []
+    q = (request.args.get("site_q") or "")[:200]
+    return [site_json(record) for record in registry().records(q or None)[:10]]
+
+
 @dataclass(frozen=True)
 class Snippets:
     """Copyable commands for using the dataset at the current ref (a token placeholder, never
@@ -402,6 +411,6 @@ def _blob(dataset: Dataset, path: str) -> ResponseReturnValue:
 
 def _versions(dataset: Dataset) -> ResponseReturnValue:
     versions = search.list_versions(index_store(), current_viewer(), dataset.project_id)
-    if versions is None:  # pragma: no cover - `find` already checked
-        raise InvalidInput("dataset vanished")
+    if versions is None:  # removed between `find` and here: the same 404
+        raise _absent(dataset.path_with_namespace)
     return render_template("ui/versions.html", dataset=dataset, versions=versions)
