@@ -213,6 +213,33 @@ def get_dataset(store: IndexStore, viewer: Viewer, project_id: int) -> Dataset |
     return dataset
 
 
+def find_dataset(store: IndexStore, viewer: Viewer, path_with_namespace: str) -> Dataset | None:
+    """The dataset at a GitLab path (`group/sub/name`, compared case-insensitively as GitLab
+    routes do), or None when it does not exist or `viewer` may not read it (the same answer)."""
+    namespace, _, name = path_with_namespace.strip("/").rpartition("/")
+    if not namespace or not name or len(path_with_namespace) > MAX_FILTER_CHARS:
+        return None
+    wanted = path_with_namespace.strip("/").casefold()
+    terms, _ = query_terms(name)
+    for offset in range(0, MAX_OFFSET, MAX_PER_PAGE):
+        hits = store.query_datasets(
+            DatasetQuery(
+                permission=viewer.permission(),
+                terms=terms,
+                namespace=namespace,
+                sort="name",
+                offset=offset,
+                limit=MAX_PER_PAGE,
+            )
+        )
+        for dataset in hits.items:
+            if dataset.path_with_namespace.casefold() == wanted:
+                return dataset
+        if offset + len(hits.items) >= hits.total or not hits.items:
+            return None
+    return None
+
+
 def list_versions(store: IndexStore, viewer: Viewer, project_id: int) -> list[Version] | None:
     """The dataset's versions (tags), newest first, each diffed against the next older one.
 

@@ -24,12 +24,14 @@ from webhook_service import (
     api_merge_requests,
     api_sites,
     bodies,
+    csrf,
     dvc_remote,
     errors,
     health,
     metrics,
     ops,
     params,
+    ui,
     webhooks,
 )
 from webhook_service.app_settings import SERVICES
@@ -75,6 +77,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_merge_requests.blueprint)
     app.register_blueprint(api_docs.blueprint)
     dvc_remote.init_app(app)
+    csrf.init_app(app)
+    ui.init_app(app)
     app.wsgi_app = bodies.BodyFraming(app.wsgi_app)  # type: ignore[method-assign]  # outermost
     resources.install_jobs()
     if settings.embedded:

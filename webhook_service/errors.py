@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from indexer.errors import DshubError
 
 log = logging.getLogger("dshub.http")
+# An optional page renderer (the UI's): (code, message, status) -> a page, or None for JSON.
+PAGE_RENDERER = "dshub.error_pages"
+PageRenderer = Callable[[str, str, int], ResponseReturnValue | None]
 
 
 def _body(code: str, message: str, status: int) -> ResponseReturnValue:
+    render: PageRenderer | None = current_app.extensions.get(PAGE_RENDERER)
+    if render is not None:
+        page = render(code, message, status)
+        if page is not None:
+            return page
     return jsonify(error={"code": code, "message": message}), status
 
 

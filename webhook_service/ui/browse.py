@@ -1,0 +1,414 @@
+"""The details view of one dataset: header, README card, storage site, file browser, file page,
+versions and "use this dataset" snippets.
+
+URLs are GitLab's shape: `/datasets/<full_path>`, `.../-/tree/<path>?ref=`,
+`.../-/blob/<path>?ref=`, `.../-/versions`; `/-/datasets/<id>` redirects to the details view.
+Reads go through the API's own functions (`indexer.search` for the dataset and its versions,
+the API's `Resolver` for refs, folders and files), so a dataset the caller may not read is the
+404 page a missing one gets, at every URL, and a folder lists exactly what
+`GET /api/v1/datasets/<id>/tree` lists, 100 entries a page.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from itertools import islice
+from urllib.parse import quote
+
+from flask import current_app, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+
+from indexer import search
+from indexer.errors import DshubError, NotFound
+from indexer.resolve import Commit, Folder, GitFile, TreeItem, validate_path, validate_ref
+from indexer.store import Dataset, Ref
+from webhook_service.api_sites import site_json
+from webhook_service.app_settings import services, settings_of
+from webhook_service.auth import current_viewer
+from webhook_service.ui import blueprint
+from webhook_service.ui.datasets import page_number
+from webhook_service.ui.formatting import (
+    FULL_SHA,
+    human_size,
+    is_image,
+    permanent_ref,
+    quote_path,
+    with_query,
+)
+from webhook_service.ui.readme import README_NAMES, decode_readme, render_markdown
+
+PER_PAGE = 100
+THUMBNAIL, LARGE_PREVIEW = 256, 1024
+
+
+def dataset_url(dataset: Dataset, *parts: str) -> str:
+    """The UI URL of a dataset (`parts` such as `tree`, `images/a` follow `/-/`)."""
+    base = f"/datasets/{quote_path(dataset.path_with_namespace)}"
+    tail = "/".join(quote_path(p) for p in parts if p)
+    return f"{base}/-/{tail}" if tail else base
+
+
+def file_url(dataset: Dataset, path: str, ref: str) -> str:
+    """The API download URL of one file at `ref` (what "Download" and "Copy link" point at)."""
+    return f"/api/v1/datasets/{dataset.project_id}/files/{quote(path)}?ref={quote(ref, safe='')}"
+
+
+@dataclass(frozen=True)
+class RefChoice:
+    """One entry of the ref selector."""
+
+    name: str
+    kind: str  # "branch", "tag" or "commit"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the browser stands: the dataset, the requested ref and what it resolves to."""
+
+    dataset: Dataset
+    ref: str
+    commit: Commit
+    refs: list[Ref]
+    permanent: str
+
+    @property
+    def tags(self) -> set[str]:
+        """Names of the dataset's indexed versions."""
+        return {r.ref for r in self.refs if r.kind == "tag"}
+
+    def choices(self) -> list[RefChoice]:
+        """The ref selector: the default branch, then versions newest first, and the current
+        ref if it is neither (another branch or a commit sha)."""
+        branches = [RefChoice(r.ref, "branch") for r in self.refs if r.kind != "tag"]
+        tags = sorted(
+            (r for r in self.refs if r.kind == "tag"),
+            key=lambda r: (r.ref_date.timestamp() if r.ref_date else float("-inf"), r.ref),
+            reverse=True,
+        )
+        found = [*branches, *(RefChoice(r.ref, "tag") for r in tags)]
+        if all(choice.name != self.ref for choice in found):
+            kind = "commit" if FULL_SHA.fullmatch(self.ref) else "branch"
+            found.insert(0, RefChoice(self.ref, kind))
+        return found
+
+
+def _absent(full_path: str) -> NotFound:
+    # The one message for "no such dataset" and "not yours to see".
+    return NotFound(f"There is no dataset at {full_path[:200]} that you can see.")
+
+
+def find(full_path: str) -> Dataset:
+    """The readable dataset at a GitLab path, or the 404 a missing one gets."""
+    dataset = search.find_dataset(services().index, current_viewer(), full_path)
+    if dataset is None:
+        raise _absent(full_path)
+    return dataset
+
+
+def place(dataset: Dataset) -> Place:
+    """Resolve `?ref=` (default branch when absent) for `dataset`."""
+    raw = request.args.get("ref") or None
+    ref = validate_ref(raw) if raw else None
+    commit = services().resolver.commit(dataset, ref)
+    refs = services().index.list_refs(dataset.project_id)
+    shown = ref or commit.ref
+    tags = {r.ref for r in refs if r.kind == "tag"}
+    return Place(dataset, shown, commit, refs, permanent_ref(shown, commit.sha, tags))
+
+
+@blueprint.get("/-/datasets/<int:project_id>")
+def dataset_by_id(project_id: int) -> ResponseReturnValue:
+    """`/-/datasets/<id>` → the details view (404 page when absent or not readable)."""
+    dataset = search.get_dataset(services().index, current_viewer(), project_id)
+    if dataset is None:
+        raise NotFound(f"There is no dataset {project_id} that you can see.")
+    return redirect(dataset_url(dataset), code=302)
+
+
+@blueprint.get("/datasets/<path:rest>")
+def dataset_page(rest: str) -> ResponseReturnValue:
+    """Every view of one dataset, dispatched on the part after `/-/`."""
+    full_path, _, action = rest.partition("/-/")
+    dataset = find(full_path)
+    view, _, path = action.partition("/")
+    if view in ("", "tree"):
+        return _tree(dataset, path.strip("/"), home=not action)
+    if view == "blob" and path:
+        return _blob(dataset, path)
+    if view == "versions" and not path:
+        return _versions(dataset)
+    raise NotFound(f"There is no page {action[:100]} for this dataset.")
+
+
+def _previews_on() -> bool:
+    return request.args.get("previews") == "1"
+
+
+def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
+    path = validate_path(path, allow_root=True) if path else ""
+    at = place(dataset)
+    page = page_number()
+    level = services().resolver.list_level(dataset, at.commit, path)
+    chosen: list[TreeItem] = list(islice(level, (page - 1) * PER_PAGE, page * PER_PAGE + 1))
+    if page > 1 and not chosen:
+        raise NotFound(f"Page {page} of this folder is empty; go back to page 1.")
+    more = len(chosen) > PER_PAGE
+    previews = _previews_on()
+    items = chosen[:PER_PAGE]
+    links = _Links(dataset, at, previews)
+    return render_template(
+        "ui/dataset.html",
+        dataset=dataset,
+        at=at,
+        path=path,
+        rows=rows_of(links, items),
+        page=page,
+        more=more,
+        previews=previews,
+        grid=previews and any(i.type == "file" and is_image(i.media_type) for i in items),
+        home=home,
+        readme=_readme(dataset, at) if home and not path else None,
+        site=_site(dataset),
+        candidates=_candidates(dataset) if home else [],
+        snippets=_snippets(dataset, at) if home and not path else None,
+        version_count=len(at.tags),
+        links=links,
+    )
+
+
+@dataclass(frozen=True)
+class _Links:
+    """URL builders for one view, keeping `ref` and the preview toggle."""
+
+    dataset: Dataset
+    at: Place
+    previews: bool
+
+    def tree(self, path: str = "", *, previews: bool | None = None, page: int | None = None) -> str:
+        keep = self.previews if previews is None else previews
+        base = dataset_url(self.dataset, "tree", path) if path else dataset_url(self.dataset)
+        ref = None if self.at.ref == self.dataset.default_branch else self.at.ref
+        return with_query(base, ref=ref, previews="1" if keep else None, page=page)
+
+    def blob(self, path: str) -> str:
+        return with_query(dataset_url(self.dataset, "blob", path), ref=self.at.ref)
+
+    def download(self, path: str) -> str:
+        return file_url(self.dataset, path, self.at.ref)
+
+    def preview(self, path: str, size: int) -> str:
+        return f"{file_url(self.dataset, path, self.at.ref)}&preview={size}"
+
+    def permanent(self, path: str) -> str:
+        root = request.host_url.rstrip("/")
+        return root + file_url(self.dataset, path, self.at.permanent)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One entry of a folder page with its URLs built once (a page has up to 100)."""
+
+    item: TreeItem
+    href: str
+    download: str = ""
+    permanent: str = ""
+    preview: str | None = None
+    size_text: str = ""
+    kind_label: str = ""
+
+
+def rows_of(links: _Links, items: list[TreeItem]) -> list[Row]:
+    """The rows of a folder page: folders link to their tree, files to their file page, with
+    "Download", the permanent link and (with previews on) a thumbnail URL."""
+    dataset, at = links.dataset, links.at
+    ref_query = "?ref=" + quote(at.ref, safe="")
+    permanent_query = "?ref=" + quote(at.permanent, safe="")
+    files = f"/api/v1/datasets/{dataset.project_id}/files/"
+    root = request.host_url.rstrip("/")
+    rows: list[Row] = []
+    for item in items:
+        if item.type == "dir":
+            rows.append(Row(item, links.tree(item.path)))
+            continue
+        quoted = quote(item.path)
+        download = files + quoted + ref_query
+        size = human_size(item.size) if item.size is not None else ""
+        suffix = item.name.strip(".").rpartition(".")[2] if "." in item.name.strip(".") else ""
+        rows.append(
+            Row(
+                item,
+                href=f"{dataset_url(dataset)}/-/blob/{quoted}{ref_query}",
+                download=download,
+                permanent=root + files + quoted + permanent_query,
+                preview=f"{download}&preview={THUMBNAIL}"
+                if links.previews and is_image(item.media_type)
+                else None,
+                size_text=size or ("unknown" if item.source != "git" else ""),
+                kind_label=(suffix or "file")[:6].upper(),
+            )
+        )
+    return rows
+
+
+_readme_cache: OrderedDict[tuple[int, str], Markup | None] = OrderedDict()
+_readme_lock = threading.Lock()
+README_CACHE_ENTRIES = 256
+
+
+def _readme(dataset: Dataset, at: Place) -> Markup | None:
+    """The README card at the commit; kept per (dataset, commit sha), which never changes."""
+    key = (dataset.project_id, at.commit.sha)
+    with _readme_lock:
+        if key in _readme_cache:
+            _readme_cache.move_to_end(key)
+            return _readme_cache[key]
+    card = _read_readme(dataset, at)
+    if card is _UNREACHABLE:
+        return None  # GitLab unreachable: the page still shows, without the card; not cached
+    with _readme_lock:
+        _readme_cache[key] = card
+        while len(_readme_cache) > README_CACHE_ENTRIES:
+            _readme_cache.popitem(last=False)
+    return card
+
+
+_UNREACHABLE = Markup("")
+
+
+def _read_readme(dataset: Dataset, at: Place) -> Markup | None:
+    reader = services().resolver.reader
+    for name in README_NAMES:
+        try:
+            raw = reader.read_file(dataset.project_id, name, at.commit.sha)
+        except DshubError:
+            return _UNREACHABLE
+        if raw is not None:
+            text = decode_readme(raw)
+            return render_markdown(text) if text is not None else None
+    return None
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """The storage-site section: the selected site (no credential, ever) or candidates."""
+
+    name: str | None
+    kind: str | None = None
+    access_mode: str | None = None
+    description: str = ""
+    registered: bool = True
+
+
+def _site(dataset: Dataset) -> SiteView:
+    if not dataset.storage_site:
+        return SiteView(name=None)
+    record = services().sites.record(dataset.storage_site)
+    if record is None:
+        return SiteView(name=dataset.storage_site, registered=False)
+    site = record.site
+    return SiteView(site.name, site.kind, site.access_mode, site.description or "")
+
+
+def _candidates(dataset: Dataset) -> list[dict[str, object]]:
+    """Sites a signed-in user may pick from (`?site_q=` filters), when none is selected."""
+    if dataset.storage_site or not current_viewer().signed_in:
+        return []
+    q = (request.args.get("site_q") or "")[:200]
+    return [site_json(record) for record in services().sites.records(q or None)[:10]]
+
+
+@dataclass(frozen=True)
+class Snippets:
+    """Copyable commands for using the dataset at the current ref (a token placeholder, never
+    a token)."""
+
+    clone: str
+    download: str
+    curl: str
+    python: str
+
+
+def _snippets(dataset: Dataset, at: Place) -> Snippets:
+    public = settings_of(current_app).public_url.rstrip("/")
+    name = dataset.path_with_namespace.rsplit("/", 1)[-1]
+    clone_url = (dataset.web_url or f"{public}/{dataset.path_with_namespace}") + ".git"
+    remote = f"{public}/dvc/{dataset.project_id}"
+    example = _example_file(dataset, at)
+    url = public + file_url(dataset, example, at.permanent) if example else ""
+    file_name = example.rsplit("/", 1)[-1] if example else "FILE"
+    clone = (
+        f"git clone {clone_url}\ncd {name}\ngit checkout {at.permanent}\n"
+        f"# dshub's DVC remote for this dataset is {remote}\n"
+        "dvc remote modify --local <remote> auth basic\n"
+        "dvc remote modify --local <remote> user <your GitLab user name>\n"
+        "dvc remote modify --local <remote> password <your GitLab token>\n"
+        "dvc pull"
+    )
+    download = (
+        f"export DSHUB_URL={public}\nexport DSHUB_TOKEN=<your GitLab token>\n"
+        f"dshub download --project-id {dataset.project_id} --ref {at.permanent} "
+        f"--output . {file_name} {example or 'PATH'}"
+    )
+    curl = f'curl -b "tokenGitLab=<your GitLab token>" "{url or public}" --output "{file_name}"'
+    python = (
+        "import requests\n\n"
+        f'url = "{url or public}"\n'
+        'headers = {"PRIVATE-TOKEN": "<your GitLab token>"}\n'
+        "with requests.get(url, headers=headers, stream=True, timeout=60) as answer:\n"
+        "    answer.raise_for_status()\n"
+        f'    with open("{file_name}", "wb") as out:\n'
+        "        for chunk in answer.iter_content(1 << 20):\n"
+        "            out.write(chunk)"
+    )
+    return Snippets(clone, download, curl, python)
+
+
+def _example_file(dataset: Dataset, at: Place) -> str | None:
+    """A DVC-tracked file of the indexed ref, to make the snippets concrete."""
+    indexed = services().resolver.indexed_ref(dataset, at.commit)
+    if indexed is None:
+        return None
+    first = next(services().index.iter_ref_files(dataset.project_id, indexed), None)
+    return first.path if first is not None else None
+
+
+def _blob(dataset: Dataset, path: str) -> ResponseReturnValue:
+    path = validate_path(path)
+    at = place(dataset)
+    target = services().resolver.resolve(dataset, at.commit, path)
+    previews = _previews_on()
+    links = _Links(dataset, at, previews)
+    if isinstance(target, Folder):
+        return redirect(links.tree(path), code=302)
+    if isinstance(target, GitFile):
+        facts = {"Stored in": "git", "Size": target.size, "Git blob": target.blob_id}
+        media = target.media_type
+    else:
+        facts = {
+            "Stored in": f"storage site {dataset.storage_site or '(none selected)'}",
+            "Size": target.size,
+            "MD5": target.md5,
+            "Hash": target.hash_name,
+        }
+        media = target.media_type
+    return render_template(
+        "ui/file.html",
+        dataset=dataset,
+        at=at,
+        path=path,
+        name=path.rsplit("/", 1)[-1],
+        media_type=media,
+        facts=facts,
+        links=links,
+        large=LARGE_PREVIEW,
+    )
+
+
+def _versions(dataset: Dataset) -> ResponseReturnValue:
+    versions = search.list_versions(services().index, current_viewer(), dataset.project_id)
+    if versions is None:  # removed between `find` and here: the same 404
+        raise _absent(dataset.path_with_namespace)
+    return render_template("ui/versions.html", dataset=dataset, versions=versions)
