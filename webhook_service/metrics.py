@@ -165,8 +165,8 @@ class _QueueCollector(Collector):
     """
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        receiver = current_app.extensions.get("dshub.receiver")
-        queue = getattr(receiver, "queue", None)
+        resources = current_app.extensions.get(SERVICES)
+        queue = resources.receiver.queue if resources is not None else None
         if queue is None:
             return
         from rq.exceptions import NoSuchJobError

@@ -63,7 +63,9 @@ def test_redis_outage_answers_202_and_jobs_appear_when_it_is_back(
         # The app's background drainer hands the journal over on its own. (The first job
         # was in the old, non-persistent Redis: that loss is Redis's, not the receiver's.)
         wait_until(lambda: _job_ids(url) == expected - {first_id}, 30, "the drainer")
-        assert services(app).receiver.journal().counts() == {"handed_over": 4}
+        # The drainer marks rows after enqueueing them: wait for the marks too.
+        journal = services(app).receiver.journal()
+        wait_until(lambda: journal.counts() == {"handed_over": 4}, 30, "the hand-over marks")
     finally:
         services(app).close()
 

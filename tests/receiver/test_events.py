@@ -96,7 +96,7 @@ def test_repository_update_with_a_deleted_ref_removes_it() -> None:
     payload["changes"].append({"before": "a" * 40, "after": "0" * 40, "ref": "refs/tags/old"})
     event = parse_event({"X-Gitlab-Event": "System Hook"}, json.dumps(payload).encode())
     jobs = route(event)
-    assert [job.name for job in jobs] == ["sync_ref", "remove_ref_job"]
+    assert [job.name for job in jobs] == ["sync_ref", "remove_ref"]
     assert jobs[1].args == (1, "refs/tags/old")
 
 
