@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -38,6 +39,8 @@ _BASE_COLUMNS = (
     "credentials_ref",
     "path",
 )
+# The PostgreSQL advisory lock key serialising the registry's schema set-up across processes.
+SCHEMA_LOCK = zlib.crc32(b"dshub-storage-sites-schema")
 # Added after the first release of the table; migrated in place by `_migrate`.
 _EXTRA_COLUMNS = {
     "credentials_ref_readonly": "TEXT",
@@ -142,6 +145,11 @@ class SiteRegistry:
         self._local = threading.local()
         self._postgres = urlsplit(url).scheme in ("postgresql", "postgres")
         with self._connection() as conn:
+            if self._postgres:
+                # Processes starting together (web replicas, workers) would race their
+                # `CREATE TABLE IF NOT EXISTS` into a unique violation on pg_type; one at a
+                # time, until this transaction commits.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             conn.execute(_SCHEMA)
             conn.execute(_SELECTIONS)
             self._migrate(conn)

@@ -160,7 +160,10 @@ def read_env_file(path: Path) -> dict[str, str]:
         line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]  # a quoted value, as Compose reads it
+            values[key.strip()] = value
     return values
 
 

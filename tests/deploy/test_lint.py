@@ -109,3 +109,11 @@ def test_alerts_may_only_use_exported_metrics() -> None:
     assert "dshub_nonexistent_total" not in lint.exported_metrics()
     exprs = lint.dashboard_expressions(ROOT / "deploy" / "prometheus" / "grafana-dashboard.json")
     assert len(exprs) >= 10
+
+
+def test_env_files_are_read_as_compose_reads_them(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('# a comment\n\nPLAIN=a b\nQUOTED=\'{"k": "v"}\'\nEMPTY=\n')
+    assert lint.read_env_file(env_file) == {"PLAIN": "a b", "QUOTED": '{"k": "v"}', "EMPTY": ""}
+    example = lint.read_env_file(ROOT / "deploy" / ".env.example")
+    assert example["DSHUB_STORAGE_CREDENTIALS_JSON"].startswith('{"minio"')
