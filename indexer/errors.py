@@ -45,3 +45,27 @@ class Unavailable(DshubError):
     status = 503
     code = "unavailable"
     exit_code = 5
+
+
+class Forbidden(DshubError):
+    """The caller is signed in but GitLab does not give them the role this needs."""
+
+    status = 403
+    code = "forbidden"
+    exit_code = 4
+
+
+class Conflict(DshubError):
+    """The request contradicts the current state (a name already taken, a second selection)."""
+
+    status = 409
+    code = "conflict"
+    exit_code = 2
+
+
+class Unprocessable(DshubError):
+    """Well-formed, but GitLab's rules refuse it (e.g. a visibility its namespace forbids)."""
+
+    status = 422
+    code = "unprocessable"
+    exit_code = 2

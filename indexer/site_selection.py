@@ -23,7 +23,14 @@ import gitlab
 import gitlab.exceptions
 import requests
 
-from indexer.errors import DshubError, InvalidInput, NotAuthenticated, Unavailable
+from indexer.errors import (
+    Conflict,
+    DshubError,
+    Forbidden,  # noqa: F401 - re-exported: callers import it from here
+    InvalidInput,
+    NotAuthenticated,
+    Unavailable,
+)
 from indexer.site_probe import endpoint_of
 from indexer.sites import SiteRecord
 from indexer.storage import Credentials
@@ -32,22 +39,6 @@ MAINTAINER = 40
 GUEST = 10
 # GitLab refuses to mask values outside this alphabet or shorter than 8 characters.
 MASKABLE = re.compile(r"^[a-zA-Z0-9_+=/@:.~-]{8,}$")
-
-
-class Forbidden(DshubError):
-    """The caller is signed in but GitLab does not give them the role this needs."""
-
-    status = 403
-    code = "forbidden"
-    exit_code = 4
-
-
-class Conflict(DshubError):
-    """The request contradicts the current state (e.g. a second site selection)."""
-
-    status = 409
-    code = "conflict"
-    exit_code = 2
 
 
 class NotADataset(Conflict):
