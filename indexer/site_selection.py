@@ -26,7 +26,6 @@ import requests
 from indexer.errors import (
     Conflict,
     DshubError,
-    Forbidden,  # noqa: F401 - re-exported: callers import it from here
     InvalidInput,
     NotAuthenticated,
     Unavailable,

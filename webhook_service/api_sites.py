@@ -22,7 +22,14 @@ from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
 from indexer import routing
-from indexer.errors import InvalidInput, NotAuthenticated, NotFound, Unavailable
+from indexer.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Unavailable,
+)
 from indexer.gitlab_reader import GitLabReader
 from indexer.journal import Entry, JournalError
 from indexer.permissions import token_from_headers
@@ -30,8 +37,6 @@ from indexer.search import Viewer
 from indexer.site_probe import ProbeStep, SiteValidationFailed, parse_networks, probe_site
 from indexer.site_selection import (
     MAINTAINER,
-    Conflict,
-    Forbidden,
     NotADataset,
     SelectionExists,
     contract_variables,

@@ -427,11 +427,18 @@ def commits(
 
     raw = _call(
         f"reading the history of dataset {project_id}",
+        # `query_data`: python-gitlab would take a `path` keyword for the URL itself.
         lambda: client.http_list(
-            f"/projects/{project_id}/repository/commits", iterator=False, get_all=False, **params
+            f"/projects/{project_id}/repository/commits", query_data=params, get_all=False
         ),
     )
     items = [_commit(attrs) for attrs in raw]
+    if not items and page == 1 and ref:
+        # GitLab answers an unknown ref with an empty list; say which ref is unknown.
+        _call(
+            f"reading ref {ref!r}",
+            lambda: client.projects.get(project_id, lazy=True).commits.get(ref),
+        )
     next_page = page + 1 if len(items) == per_page else None
     return CommitPage(items=items, page=page, per_page=per_page, next_page=next_page)
 
