@@ -7,10 +7,13 @@ never a hand-kept copy); the pipeline is `gitlab-ci/dataset.gitlab-ci.yml` as sh
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tempfile
 import threading
+from importlib import metadata
 from pathlib import Path
 
 from indexer.dvc_env import dvc_environment
@@ -23,13 +26,33 @@ _lock = threading.Lock()
 
 
 def dvc_init_files(state_dir: Path) -> dict[str, str]:
-    """`{path: text}` of what `dvc init` writes, computed once per process (the first
-    caller's `state_dir` holds DVC's config and site cache, see `indexer.dvc_env`, so the run
-    never reads a developer's own DVC configuration or calls home)."""
+    """`{path: text}` of what `dvc init` writes for the installed DVC.
+
+    Computed once per deployment: kept in memory, and in `state_dir/dvc-init-<version>.json`
+    so every other web process (and a restart) reads it instead of running DVC again.
+    `state_dir` also holds DVC's config and site cache for the run (see `indexer.dvc_env`),
+    so it never reads a developer's own DVC configuration or calls home.
+    """
     with _lock:
         if not _cache:
-            _cache.update(_run_dvc_init(state_dir))
+            _cache.update(_load_or_run(state_dir))
         return dict(_cache)
+
+
+def _load_or_run(state_dir: Path) -> dict[str, str]:
+    saved = state_dir / f"dvc-init-{metadata.version('dvc')}.json"
+    try:
+        loaded = json.loads(saved.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict) and set(loaded) == set(DVC_FILES):
+            return {str(k): str(v) for k, v in loaded.items()}
+    except (OSError, ValueError):
+        pass  # absent or damaged: run dvc init again
+    files = _run_dvc_init(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    scratch = saved.with_suffix(f".tmp{os.getpid()}")
+    scratch.write_text(json.dumps(files), encoding="utf-8")
+    os.replace(scratch, saved)  # atomic: a concurrent process reads all or nothing
+    return files
 
 
 def _run_dvc_init(state_dir: Path) -> dict[str, str]:
