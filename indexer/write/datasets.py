@@ -153,7 +153,7 @@ def translate(exc: Exception, what: str) -> DshubError:
     by_code: dict[int, Callable[[], DshubError]] = {
         400: lambda: _validation(_message(exc), what),
         403: lambda: Forbidden(f"GitLab refused {what}: {reason}"),
-        404: lambda: NotFound(f"GitLab knows no {what.split(' ', 1)[-1]} you can see"),
+        404: lambda: NotFound(f"GitLab found nothing you can see for {what}"),
     }
     if code in by_code:
         return by_code[code]()
