@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer import jobs, search, sync
-from indexer.errors import InvalidInput, NotAuthenticated, NotFound
+from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
 from indexer.permissions import token_from_headers
 from indexer.search import Viewer
 from indexer.store import Dataset
@@ -228,7 +228,15 @@ def create_dataset() -> ResponseReturnValue:
         settings.public_url,
     )
     written = time.perf_counter()
-    viewer = _reindex(created.id)
+    try:
+        viewer = _reindex(created.id)
+    except DshubError as exc:
+        # The dataset exists in GitLab: say so, so a retry does not just meet a 409.
+        raise Unavailable(
+            f"dataset {created.id} ({created.path_with_namespace}) was created in GitLab but "
+            f"is not indexed yet ({exc.message}); it appears once the webhook or the next "
+            "reconcile runs — do not create it again"
+        ) from exc
     indexed = time.perf_counter()
     log.info("dataset created", extra={"project_id": created.id, "user_id": viewer.user_id})
     response = _answer(viewer, created.id, 201)

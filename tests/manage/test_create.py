@@ -118,3 +118,23 @@ def test_create_to_searchable_also_for_a_private_dataset_of_its_creator(
     assert manage.call("nonmember", "GET", f"/api/v1/datasets/{pid}").status_code == 404
     found = manage.call("maintainer", "GET", "/api/v1/datasets", q="secret").get_json()
     assert [item["id"] for item in found["items"]] == [pid]
+
+
+def test_a_create_gitlab_made_but_dshub_could_not_index_says_so_and_the_sync_repairs_it(
+    manage: ManageWorld,
+) -> None:
+    # The in-line sync reads the storage-site variable with the service token; GitLab
+    # failing that (past python-gitlab's retries) leaves a project that is not indexed yet.
+    manage.sandbox.faults.fail_next(20, 503, path_contains="/variables/", method="GET")
+    response = manage.create("maintainer", name="Flaky", namespace="imaging")
+    assert response.status_code == 503, response.get_json()
+    message = response.get_json()["error"]["message"]
+    assert "was created in GitLab but is not indexed yet" in message
+    assert "do not create it again" in message
+    manage.sandbox.faults.reset()
+    pid = manage.admin.projects.get("imaging/flaky").id
+    assert str(pid) in message
+    from indexer import jobs, sync
+
+    assert sync.sync_project(jobs.context(), pid) == "synced"
+    assert manage.call("maintainer", "GET", f"/api/v1/datasets/{pid}").status_code == 200
