@@ -17,7 +17,15 @@ from urllib.parse import quote
 
 import requests
 
-from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
+from indexer.errors import (
+    Conflict,
+    DshubError,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+)
 
 
 class NoAccess(DshubError):
@@ -81,7 +89,9 @@ _ERRORS: dict[int, type[DshubError]] = {
     401: NotAuthenticated,
     403: NoAccess,
     404: NotFound,
+    409: Conflict,
     416: InvalidInput,
+    422: Unprocessable,
     502: StorageProblem,
     503: Unavailable,
     504: Unavailable,
@@ -141,6 +151,10 @@ class ApiClient:
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a JSON document."""
         return self.request("GET", path, params=params).json()
+
+    def send_json(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Send a JSON body (POST, PATCH, DELETE) and return the JSON answer."""
+        return self.request(method, path, json=dict(body) if body is not None else None).json()
 
 
 def file_path(project_id: int, dataset_path: str) -> str:

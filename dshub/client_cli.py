@@ -1,4 +1,4 @@
-"""Client sub-commands of `dshub` (download, ls, search, versions): REST API only, no Flask."""
+"""Client sub-commands of `dshub` (download, ls, search, versions, create): REST API only, no Flask."""
 
 from __future__ import annotations
 
@@ -105,6 +105,26 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "name": args.name,
+        "namespace": args.namespace,
+        "visibility": args.visibility,
+        "topics": args.topic or [],
+    }
+    if args.description is not None:
+        body["description"] = args.description
+    if args.path:
+        body["path"] = args.path
+    try:
+        data = _client().send_json("POST", "/api/v1/datasets", body)
+    except DshubError as exc:
+        return _report(exc)
+    line = f"created dataset {data['id']}: {data['path_with_namespace']}  {data.get('web_url', '')}"
+    _print_json_or(args, data, [line])
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the client sub-commands to the `dshub` argument parser."""
     download = sub.add_parser(
@@ -138,3 +158,22 @@ def register(sub: Any) -> None:
     versions.add_argument("--project-id", type=int, required=True)
     versions.add_argument("--json", action="store_true")
     versions.set_defaults(func=_cmd_versions)
+
+    create = sub.add_parser(
+        "create",
+        help="create a dataset (a GitLab project with a DVC repository) as yourself",
+        description="Create a dataset in a namespace you may create projects in "
+        "(see GET /api/v1/namespaces). Topics are what the web UI calls tags.",
+    )
+    create.add_argument("name", help="the dataset's name")
+    create.add_argument(
+        "--namespace", required=True, help="group or user namespace: full path or id"
+    )
+    create.add_argument("--description", help="what the dataset holds (goes into its README)")
+    create.add_argument(
+        "--visibility", choices=("private", "internal", "public"), default="private"
+    )
+    create.add_argument("--topic", action="append", help="a topic (repeat for more)")
+    create.add_argument("--path", help="the project path (default: derived from the name)")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=_cmd_create)

@@ -40,7 +40,7 @@ class Forbidden(DshubError):
 
 
 class Conflict(DshubError):
-    """The request contradicts the current state (a second site selection, a stale base)."""
+    """The request contradicts the current state (a name already taken, a second selection)."""
 
     status = 409
     code = "conflict"
@@ -61,3 +61,11 @@ class Unavailable(DshubError):
     status = 503
     code = "unavailable"
     exit_code = 5
+
+
+class Unprocessable(DshubError):
+    """Well-formed, but GitLab's rules refuse it (e.g. a visibility its namespace forbids)."""
+
+    status = 422
+    code = "unprocessable"
+    exit_code = 2

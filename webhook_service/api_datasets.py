@@ -50,6 +50,7 @@ def dataset_json(dataset: Dataset) -> dict[str, Any]:
         "last_activity_at": _time(dataset.last_activity_at),
         "storage_site": dataset.storage_site,
         "indexed_at": _time(dataset.indexed_at),
+        "archived": bool(dataset.archived),
     }
 
 

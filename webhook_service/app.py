@@ -21,6 +21,7 @@ from webhook_service import (
     api_docs,
     api_files,
     api_gc,
+    api_manage,
     api_merge_requests,
     api_sites,
     bodies,
@@ -76,6 +77,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     app.register_blueprint(api_docs.blueprint)
+    app.register_blueprint(api_manage.blueprint)
     dvc_remote.init_app(app)
     csrf.init_app(app)
     ui.init_app(app)

@@ -29,3 +29,13 @@ def current_viewer() -> Viewer:
         ) from None
     g.dshub_viewer = viewer
     return viewer
+
+
+def refresh_viewer() -> Viewer:
+    """Forget the caller's cached permissions and ask GitLab again (after a write of theirs,
+    so their next read — this one included — sees what they just created or changed)."""
+    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    if token:
+        services().permissions.forget(token)
+    g.pop("dshub_viewer", None)
+    return current_viewer()

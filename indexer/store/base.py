@@ -56,6 +56,9 @@ class Dataset:
     last_activity_at: datetime | None = None
     storage_site: str | None = None
     indexed_at: datetime | None = None  # set by the store on write
+    # GitLab's `archived`; None on write keeps what the index holds (a sync that does not
+    # read it leaves a recorded archive in place); read back always True or False.
+    archived: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,8 @@ Connection = Any
 FACET_LIMIT = 50
 DATASET_COLUMNS = (
     "d.project_id, d.name, d.path_with_namespace, d.namespace, d.visibility, d.description, "
-    "d.topics, d.default_branch, d.web_url, d.last_activity_at, d.storage_site, d.indexed_at"
+    "d.topics, d.default_branch, d.web_url, d.last_activity_at, d.storage_site, d.indexed_at, "
+    "d.archived"
 )
 SELECT_FILE = (
     "SELECT f.id, f.project_id, f.ref, f.commit_sha, f.path, f.md5, f.hash_name, f.size, "

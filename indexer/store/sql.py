@@ -236,6 +236,7 @@ class SqlIndexStore(SqlQueries, IndexStore):
             web_url=dataset.web_url,
             last_activity_at=dataset.last_activity_at,
             storage_site=dataset.storage_site,
+            archived=dataset.archived,
         )
         with self._write() as conn:
             before = self._one(
@@ -247,14 +248,18 @@ class SqlIndexStore(SqlQueries, IndexStore):
                 conn,
                 "INSERT INTO datasets (project_id, name, path_with_namespace, namespace, "
                 "visibility, description, topics, default_branch, web_url, last_activity_at, "
-                "storage_site, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "storage_site, indexed_at, archived) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "COALESCE(CAST(? AS BOOLEAN), FALSE)) "
                 "ON CONFLICT (project_id) DO UPDATE SET name = excluded.name, "
                 "path_with_namespace = excluded.path_with_namespace, "
                 "namespace = excluded.namespace, visibility = excluded.visibility, "
                 "description = excluded.description, topics = excluded.topics, "
                 "default_branch = excluded.default_branch, web_url = excluded.web_url, "
                 "last_activity_at = excluded.last_activity_at, "
-                "storage_site = excluded.storage_site, indexed_at = excluded.indexed_at",
+                "storage_site = excluded.storage_site, indexed_at = excluded.indexed_at, "
+                # Unknown (None) keeps the stored flag; the insert above defaulted it.
+                "archived = CASE WHEN CAST(? AS BOOLEAN) IS NULL THEN datasets.archived "
+                "ELSE excluded.archived END",
                 (
                     stored.project_id,
                     stored.name,
@@ -268,6 +273,8 @@ class SqlIndexStore(SqlQueries, IndexStore):
                     self._ts_in(stored.last_activity_at),
                     stored.storage_site,
                     self._ts_in(utcnow()),
+                    stored.archived,
+                    stored.archived,
                 ),
             )
             self._x(conn, "DELETE FROM dataset_topics WHERE project_id = ?", (stored.project_id,))
@@ -335,6 +342,7 @@ class SqlIndexStore(SqlQueries, IndexStore):
             last_activity_at=self._ts_out(row[9]),
             storage_site=row[10],
             indexed_at=self._ts_out(row[11]),
+            archived=bool(row[12]),
         )
 
     # --------------------------------------------------------------------- refs

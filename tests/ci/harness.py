@@ -190,6 +190,7 @@ def make_dataset(
     repo.variables = {
         "CI_PROJECT_ID": DATASET_ID,
         "DSHUB_DATASET_ID": DATASET_ID,
+        "DSHUB_STORAGE_SITE": "test-site",
         "DSHUB_DVC_REMOTE_URL": remote_url,
         "CI_REPOSITORY_URL": origin.as_uri(),
         "DSHUB_CI_DVC_STATE_DIR": str(tmp_path / "_ci_dvc_state"),

@@ -14,6 +14,7 @@ import yaml
 
 from tests.ci.harness import (
     COMPONENT_ORIGIN,
+    DATASET_PIPELINE,
     GITLAB_CI_LOCAL,
     TEMPLATES,
     git,
@@ -161,7 +162,8 @@ def test_rendered_pipelines_validate_against_gitlab_ci_schema(tmp_path: Path) ->
     assert '--dshub-url "https://dshub.example"' in rendered["nightly-gc"]["script"][0]
     assert '--allowed-extensions ".jpg,.png"' in rendered["check-data"]["script"][0]
     assert rendered["dvc-push"]["resource_group"] == rendered["dvc-gc"]["resource_group"]
-    assert rendered["dvc-gc"]["rules"][1]["when"] == "manual"
+    assert rendered["dvc-gc"]["rules"][0]["when"] == "never"  # until a site is selected
+    assert rendered["dvc-gc"]["rules"][2]["when"] == "manual"
 
 
 @pytest.mark.parametrize(
@@ -188,3 +190,42 @@ def test_bad_inputs_are_rejected_before_anything_runs(
     result = _preview(repo)
     assert result.returncode != 0
     assert error in (result.stdout + result.stderr).lower()
+
+
+def _listed_jobs(repo: Path, *variables: str) -> list[str]:
+    args = [str(GITLAB_CI_LOCAL), "--list", "--home", str(repo.parent)]
+    for variable in variables:
+        args += ["--variable", variable]
+    result = subprocess.run(
+        args, cwd=repo, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("name")), None)
+    if header is None:
+        return []
+    return [line.split()[0] for line in lines[header + 1 :] if line.strip()]
+
+
+def test_dataset_pipeline_runs_no_job_until_a_storage_site_is_selected(tmp_path: Path) -> None:
+    """dshub sets DSHUB_STORAGE_SITE at selection; before that `workflow:rules` says never."""
+    require_tools()
+    repo = _component_project(tmp_path, pipeline_yaml())
+    assert _listed_jobs(repo) == []
+    assert _listed_jobs(repo, "DSHUB_STORAGE_SITE=") == []
+    assert _listed_jobs(repo, "DSHUB_STORAGE_SITE=lab-s3") == [
+        "validate-storage",
+        "dvc-push",
+        "dvc-gc",
+    ]
+
+
+def test_dataset_pipeline_rules_are_the_component_defaults_behind_the_site_gate() -> None:
+    """The shipped pipeline only prepends the storage-site condition to each default."""
+    pipeline = yaml.safe_load(DATASET_PIPELINE.read_text())
+    gate = {"if": '$DSHUB_STORAGE_SITE == null || $DSHUB_STORAGE_SITE == ""', "when": "never"}
+    for entry in pipeline["include"]:
+        name = entry["component"].rsplit("/", 1)[1].split("@", 1)[0]
+        header, _ = _documents(name)
+        default = header["spec"]["inputs"]["rules"]["default"]
+        assert entry["inputs"]["rules"] == [gate, *default], name

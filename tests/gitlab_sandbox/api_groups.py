@@ -23,7 +23,14 @@ from tests.gitlab_sandbox.http import (
     router,
     validation_error,
 )
-from tests.gitlab_sandbox.records import GUEST, MAINTAINER, OWNER, VISIBILITIES, Group
+from tests.gitlab_sandbox.records import (
+    GUEST,
+    MAINTAINER,
+    OWNER,
+    PROJECT_CREATION_LEVELS,
+    VISIBILITIES,
+    Group,
+)
 from tests.gitlab_sandbox.state import SandboxState
 
 GROUP_PATH_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$")
@@ -82,6 +89,7 @@ def create_group(req: Request) -> Response:
     if not GROUP_PATH_RE.match(path):
         raise validation_error({"path": ["can contain only letters, digits, '_', '-' and '.'"]})
     visibility = param_choice(req, "visibility", VISIBILITIES, "private") or "private"
+    creation = param_choice(req, "project_creation_level", PROJECT_CREATION_LEVELS, "maintainer")
     parent_id = param_int(req, "parent_id")
     with state.mutation():
         parent = None
@@ -117,6 +125,7 @@ def create_group(req: Request) -> Response:
             visibility=visibility,
             description=param_str(req, "description") or "",
             created_at=state.now(),
+            project_creation_level=creation or "maintainer",
         )
         state.namespaces[group.id] = group
         if permissions.group_level(state, user, group) < OWNER:
@@ -126,14 +135,17 @@ def create_group(req: Request) -> Response:
 
 @router.route("PUT", "/api/v4/groups/:id")
 def edit_group(req: Request) -> Response:
-    """`PUT /groups/:id` (Owner): name, description, visibility."""
+    """`PUT /groups/:id` (Owner): name, description, visibility, project_creation_level."""
     user = signed_in(req)
     state = req.state
     group = state.find_group(req.path_params["id"], user)
     if not permissions.can_admin_group(state, user, group):
         raise forbidden()
     visibility = param_choice(req, "visibility", VISIBILITIES, None)
+    creation = param_choice(req, "project_creation_level", PROJECT_CREATION_LEVELS, None)
     with state.mutation():
+        if creation:
+            group.project_creation_level = creation
         if param_str(req, "name"):
             group.name = param_str(req, "name") or group.name
         if "description" in req.params:

@@ -13,7 +13,6 @@ from tests.gitlab_sandbox.http import (
     Request,
     Response,
     bad_request_error,
-    forbidden,
     keyset_paginate,
     not_found,
     paginate,
@@ -32,6 +31,7 @@ from tests.gitlab_sandbox.records import (
     MAINTAINER,
     OWNER,
     VISIBILITIES,
+    VISIBILITY_LEVEL,
     Group,
     User,
 )
@@ -167,12 +167,32 @@ def _namespace_for_create(req: Request, user: User, key: str = "namespace_id") -
 
 
 def can_create_in(state: SandboxState, user: User, ns: Group) -> bool:
-    """Personal namespace of the caller, or Developer+ in the group (GitLab's default), or admin."""
+    """Personal namespace of the caller; in a group, as its `project_creation_level` allows
+    (maintainer: Maintainer+, developer: Developer+, noone: nobody); admins anywhere."""
     if user.admin:
         return True
     if ns.kind == "user":
         return ns.owner_id == user.id
-    return permissions.group_level(state, user, ns) >= DEVELOPER
+    level = permissions.group_level(state, user, ns)
+    if ns.project_creation_level == "developer":
+        return level >= DEVELOPER
+    if ns.project_creation_level == "maintainer":
+        return level >= MAINTAINER
+    return False
+
+
+def namespace_refused() -> ApiError:
+    """GitLab's answer when the caller may not create projects in the namespace."""
+    return validation_error({"namespace": ["is not valid"]})
+
+
+def check_visibility_allowed(ns: Group, visibility: str) -> None:
+    """A project's visibility may not exceed its group's: GitLab's 400 validation message."""
+    if ns.kind != "group" or VISIBILITY_LEVEL[visibility] <= VISIBILITY_LEVEL[ns.visibility]:
+        return
+    raise validation_error(
+        {"visibility_level": [f"{visibility} is not allowed in a {ns.visibility} group."]}
+    )
 
 
 def _taken(
@@ -228,13 +248,20 @@ def new_project(
             **attrs,
         )
         state.projects[project.id] = project
+        # A personal namespace's owner becomes a direct Owner member of the project (GitLab
+        # records it, so `members` and `permissions.project_access` show it); in a group the
+        # creator is made Maintainer unless the group already gives them that.
+        personal = ns.kind == "user" and ns.owner_id == user.id
         level = OWNER if ns.kind == "user" else MAINTAINER
-        if permissions.project_level(state, user, project) < level:
+        if personal or permissions.project_level(state, user, project) < level:
             member = state.add_member("Project", project.id, user, level, user)
-            system_events.send(
-                state, system_events.team_event(state, project, member, "user_add_to_team")
-            )
+        else:
+            member = None
     system_events.send(state, system_events.project_event(state, project, "project_create"))
+    if member is not None:
+        system_events.send(
+            state, system_events.team_event(state, project, member, "user_add_to_team")
+        )
     return project
 
 
@@ -255,7 +282,8 @@ def create_project(req: Request) -> Response:
     with state.mutation():
         ns = _namespace_for_create(req, user)
         if not can_create_in(state, user, ns):
-            raise forbidden()
+            raise namespace_refused()
+        check_visibility_allowed(ns, visibility)
         errors = _taken(state, ns, name, path)
         if errors:
             raise validation_error(errors)
@@ -316,6 +344,8 @@ def edit_project(req: Request) -> Response:
                 )
             repo.set_default_branch(branch)
             project.default_branch = branch
+        if visibility:
+            check_visibility_allowed(project.namespace, visibility)
         project.name, project.path = name, path
         if "description" in req.params:
             project.description = param_str(req, "description") or ""
@@ -367,6 +397,71 @@ def delete_project(req: Request) -> Response:
     project = req.state.find_project(req.path_params["id"], user, "owner")
     remove_project(req.state, project)
     return Response(202, {"message": "202 Accepted"})
+
+
+def _set_archived(req: Request, archived: bool) -> Response:
+    user = signed_in(req)
+    state = req.state
+    project = state.find_project(req.path_params["id"], user, "owner")
+    with state.mutation():
+        changed = project.archived != archived
+        project.archived = archived
+        if changed:
+            project.updated_at = state.now()
+        event = system_events.project_event(state, project, "project_update")
+    if changed:
+        system_events.send(state, event)
+    return Response(201, entities.project_json(state, project, user, with_access=False))
+
+
+@router.route("POST", "/api/v4/projects/:id/archive")
+def archive_project(req: Request) -> Response:
+    """`POST /projects/:id/archive` (Owner; idempotent): 201 with the project, read-only now."""
+    return _set_archived(req, True)
+
+
+@router.route("POST", "/api/v4/projects/:id/unarchive")
+def unarchive_project(req: Request) -> Response:
+    """`POST /projects/:id/unarchive` (Owner; idempotent): 201 with the project."""
+    return _set_archived(req, False)
+
+
+def _protected_branch_json(project: Project) -> dict[str, Any]:
+    maintainers = [
+        {
+            "id": 1,
+            "access_level": MAINTAINER,
+            "access_level_description": "Maintainers",
+            "deploy_key_id": None,
+            "user_id": None,
+            "group_id": None,
+        }
+    ]
+    return {
+        "id": project.id,
+        "name": project.default_branch,
+        "push_access_levels": maintainers,
+        "merge_access_levels": [dict(maintainers[0], id=2)],
+        "unprotect_access_levels": [],
+        "allow_force_push": False,
+        "code_owner_approval_required": False,
+    }
+
+
+@router.route("GET", "/api/v4/projects/:id/protected_branches")
+def list_protected_branches(req: Request) -> Response:
+    """The default branch, protected as GitLab protects a new project's (Maintainers push/merge)."""
+    project = req.state.find_project(req.path_params["id"], req.user, "read_repository")
+    return paginate(req, [project], _protected_branch_json)
+
+
+@router.route("GET", "/api/v4/projects/:id/protected_branches/:name")
+def get_protected_branch(req: Request) -> Response:
+    """One protected branch; `404 Protected Branch Not Found` for any other name."""
+    project = req.state.find_project(req.path_params["id"], req.user, "read_repository")
+    if req.path_params["name"] != project.default_branch:
+        raise not_found("Protected Branch")
+    return Response(200, _protected_branch_json(project))
 
 
 @router.route("POST", "/api/v4/projects/:id/fork")

@@ -112,7 +112,7 @@ def group_json(state: SandboxState, group: Group) -> dict[str, Any]:
         "share_with_group_lock": False,
         "require_two_factor_authentication": False,
         "two_factor_grace_period": 48,
-        "project_creation_level": "developer",
+        "project_creation_level": group.project_creation_level,
         "auto_devops_enabled": None,
         "subgroup_creation_level": "maintainer",
         "emails_disabled": False,

@@ -42,6 +42,7 @@ ACCESS_DENIED = (
     b"was incorrect or you're required to use a token instead of a password.\n"
 )
 PUSH_DENIED = "You are not allowed to push code to this project."
+ARCHIVED = "You can't push code to an archived project."
 
 _PRE_RECEIVE = """#!/bin/sh
 # Refuse the whole push with the sandbox's message, like GitLab's pre-receive check.
@@ -360,6 +361,8 @@ def make_app(state: Any) -> GitHttpApp:
     def check_push(user: Any, project: Any, updates: list[Update]) -> str | None:
         if getattr(user, "via_job_token", False):
             return PUSH_DENIED
+        if project.archived:
+            return ARCHIVED
         if not permissions.can(state, user, project, "push"):
             return PUSH_DENIED
         default = f"refs/heads/{project.default_branch}"

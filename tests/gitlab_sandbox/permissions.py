@@ -6,7 +6,8 @@
   their memberships in the project's group and its ancestors, and Owner of their own
   personal namespace;
 * needs: `read` (see it), `read_repository` (private: Reporter+; public/internal: whoever sees
-  it), `push` (Developer+), `admin` (Maintainer+), `owner` (Owner). Admins may do everything.
+  it), `push` (Developer+), `admin` (Maintainer+), `owner` (Owner). Admins may do everything;
+* an archived project is read-only: nobody, not even an admin, may `push` or `push_protected`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def can(state: SandboxState, user: User | None, project: Project, need: str) -> 
     """True when `user` may do `need` on `project` (see the module docstring)."""
     if need not in NEEDS:
         raise ValueError(f"unknown permission need {need!r}")
+    if need in ("push", "push_protected") and project.archived:
+        return False
     if user is not None and user.admin:
         return True
     level = project_level(state, user, project)

@@ -72,9 +72,13 @@ class Group:
     description: str = ""
     created_at: str = ""
     owner_id: int | None = None
+    # Who may create projects in a group: "noone", "maintainer" (GitLab's default) or
+    # "developer" (Developers and Maintainers).
+    project_creation_level: str = "maintainer"
 
 
 Namespace = Group
+PROJECT_CREATION_LEVELS = ("noone", "maintainer", "developer")
 
 
 @dataclass

@@ -160,12 +160,19 @@ def test_more_than_three_refs_fire_no_push_hooks(
     assert len(webhook_receiver.received[0].json()["refs"]) == 4
 
 
+def _group_without_member_events(gitlab_admin: gitlab.Gitlab) -> int:
+    """A group root owns: projects created there fire project_create and no member event
+    (in a personal namespace the owner's Owner membership fires user_add_to_team too)."""
+    return int(gitlab_admin.groups.create({"name": "quiet", "path": "quiet"}).id)
+
+
 def test_duplicate_knob_resends_with_same_idempotency_key(
     gitlab_sandbox: Sandbox, gitlab_admin: gitlab.Gitlab, webhook_receiver: WebhookReceiver
 ) -> None:
+    group = _group_without_member_events(gitlab_admin)
     _system_hook(gitlab_admin, webhook_receiver)
     gitlab_sandbox.faults.duplicate_webhooks(1)
-    gitlab_admin.projects.create({"name": "twice"})
+    gitlab_admin.projects.create({"name": "twice", "namespace_id": group})
     first, second = webhook_receiver.wait_for(2)[:2]
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
     assert first.headers["X-Gitlab-Webhook-Uuid"] != second.headers["X-Gitlab-Webhook-Uuid"]
@@ -174,10 +181,11 @@ def test_duplicate_knob_resends_with_same_idempotency_key(
 def test_drop_knob_loses_a_delivery_and_records_it(
     gitlab_sandbox: Sandbox, gitlab_admin: gitlab.Gitlab, webhook_receiver: WebhookReceiver
 ) -> None:
+    group = _group_without_member_events(gitlab_admin)
     _system_hook(gitlab_admin, webhook_receiver)
     gitlab_sandbox.faults.drop_webhooks(1)
-    gitlab_admin.projects.create({"name": "a"})
-    gitlab_admin.projects.create({"name": "b"})
+    gitlab_admin.projects.create({"name": "a", "namespace_id": group})
+    gitlab_admin.projects.create({"name": "b", "namespace_id": group})
     gitlab_sandbox.webhooks.wait_idle()
     assert [r.json()["name"] for r in webhook_receiver.received] == ["b"]
     assert [d.outcome for d in gitlab_sandbox.deliveries()] == ["dropped", "delivered"]
@@ -186,10 +194,11 @@ def test_drop_knob_loses_a_delivery_and_records_it(
 def test_reorder_knob_releases_held_deliveries_in_reverse(
     gitlab_sandbox: Sandbox, gitlab_admin: gitlab.Gitlab, webhook_receiver: WebhookReceiver
 ) -> None:
+    group = _group_without_member_events(gitlab_admin)
     _system_hook(gitlab_admin, webhook_receiver)
     gitlab_sandbox.faults.reorder_webhooks(2)
-    gitlab_admin.projects.create({"name": "first"})
-    gitlab_admin.projects.create({"name": "second"})
+    gitlab_admin.projects.create({"name": "first", "namespace_id": group})
+    gitlab_admin.projects.create({"name": "second", "namespace_id": group})
     got = webhook_receiver.wait_for(2)
     assert [r.json()["name"] for r in got] == ["second", "first"]
 
@@ -197,8 +206,9 @@ def test_reorder_knob_releases_held_deliveries_in_reverse(
 def test_redelivery_keeps_the_idempotency_key(
     gitlab_sandbox: Sandbox, gitlab_admin: gitlab.Gitlab, webhook_receiver: WebhookReceiver
 ) -> None:
+    group = _group_without_member_events(gitlab_admin)
     _system_hook(gitlab_admin, webhook_receiver)
-    gitlab_admin.projects.create({"name": "again"})
+    gitlab_admin.projects.create({"name": "again", "namespace_id": group})
     original = gitlab_sandbox.wait_for_deliveries(1)[0]
     gitlab_sandbox.webhooks.redeliver(original.id)
     got = webhook_receiver.wait_for(2)
@@ -229,8 +239,9 @@ def test_failing_project_hook_is_disabled_after_four_failures(
 def test_deliveries_endpoint_lists_attempts_for_admins(
     gitlab_sandbox: Sandbox, gitlab_admin: gitlab.Gitlab, webhook_receiver: WebhookReceiver
 ) -> None:
+    group = _group_without_member_events(gitlab_admin)
     _system_hook(gitlab_admin, webhook_receiver)
-    gitlab_admin.projects.create({"name": "listed"})
+    gitlab_admin.projects.create({"name": "listed", "namespace_id": group})
     gitlab_sandbox.webhooks.wait_idle()
     import requests
 
