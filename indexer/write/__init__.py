@@ -1,0 +1,1 @@
+"""The write path: datasets changed as their users, through GitLab, with bytes in their storage site."""
