@@ -162,8 +162,8 @@ def _string(body: dict[str, Any], name: str) -> str | None:
     return value.strip()
 
 
-def _namespaces(body: dict[str, Any]) -> tuple[str, ...]:
-    value = body.get("namespaces")
+def _namespaces(body: Any) -> tuple[str, ...]:
+    value = body.get("namespaces") if isinstance(body, dict) else None
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):

@@ -23,6 +23,7 @@ from webhook_service import (
     api_gc,
     api_merge_requests,
     api_sites,
+    api_uploads,
     auth,
     dvc_remote,
     errors,
@@ -70,6 +71,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_sites.blueprint)
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
+    app.register_blueprint(api_uploads.blueprint)
     dvc_remote.init_app(app)
     jobs.use_settings(settings)
     if settings.embedded:
