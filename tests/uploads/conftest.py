@@ -32,6 +32,8 @@ from webhook_service.webhooks import receiver_of
 ROLES = {"mia": 40, "dev": 30, "rep": 20, "gus": 10}
 KEYS = {"access_key_id": services.S3_ACCESS_KEY, "secret_access_key": services.S3_SECRET_KEY}
 PUBLIC_URL = "http://dshub.test:8000"
+MAX_BYTES = 256 * 1024
+POINTER_WARN = 40
 
 
 @dataclass
@@ -46,6 +48,7 @@ class UploadWorld:
     root: Path
     dvc_env: dict[str, str]
     project: Any = None
+    group: Any = None
     tokens: dict[str, str] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
 
@@ -98,7 +101,8 @@ class UploadWorld:
         return repo
 
 
-def _dataset(world: UploadWorld, group: Any, name: str) -> Any:
+def make_dataset(world: UploadWorld, group: Any, name: str) -> Any:
+    """A private DVC repository (as `dvc init` leaves it) with the members of ROLES."""
     project = world.admin.projects.create(
         {"name": name, "namespace_id": group.id, "visibility": "private"}
     )
@@ -152,7 +156,8 @@ def upload_world(
         "DSHUB_PUBLIC_URL": PUBLIC_URL,
         "DSHUB_RECONCILE_INTERVAL": "0",
         "DSHUB_LOG_FORMAT": "text",
-        "DSHUB_UPLOAD_MAX_BYTES": str(256 * 1024),
+        "DSHUB_UPLOAD_MAX_BYTES": str(MAX_BYTES),
+        "DSHUB_UPLOAD_POINTER_WARN": str(POINTER_WARN),
     }
     app = create_app(config)
     site = StorageSite(
@@ -175,7 +180,8 @@ def upload_world(
         world.user_ids[name] = user.id
     world.tokens["admin"] = gitlab_sandbox.admin_token
     group = gitlab_admin.groups.create({"name": "lab", "path": "lab", "visibility": "private"})
-    world.project = _dataset(world, group, "cells")
+    world.group = group
+    world.project = make_dataset(world, group, "cells")
     select_site(world, world.pid)
     try:
         yield world

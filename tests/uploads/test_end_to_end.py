@@ -31,7 +31,7 @@ def test_upload_replace_move_delete_then_clone_and_pull(upload_world: UploadWorl
     assert clone.dvc("remote", "list").split()[:1] == ["dshub"]
 
     loose = _images("img", 50)
-    answer = world.upload("mia", loose, folder="loose", message="Fifty loose images")
+    answer = world.upload("mia", loose, folder="loose", message="Fifty loose images", confirm=True)
     assert answer.status_code == 201, answer.get_json()
     body = answer.get_json()
     assert body["index"] == "synced" and len(body["files"]) == 50
