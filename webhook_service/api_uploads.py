@@ -71,7 +71,7 @@ def _too_large(exc: FileTooLarge) -> ResponseReturnValue:
 # TODO(lead): use the shared body/int parser
 
 
-def _flag(value: Any, name: str) -> bool:
+def flag_param(value: Any, name: str) -> bool:
     if value in (None, "", False):
         return False
     if value is True or str(value).lower() in ("true", "1", "yes"):
@@ -81,7 +81,7 @@ def _flag(value: Any, name: str) -> bool:
     raise InvalidInput(f"{name} must be true or false")
 
 
-def _text(params: dict[str, Any], name: str, limit: int = 4096) -> str | None:
+def text_param(params: dict[str, Any], name: str, limit: int = 4096) -> str | None:
     value = params.get(name)
     if value is None or value == "":
         return None
@@ -90,7 +90,7 @@ def _text(params: dict[str, Any], name: str, limit: int = 4096) -> str | None:
     return value
 
 
-def _json_body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > MAX_JSON_BYTES:
         raise InvalidInput(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
@@ -108,7 +108,7 @@ def _json_body() -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the caller
 
 
-class _Target:
+class WriteTarget:
     """The dataset a write is for, and everything needed to write it as the caller."""
 
     def __init__(self, project_id: int) -> None:
@@ -169,20 +169,20 @@ class _Target:
         staged: dict[str, StagedObject] | None = None,
     ) -> ResponseReturnValue:
         """Run the write, re-sync the ref in-line, drop the caller's cached permissions."""
-        branch = _text(params, "branch", 255) or self.info.default_branch or "main"
-        new_branch = _text(params, "new_branch", 255)
-        merge_request = _flag(params.get("merge_request"), "merge_request")
+        branch = text_param(params, "branch", 255) or self.info.default_branch or "main"
+        new_branch = text_param(params, "new_branch", 255)
+        merge_request = flag_param(params.get("merge_request"), "merge_request")
         if merge_request and not new_branch:
             raise InvalidInput("merge_request=true needs new_branch=<name>")
         write = WriteRequest(
             project_id=self.project_id,
             branch=branch,
-            message=_text(params, "message", 10_000) or default_message,
+            message=text_param(params, "message", 10_000) or default_message,
             operations=operations,
             new_branch=new_branch,
             merge_request=merge_request,
             pointer_warn=self.settings.upload_pointer_warn,
-            confirm=_flag(params.get("confirm"), "confirm"),
+            confirm=flag_param(params.get("confirm"), "confirm"),
             staged=staged or {},
         )
         result = write_files(self.client_project(), self.objects, write, _staging(self.settings))
@@ -327,7 +327,7 @@ def _check_declared(form: MultiDict[str, str], staged: list[tuple[str, StagedObj
             )
 
 
-def _upload_operations(
+def upload_operations(
     folder: str, layout: str, entries: list[tuple[str, StagedObject]]
 ) -> Operations:
     if layout == "directory":
@@ -347,8 +347,8 @@ def upload_files(project_id: int) -> ResponseReturnValue:
     if query.get("folder"):
         clean_path(query["folder"], "folder")
     for name in ("branch", "new_branch"):
-        _text(query, name, 255)
-    target = _Target(project_id)
+        text_param(query, name, 255)
+    target = WriteTarget(project_id)
     form, staged = _parse_upload(target.settings)
     try:
         params: dict[str, Any] = {**form.to_dict(), **query}
@@ -359,7 +359,7 @@ def upload_files(project_id: int) -> ResponseReturnValue:
         entries = [(upload_path(folder, name), obj) for name, obj in staged]
         if len({path for path, _ in entries}) != len(entries):
             raise InvalidInput("two files have the same path")
-        operations = _upload_operations(folder, params.get("layout") or "files", entries)
+        operations = upload_operations(folder, params.get("layout") or "files", entries)
         count = len(entries)
         default = f"Upload {count} file{'s' if count != 1 else ''}" + (
             f" to {folder}" if folder else ""
@@ -376,7 +376,7 @@ def upload_files(project_id: int) -> ResponseReturnValue:
 
 
 def _params() -> dict[str, Any]:
-    return {**_json_body(), **request.args.to_dict()}
+    return {**json_body(), **request.args.to_dict()}
 
 
 def _write_paths(
@@ -384,7 +384,7 @@ def _write_paths(
 ) -> ResponseReturnValue:
     params = _params()
     operations, message = build(params)
-    target = _Target(project_id)
+    target = WriteTarget(project_id)
     return target.write(operations, params, message)
 
 

@@ -23,6 +23,7 @@ from webhook_service import (
     api_gc,
     api_merge_requests,
     api_sites,
+    api_upload_sessions,
     api_uploads,
     auth,
     dvc_remote,
@@ -72,6 +73,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_gc.blueprint)
     app.register_blueprint(api_merge_requests.blueprint)
     app.register_blueprint(api_uploads.blueprint)
+    app.register_blueprint(api_upload_sessions.blueprint)
     dvc_remote.init_app(app)
     jobs.use_settings(settings)
     if settings.embedded:

@@ -57,7 +57,7 @@ def _commit(world: UploadWorld, files: dict[str, str]) -> None:
     ],
 )
 def test_bad_input_is_400_and_nothing_is_written(
-    upload_world: UploadWorld, fields: dict[str, str], name: str, needle: str
+    upload_world: UploadWorld, fields: dict[str, Any], name: str, needle: str
 ) -> None:
     head = _head(upload_world)
     error = _error(upload_world.upload("mia", {name: b"bytes"}, **fields), 400)
