@@ -49,6 +49,7 @@ class UploadWorld:
     dvc_env: dict[str, str]
     project: Any = None
     group: Any = None
+    config: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
 
@@ -179,6 +180,7 @@ def upload_world(
         world.tokens[name] = token
         world.user_ids[name] = user.id
     world.tokens["admin"] = gitlab_sandbox.admin_token
+    world.config = config
     group = gitlab_admin.groups.create({"name": "lab", "path": "lab", "visibility": "private"})
     world.group = group
     world.project = make_dataset(world, group, "cells")
