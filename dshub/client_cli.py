@@ -125,8 +125,125 @@ def _cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in ("branch", "new_branch"):
+        if getattr(args, name, None):
+            options[name] = getattr(args, name)
+    if getattr(args, "merge_request", False):
+        options["merge_request"] = True
+    if getattr(args, "message", None):
+        options["message"] = args.message
+    return options
+
+
+def _summary(answer: dict[str, Any]) -> list[str]:
+    lines = [f"{f['action']:9} {f['path']}" for f in answer.get("files", [])]
+    if answer.get("commit"):
+        lines.append(f"commit {answer['commit']} on {answer.get('branch')}")
+    else:
+        lines.append("nothing changed: every file already was as given")
+    merge_request = answer.get("merge_request")
+    if merge_request:
+        lines.append(f"merge request !{merge_request.get('iid')} {merge_request.get('web_url')}")
+    return lines
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from dshub import upload
+
+    try:
+        files = upload.collect(args.paths)
+        folder = args.folder
+        if folder is None and args.layout == "directory":
+            directories = [p for p in args.paths if Path(p).is_dir()]
+            folder = Path(directories[0]).resolve().name if len(directories) == 1 else None
+        options = _write_options(args)
+        options.pop("message", None)
+        options.update(folder=folder or "", layout=args.layout)
+        if args.confirm:
+            options["confirm"] = True
+        answer = upload.upload(
+            _client(),
+            args.project_id,
+            files,
+            options=options,
+            message=args.message,
+            jobs=args.jobs,
+            progress=not args.quiet,
+        )
+    except DshubError as exc:
+        return _report(exc)
+    _print_json_or(args, answer, _summary(answer))
+    return 0
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    from dshub import upload
+
+    try:
+        answer = upload.remove(_client(), args.project_id, args.paths, _write_options(args))
+    except DshubError as exc:
+        return _report(exc)
+    _print_json_or(args, answer, _summary(answer))
+    return 0
+
+
+def _cmd_mv(args: argparse.Namespace) -> int:
+    from dshub import upload
+
+    try:
+        answer = upload.move(
+            _client(), args.project_id, args.source, args.target, _write_options(args)
+        )
+    except DshubError as exc:
+        return _report(exc)
+    _print_json_or(args, answer, _summary(answer))
+    return 0
+
+
+def _write_arguments(parser: Any) -> None:
+    parser.add_argument("--project-id", type=int, required=True)
+    parser.add_argument("--branch", help="branch to change (default: the default branch)")
+    parser.add_argument("-m", "--message", help="commit message")
+    parser.add_argument("--new-branch", help="commit to this new branch instead")
+    parser.add_argument(
+        "--merge-request", action="store_true", help="open a merge request from --new-branch"
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+def register_writes(sub: Any) -> None:
+    """Add `upload`, `rm` and `mv` to the `dshub` argument parser."""
+    up = sub.add_parser(
+        "upload",
+        help="upload files or a directory into a dataset (one commit)",
+        description="Upload FILES or a DIR (its files, named relative to it) into --folder.",
+    )
+    _write_arguments(up)
+    up.add_argument("--folder", help="dataset folder to upload into (default: the root)")
+    up.add_argument("--layout", choices=("files", "directory"), default="files")
+    up.add_argument("--confirm", action="store_true", help="allow many per-file pointers")
+    up.add_argument("-j", "--jobs", type=int, default=8, help="parallel transfers (default 8)")
+    up.add_argument("--quiet", action="store_true", help="no progress bar")
+    up.add_argument("paths", nargs="+", metavar="FILES|DIR")
+    up.set_defaults(func=_cmd_upload)
+
+    rm = sub.add_parser("rm", help="delete dataset files or folders (one commit)")
+    _write_arguments(rm)
+    rm.add_argument("paths", nargs="+", metavar="PATH")
+    rm.set_defaults(func=_cmd_rm)
+
+    mv = sub.add_parser("mv", help="rename a dataset file or folder (one commit)")
+    _write_arguments(mv)
+    mv.add_argument("source", metavar="FROM")
+    mv.add_argument("target", metavar="TO")
+    mv.set_defaults(func=_cmd_mv)
+
+
 def register(sub: Any) -> None:
     """Add the client sub-commands to the `dshub` argument parser."""
+    register_writes(sub)
     download = sub.add_parser(
         "download",
         help="download dataset files at a ref",

@@ -21,6 +21,8 @@ PREFIX = "DSHUB_"
 DEFAULT_WEBHOOK_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_DVC_MAX_OBJECT_BYTES = 50 * 1024**3
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+DEFAULT_UPLOAD_MAX_BYTES = 5 * 1024**3
+DEFAULT_UPLOAD_POINTER_WARN = 100
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 T = TypeVar("T")
@@ -48,6 +50,8 @@ class Settings:
     webhook_signing_key: bytes | None = field(default=None, repr=False)
     webhook_max_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES
     dvc_max_object_bytes: int = DEFAULT_DVC_MAX_OBJECT_BYTES
+    upload_max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES
+    upload_pointer_warn: int = DEFAULT_UPLOAD_POINTER_WARN
     redis_url: str | None = None
     storage_credentials_file: Path | None = None
     namespaces: tuple[str, ...] = ()
@@ -78,6 +82,10 @@ DOCUMENTED: dict[str, str] = {
     "DSHUB_WEBHOOK_MAX_BYTES": "largest accepted webhook body in bytes (default 26214400 = 25 MiB)",
     "DSHUB_DVC_MAX_OBJECT_BYTES": "largest object `dvc push` may upload through dshub's DVC "
     "remote, in bytes (default 53687091200 = 50 GiB)",
+    "DSHUB_UPLOAD_MAX_BYTES": "largest file one upload through the API may hold, in bytes "
+    "(default 5368709120 = 5 GiB); larger files answer 413 with the limit",
+    "DSHUB_UPLOAD_POINTER_WARN": "most per-file pointers one upload writes without confirm=true "
+    "(default 100); more answer 422",
     "DSHUB_REDIS_URL": "redis://, rediss:// or unix:// URL of the RQ queue; "
     "unset = local journal drained by an in-process worker",
     "DSHUB_INDEX_URL": "sqlite:///PATH or postgresql://... (default sqlite in DSHUB_DATA_DIR)",
@@ -274,6 +282,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         dvc_max_object_bytes=read.parse(
             "DSHUB_DVC_MAX_OBJECT_BYTES", _positive_int, DEFAULT_DVC_MAX_OBJECT_BYTES
+        ),
+        upload_max_bytes=read.parse(
+            "DSHUB_UPLOAD_MAX_BYTES", _positive_int, DEFAULT_UPLOAD_MAX_BYTES
+        ),
+        upload_pointer_warn=read.parse(
+            "DSHUB_UPLOAD_POINTER_WARN", _positive_int, DEFAULT_UPLOAD_POINTER_WARN
         ),
         redis_url=read.parse("DSHUB_REDIS_URL", _redis_url, None),
         storage_credentials_file=read.parse("DSHUB_STORAGE_CREDENTIALS_FILE", _readable_file, None),

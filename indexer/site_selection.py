@@ -14,9 +14,12 @@ the project as the CI/CD variables of the contract in ARCHITECTURE.md, with the 
 
 from __future__ import annotations
 
+import base64
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gitlab
@@ -26,6 +29,7 @@ import requests
 from indexer.errors import (
     Conflict,
     DshubError,
+    Forbidden,
     InvalidInput,
     NotAuthenticated,
     Unavailable,
@@ -200,3 +204,104 @@ def set_variables(client: gitlab.Gitlab, project_id: int, variables: list[CiVari
             raise _translate(
                 exc, f"setting CI/CD variable {variable.key} on project {project_id}"
             ) from None
+
+
+# ------------------------------------------------------------------------------ .dvc/config
+
+REMOTE_NAME = "dshub"
+DVC_CONFIG = ".dvc/config"
+
+
+class RemoteConflict(Conflict):
+    """`.dvc/config` already names another default remote (or `dshub` at another URL)."""
+
+    code = "dvc_remote_conflict"
+
+
+def dvc_config_naming(text: str, url: str) -> str | None:
+    """`.dvc/config` with the remote `dshub` at `url` as the default remote, written by DVC's
+    own `Config.edit` (what `dvc remote add -d dshub <url>` writes); None when it already says
+    exactly that. Raises `RemoteConflict` when another default remote is named, or `dshub`
+    points elsewhere (gc compares the URL with DSHUB_DVC_REMOTE_URL)."""
+    from dvc.config import Config, ConfigError
+
+    with tempfile.TemporaryDirectory(prefix="dshub-dvc-config-") as tmp:
+        dvc_dir = Path(tmp) / ".dvc"
+        dvc_dir.mkdir()
+        (dvc_dir / "config").write_text(text, encoding="utf-8")
+        try:
+            config = Config(dvc_dir=str(dvc_dir), validate=False)
+            current = config.load_one("repo")
+        except ConfigError as exc:
+            raise RemoteConflict(
+                f"{DVC_CONFIG} cannot be read by DVC ({exc}); fix it first"
+            ) from None
+        default = (current.get("core") or {}).get("remote")
+        existing = (current.get("remote") or {}).get(REMOTE_NAME)
+        if default and default != REMOTE_NAME:
+            raise RemoteConflict(
+                f"{DVC_CONFIG} already names {default!r} as its default remote; remove it "
+                f"(`dvc remote default --unset`) or make it `{REMOTE_NAME}` with URL {url}"
+            )
+        if existing is not None and existing.get("url") != url:
+            raise RemoteConflict(
+                f"{DVC_CONFIG} has a remote {REMOTE_NAME!r} at {existing.get('url')!r}, not {url}"
+            )
+        if default == REMOTE_NAME and existing is not None:
+            return None
+        with config.edit("repo") as conf:
+            conf["remote"].setdefault(REMOTE_NAME, {})["url"] = url
+            conf["core"]["remote"] = REMOTE_NAME
+        return (dvc_dir / "config").read_text(encoding="utf-8")
+
+
+def check_dvc_config(project: Any, branch: str, url: str) -> tuple[str | None, str | None]:
+    """(new `.dvc/config` text or None when nothing changes, its `last_commit_id`), read with
+    the caller's client; raises `RemoteConflict` like `dvc_config_naming`."""
+    try:
+        found = project.files.get(DVC_CONFIG, ref=branch).asdict()
+    except Exception as exc:
+        if _not_found(exc):
+            raise NotADataset(f"the default branch has no {DVC_CONFIG}") from None
+        raise _translate(exc, f"reading {DVC_CONFIG}") from exc
+    text = base64.b64decode(found.get("content") or "").decode("utf-8", "replace")
+    return dvc_config_naming(text, url), str(found.get("last_commit_id"))
+
+
+def commit_dvc_config(project: Any, branch: str, url: str, attempts: int = 3) -> str | None:
+    """Commit, as the caller whose client `project` belongs to, `.dvc/config` naming the remote
+    `dshub` at `url` as default; the sha, or None when it already did. The update carries the
+    file's `last_commit_id`; a file changed meanwhile is read and checked again."""
+    for attempt in range(attempts):
+        text, last = check_dvc_config(project, branch, url)
+        if text is None:
+            return None
+        try:
+            commit = project.commits.create(
+                {
+                    "branch": branch,
+                    "commit_message": f"Use dshub's storage site: DVC remote {REMOTE_NAME}",
+                    "actions": [
+                        {
+                            "action": "update",
+                            "file_path": DVC_CONFIG,
+                            "content": text,
+                            "last_commit_id": last,
+                        }
+                    ],
+                }
+            )
+        except gitlab.exceptions.GitlabCreateError as exc:
+            message = str(exc.error_message)
+            if exc.response_code == 403:
+                raise Forbidden(
+                    f"GitLab refused the commit of {DVC_CONFIG}: "
+                    + message.removeprefix("403 Forbidden - ")
+                ) from None
+            if exc.response_code == 400 and "changed since" in message and attempt + 1 < attempts:
+                continue
+            raise _translate(exc, f"committing {DVC_CONFIG}") from None
+        except Exception as exc:
+            raise _translate(exc, f"committing {DVC_CONFIG}") from exc
+        return str(commit.id)
+    raise Conflict(f"{DVC_CONFIG} kept changing; try again")  # pragma: no cover

@@ -11,6 +11,7 @@ local-directory site (`local`) under the data directory.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import zlib
@@ -46,6 +47,7 @@ _EXTRA_COLUMNS = {
     "credentials_ref_readonly": "TEXT",
     "validated_at": "TEXT",
     "registered_by": "BIGINT",
+    "namespaces": "TEXT",  # JSON list; empty or NULL = every namespace may select the site
 }
 _COLUMNS = ", ".join((*_BASE_COLUMNS, *_EXTRA_COLUMNS))
 _SCHEMA = """
@@ -84,11 +86,19 @@ class SiteRecord:
     credentials_ref_readonly: str | None = None
     validated_at: datetime | None = None
     registered_by: int | None = None
+    namespaces: tuple[str, ...] = ()
 
     @property
     def validated(self) -> bool:
         """True when the site passed the write/read/delete probe at its last registration."""
         return self.validated_at is not None
+
+    def allows(self, namespace: str) -> bool:
+        """Whether a dataset in `namespace` (full path) may select this site: every namespace
+        when the site names none, else those namespaces and their subgroups."""
+        if not self.namespaces:
+            return True
+        return any(namespace == ns or namespace.startswith(ns + "/") for ns in self.namespaces)
 
 
 @dataclass(frozen=True)
@@ -308,6 +318,7 @@ def _row(record: SiteRecord) -> tuple[Any, ...]:
         record.credentials_ref_readonly,
         record.validated_at.isoformat() if record.validated_at else None,
         record.registered_by,
+        json.dumps(list(record.namespaces)) if record.namespaces else None,
     )
 
 
@@ -324,7 +335,8 @@ def _record(row: Any) -> SiteRecord:
         credentials_ref=row[8],
         path=row[9],
     )
-    return SiteRecord(site, row[10], _time(row[11]), row[12])
+    namespaces = tuple(str(ns) for ns in json.loads(row[13])) if row[13] else ()
+    return SiteRecord(site, row[10], _time(row[11]), row[12], namespaces)
 
 
 def placement_changes(old: StorageSite, new: StorageSite) -> list[str]:

@@ -36,8 +36,11 @@ from indexer.search import Viewer
 from indexer.site_probe import ProbeStep, SiteValidationFailed, parse_networks, probe_site
 from indexer.site_selection import (
     MAINTAINER,
+    REMOTE_NAME,
     NotADataset,
     SelectionExists,
+    check_dvc_config,
+    commit_dvc_config,
     contract_variables,
     dvc_remote_url,
     is_site_admin,
@@ -65,6 +68,7 @@ _FIELDS = (
     "credentials_ref",
     "credentials_ref_readonly",
     "path",
+    "namespaces",
 )
 SITE_EXAMPLE = '{"name": "...", "kind": "s3", "bucket": "...", "credentials_ref": "..."}'
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "access_key", "key_id", "private")
@@ -133,6 +137,7 @@ def site_json(record: SiteRecord, in_use: int | None = None) -> dict[str, Any]:
         "has_credentials": bool(site.credentials_ref),
         "validated": record.validated,
         "validated_at": record.validated_at.isoformat() if record.validated_at else None,
+        "namespaces": list(record.namespaces),
     }
     if in_use is not None:
         body["datasets"] = in_use
@@ -148,6 +153,15 @@ def _string(body: dict[str, Any], name: str) -> str | None:
     if "\x00" in value or len(value) > 2048:
         raise InvalidInput(f"{name} must be at most 2048 characters without NUL")
     return value.strip()
+
+
+def _namespaces(body: Any) -> tuple[str, ...]:
+    value = body.get("namespaces") if isinstance(body, dict) else None
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise InvalidInput('namespaces must be a list of GitLab namespace paths (e.g. ["lab"])')
+    return tuple(sorted({v.strip().strip("/") for v in value}))
 
 
 def _parse_site(body: Any, name: str | None = None) -> tuple[StorageSite, str | None]:
@@ -219,14 +233,17 @@ def register_site() -> ResponseReturnValue:
     """Register a new site after validating it for real (201), or 409 if the name exists."""
     settings = settings_of(current_app)
     viewer = _require_site_admin(settings)
-    site, readonly = _parse_site(json_object(example=SITE_EXAMPLE))
+    body = json_object(example=SITE_EXAMPLE)
+    site, readonly = _parse_site(body)
     if services().sites.record(site.name) is not None:
         raise Conflict(
             f"storage site {site.name!r} is already registered; "
             f"to change it use PUT /api/v1/storage-sites/{site.name}"
         )
     steps = _probe(settings, site, readonly)
-    record = validated(SiteRecord(site, readonly, registered_by=viewer.user_id))
+    record = validated(
+        SiteRecord(site, readonly, registered_by=viewer.user_id, namespaces=_namespaces(body))
+    )
     services().sites.save(record)
     log.info(
         "storage site registered",
@@ -243,7 +260,8 @@ def update_site(name: str) -> ResponseReturnValue:
     current = services().sites.record(name)
     if current is None:
         raise NotFound(f"storage site {name!r} is not registered; register it with POST first")
-    site, readonly = _parse_site(json_object(example=SITE_EXAMPLE), name)
+    body = json_object(example=SITE_EXAMPLE)
+    site, readonly = _parse_site(body, name)
     changed = placement_changes(current.site, site)
     in_use = _in_use(name)
     if changed and in_use:
@@ -252,7 +270,9 @@ def update_site(name: str) -> ResponseReturnValue:
             "cannot change (their objects live there). Register a new site instead"
         )
     steps = _probe(settings, site, readonly)
-    record = validated(SiteRecord(site, readonly, registered_by=viewer.user_id))
+    record = validated(
+        SiteRecord(site, readonly, registered_by=viewer.user_id, namespaces=_namespaces(body))
+    )
     services().sites.save(record)
     log.info("storage site updated", extra={"site": name, "user_id": viewer.user_id})
     return jsonify({**site_json(record, in_use), "steps": _steps_json(steps)})
@@ -339,7 +359,12 @@ def get_selection(project_id: int) -> ResponseReturnValue:
 
 @blueprint.post("/datasets/<int:project_id>/storage-site")
 def select_site(project_id: int) -> ResponseReturnValue:
-    """Choose the dataset's storage site, once; sets the project's CI/CD variables (201)."""
+    """Choose the dataset's storage site, once: commits `.dvc/config` naming the remote `dshub`
+    as the caller, then sets the project's CI/CD variables (201).
+
+    Everything that can refuse is checked before anything is written; the selection counts as
+    applied only when the commit and the variables are both done, so a request that failed
+    part-way is simply sent again (each step is idempotent)."""
     settings = settings_of(current_app)
     viewer = _signed_in()
     _check_maintainer(settings, viewer, project_id)
@@ -371,25 +396,43 @@ def select_site(project_id: int) -> ResponseReturnValue:
     record = services().sites.record(name)
     if record is None:
         raise NotFound(f"storage site {name!r} is not registered")
+    if not record.allows(project.namespace):
+        raise Forbidden(
+            f"storage site {name!r} is reserved for the namespaces "
+            f"{', '.join(record.namespaces)}; dataset {project_id} is in {project.namespace!r}. "
+            "Choose another site (GET /api/v1/storage-sites) or ask its administrator"
+        )
     credentials = load_credentials(settings.storage_credentials_file)
     variables = contract_variables(record, project_id, settings.public_url, credentials)
+    remote_url = dvc_remote_url(record, project_id, settings.public_url)
+    branch = project.default_branch or "main"
+    caller_project = _caller_client(settings).projects.get(project_id, lazy=True)
+    check_dvc_config(caller_project, branch, remote_url)  # a foreign default remote: 409 now
     chosen, _ = services().sites.select(project_id, name, viewer.user_id)
     if chosen.site != name:  # a concurrent request won
         raise SelectionExists(
             f"dataset {project_id} already uses storage site {chosen.site!r}; "
             "a dataset's storage site cannot be changed"
         )
+    commit = commit_dvc_config(caller_project, branch, remote_url)
     set_variables(reader.client, project_id, variables)
     services().sites.mark_applied(project_id)
     log.info(
         "storage site selected",
-        extra={"project_id": project_id, "site": name, "user_id": viewer.user_id},
+        extra={
+            "project_id": project_id,
+            "site": name,
+            "user_id": viewer.user_id,
+            "commit": commit,
+        },
     )
     return jsonify(
         dataset_id=project_id,
         storage_site=name,
         access_mode=record.site.access_mode,
-        dvc_remote_url=dvc_remote_url(record, project_id, settings.public_url),
+        dvc_remote_url=remote_url,
+        dvc_remote=REMOTE_NAME,
+        commit=commit,
         variables=[variable.key for variable in variables],
         sync=_queue_sync(project_id),
     ), 201

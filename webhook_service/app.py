@@ -24,6 +24,8 @@ from webhook_service import (
     api_manage,
     api_merge_requests,
     api_sites,
+    api_upload_sessions,
+    api_uploads,
     bodies,
     csrf,
     dvc_remote,
@@ -78,6 +80,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api_merge_requests.blueprint)
     app.register_blueprint(api_docs.blueprint)
     app.register_blueprint(api_manage.blueprint)
+    app.register_blueprint(api_uploads.blueprint)
+    app.register_blueprint(api_upload_sessions.blueprint)
     dvc_remote.init_app(app)
     csrf.init_app(app)
     ui.init_app(app)

@@ -21,10 +21,7 @@ bad or partial upload never appears at its key. An object already stored is not 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +43,7 @@ from indexer.errors import (
     Unavailable,
 )
 from indexer.job_tokens import JobIdentity, verify_job_token
-from indexer.object_ids import ObjectKey, content_id, parse_object_key
+from indexer.object_ids import ObjectKey, parse_object_key
 from indexer.presence import MAX_KEYS, check_presence, parse_keys
 from indexer.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
 from indexer.sites import NoSiteSelected, site_of_dataset
@@ -58,6 +55,7 @@ from indexer.storage import (
     StorageSite,
     open_store,
 )
+from indexer.write.objects import StagedObject, stage_stream, store_verified
 from webhook_service import metrics
 from webhook_service.api_datasets import not_found
 from webhook_service.api_files import ranged_response
@@ -88,14 +86,6 @@ class TooLarge(DshubError):
     status = 413
     code = "object_too_large"
     exit_code = 2
-
-
-class ChecksumMismatch(DshubError):
-    """The uploaded bytes do not hash to the object id in the path."""
-
-    status = 400
-    code = "checksum_mismatch"
-    exit_code = 6
 
 
 @dataclass
@@ -383,19 +373,9 @@ def _upload(
     if store.head(target.key) is not None:
         _drain(body)  # content-addressed: the stored bytes are these bytes
         return jsonify(key=target.key, stored=False), 200
-    staged, size, md5 = _stage(body)
-    try:
-        found = md5 if not target.legacy else content_id(staged, target.hash_name)
-        if found != target.md5:
-            raise ChecksumMismatch(
-                f"the uploaded bytes hash to {found} ({target.hash_name}), not to the object id "
-                f"{target.md5} in the path; nothing was stored"
-            )
-        # A concurrent upload of the same object may have stored it meanwhile: the bytes are
-        # the same verified bytes, and both stores replace an object atomically.
-        store.put_file(target.key, staged, move=True)
-    finally:
-        staged.unlink(missing_ok=True)
+    staged = _stage(body)
+    store_verified(store, target, staged)
+    size = staged.size
     metrics.count_dvc_stored(size)
     log.info(
         "dvc object stored",
@@ -425,33 +405,8 @@ def _drain(body: IO[bytes]) -> None:
         pass
 
 
-def _stage(body: IO[bytes]) -> tuple[Path, int, str]:
-    """Write the body to a temp file in the data directory: (path, size, md5 of the bytes)."""
-    try:
-        fd, name = tempfile.mkstemp(dir=_remote().upload_dir(), suffix=".part")
-    except OSError as exc:
-        raise Unavailable(
-            f"dshub cannot stage the upload ({exc.strerror}); try again later"
-        ) from None
-    staged = Path(name)
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := _read(body):
-                size += len(chunk)
-                if size > _limit():
-                    raise _too_large()
-                digest.update(chunk)
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise Unavailable(
-                        f"dshub cannot stage the upload ({exc.strerror}); try again later"
-                    ) from None
-        if request.content_length is not None and size != request.content_length:
-            raise InvalidInput("the upload ended before its end; nothing was stored")
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    return staged, size, digest.hexdigest()
+def _stage(body: IO[bytes]) -> StagedObject:
+    """Write the body to a staging file in the data directory, hashing it on the way."""
+    return stage_stream(
+        lambda: _read(body), _remote().upload_dir(), _limit(), _too_large, request.content_length
+    )

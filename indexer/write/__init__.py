@@ -1,5 +1,6 @@
-"""Writes to datasets, made in GitLab with the caller's own token (framework-free).
+"""The write path: datasets changed as their users, through GitLab, with bytes in their storage site.
 
-Each module holds one kind of write (`datasets`: create, edit, archive, delete, history);
-the HTTP edge in `webhook_service` parses requests and re-indexes after a write.
+Each module holds one kind of write (`datasets`: create, edit, archive, delete, history;
+the upload, move and delete of files beside it); the HTTP edge in `webhook_service` parses
+requests and re-indexes after a write. Everything here is framework-free.
 """

@@ -31,6 +31,7 @@ from tests.gitlab_sandbox.http import (
     Request,
     Response,
     bad_request_error,
+    forbidden,
     not_found,
     page_params,
     paginate,
@@ -87,11 +88,14 @@ def _author(req: Request) -> tuple[str, str]:
 
 
 def _check_branch_push(req: Request, project: Any, branch: str) -> None:
-    """GitLab protects the default branch: only Maintainers (and admins) may push to it."""
+    """GitLab protects the default branch: only Maintainers (and admins) may push to it.
+
+    GitLab's `authorize_push_to_branch!` answers through `forbidden!(reason)`, so the body
+    is `{"message": "403 Forbidden - You are not allowed to push into this branch"}`."""
     if branch == project.default_branch and not permissions.can(
         req.state, req.user, project, "push_protected"
     ):
-        raise ApiError(403, {"message": "You are not allowed to push into this branch"})
+        raise forbidden("You are not allowed to push into this branch")
 
 
 def _fire(req: Request, project: Any, updates: list[tuple[str, str, str]]) -> None:

@@ -397,7 +397,7 @@ def test_repository_permissions_follow_gitlab_roles(
         dev_project.files.create(
             {"file_path": "d", "branch": "main", "content": "x", "commit_message": "m"}
         )
-    assert _status(exc) == (403, "You are not allowed to push into this branch")
+    assert _status(exc) == (403, "403 Forbidden - You are not allowed to push into this branch")
     dev_project.branches.create({"branch": "work", "ref": "main"})
     dev_project.files.create(
         {"file_path": "d", "branch": "work", "content": "x", "commit_message": "m"}

@@ -22,7 +22,7 @@ def _dataset(env: SiteEnv, name: str = "cells", dvc: bool = True) -> int:
             {
                 "file_path": ".dvc/config",
                 "branch": "main",
-                "content": "[core]\n    remote = site\n",
+                "content": "[core]\n    autostage = true\n",
                 "commit_message": "dvc init",
             }
         )

@@ -1,0 +1,146 @@
+"""Upload sessions: resumable PUTs, owner-only, resumable on another web process, one commit."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import Any
+
+from tests.uploads.conftest import UploadWorld
+from webhook_service import create_app
+from webhook_service.app_settings import services as app_services
+
+
+def _open(world: UploadWorld, who: str = "mia", **body: Any) -> str:
+    answer = world.call("POST", f"/api/v1/datasets/{world.pid}/uploads", who, json=body)
+    assert answer.status_code == 201, answer.get_json()
+    session_id: str = answer.get_json()["id"]
+    return session_id
+
+
+def _put(
+    world: UploadWorld, sid: str, path: str, data: bytes, who: str = "mia", **headers: str
+) -> Any:
+    token = {"PRIVATE-TOKEN": world.tokens[who]}
+    return world.client.put(
+        f"/api/v1/uploads/{sid}/files/{path}", data=data, headers={**token, **headers}
+    )
+
+
+def test_a_broken_transfer_resumes_from_the_acknowledged_offset_and_commits_once(
+    upload_world: UploadWorld,
+) -> None:
+    world = upload_world
+    sid = _open(world, folder="scans")
+    assert len(sid) >= 32  # 192 random bits, URL-safe
+    whole, big = b"small file", bytes(range(256)) * 600  # 153,600 bytes
+    assert _put(world, sid, "a.bin", whole).get_json()["complete"] is True
+    first = _put(
+        world, sid, "sub/b.bin", big[:50_000], **{"Content-Range": f"bytes 0-49999/{len(big)}"}
+    )
+    assert first.get_json() == {
+        "path": "sub/b.bin",
+        "received": 50_000,
+        "total": len(big),
+        "complete": False,
+    }
+    head = world.client.head(
+        f"/api/v1/uploads/{sid}/files/sub/b.bin", headers={"PRIVATE-TOKEN": world.tokens["mia"]}
+    )
+    assert head.headers["X-Dshub-Received"] == "50000" and head.headers["X-Dshub-Total"] == str(
+        len(big)
+    )
+    early = world.call("POST", f"/api/v1/uploads/{sid}/commit", "mia", json={})
+    assert early.status_code == 400 and "incomplete" in early.get_json()["error"]["message"]
+    wrong = _put(
+        world,
+        sid,
+        "sub/b.bin",
+        big[60_000:],
+        **{"Content-Range": f"bytes 60000-{len(big) - 1}/{len(big)}"},
+    )
+    assert wrong.status_code == 416 and wrong.headers["X-Dshub-Received"] == "50000"
+
+    # The rest goes through a second web process of the same deployment.
+    second = create_app(world.app.extensions["dshub.settings"])
+    try:
+        client = second.test_client()
+        token = {"PRIVATE-TOKEN": world.tokens["mia"]}
+        rest = client.put(
+            f"/api/v1/uploads/{sid}/files/sub/b.bin",
+            data=big[50_000:],
+            headers={**token, "Content-Range": f"bytes 50000-{len(big) - 1}/{len(big)}"},
+        )
+        assert rest.get_json()["complete"] is True
+        done = client.post(
+            f"/api/v1/uploads/{sid}/commit", headers=token, json={"message": "Scans"}
+        )
+        assert done.status_code == 201, done.get_json()
+    finally:
+        app_services(second).close()
+    files = {f["path"]: f["md5"] for f in done.get_json()["files"]}
+    assert files == {
+        "scans/a.bin": hashlib.md5(whole).hexdigest(),
+        "scans/sub/b.bin": hashlib.md5(big).hexdigest(),
+    }
+    assert world.admin.projects.get(world.pid).commits.list(get_all=False)[0].title == "Scans"
+    assert not (world.root / "data" / "upload-sessions" / sid).exists()
+    gone = world.call("POST", f"/api/v1/uploads/{sid}/commit", "mia", json={})
+    assert gone.status_code == 404
+
+
+def test_a_session_is_its_creators_only(upload_world: UploadWorld) -> None:
+    world = upload_world
+    sid = _open(world)
+    unknown = _put(world, "x" * 32, "a.bin", b"x")
+    assert unknown.status_code == 404
+    for who in ("dev", "out", "admin"):
+        answer = _put(world, sid, "a.bin", b"x", who=who)
+        assert answer.status_code == 404 and answer.get_json() == unknown.get_json(), who
+        assert world.call("DELETE", f"/api/v1/uploads/{sid}", who).status_code == 404
+    assert (
+        world.call("POST", f"/api/v1/datasets/{world.pid}/uploads", None, json={}).status_code
+        == 401
+    )
+    for who, status in (("out", 404), ("gus", 403), ("rep", 403)):
+        refused = world.call("POST", f"/api/v1/datasets/{world.pid}/uploads", who, json={})
+        assert refused.status_code == status, who
+    # Developers may open sessions (GitLab decides about the branch at commit).
+    _open(world, "dev", new_branch="dev-scans", merge_request=True)
+
+
+def test_abandoned_and_expired_sessions_leave_no_bytes(upload_world: UploadWorld) -> None:
+    world = upload_world
+    sid = _open(world)
+    assert _put(world, sid, "a.bin", b"abandon me").status_code == 200
+    staged = world.root / "data" / "upload-sessions" / sid
+    assert staged.exists()
+    assert world.call("DELETE", f"/api/v1/uploads/{sid}", "mia").status_code == 204
+    assert not staged.exists() and _put(world, sid, "a.bin", b"x").status_code == 404
+
+    old = _open(world)
+    assert _put(world, old, "a.bin", b"expire me").status_code == 200
+    with sqlite3.connect(world.root / "data" / "index.sqlite3") as db:
+        db.execute(
+            "UPDATE upload_sessions SET expires_at = '2000-01-01T00:00:00+00:00' WHERE id = ?",
+            (old,),
+        )
+    assert _put(world, old, "a.bin", b"x").status_code == 404
+    _open(world)  # creating a session sweeps expired ones
+    assert not (world.root / "data" / "upload-sessions" / old).exists()
+
+
+def test_a_session_file_over_the_limit_is_413(upload_world: UploadWorld) -> None:
+    world = upload_world
+    sid = _open(world)
+    limit = world.app.extensions["dshub.settings"].upload_max_bytes
+    declared = _put(world, sid, "big.bin", b"x", **{"Content-Range": f"bytes 0-0/{limit + 1}"})
+    assert declared.status_code == 413 and declared.get_json()["error"]["max_bytes"] == limit
+    streamed = _put(world, sid, "big.bin", b"x" * (limit + 1))
+    assert streamed.status_code == 413
+    head = world.client.head(
+        f"/api/v1/uploads/{sid}/files/big.bin", headers={"PRIVATE-TOKEN": world.tokens["mia"]}
+    )
+    assert head.status_code == 404  # nothing of a refused file is kept
+    bad = _put(world, sid, "../up.bin", b"x")
+    assert bad.status_code in (400, 404)
