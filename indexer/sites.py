@@ -271,6 +271,14 @@ class SiteRegistry:
                 (_now().isoformat(), project_id),
             )
 
+    def datasets_selecting(self, site: str) -> set[int]:
+        """The project ids of the datasets that have selected `site`."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._sql("SELECT project_id FROM dataset_storage_sites WHERE site = ?"), (site,)
+            ).fetchall()
+        return {int(row[0]) for row in rows}
+
     def datasets_using(self, site: str) -> int:
         """How many datasets have selected `site`."""
         with self._connection() as conn:

@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 from dshub.config import Settings
 from indexer import routing
 from indexer.errors import InvalidInput, NotAuthenticated, NotFound, Unavailable
-from indexer.gitlab_reader import GitLabReader
+from indexer.gitlab_reader import REPORTER, GitLabReader
 from indexer.journal import Entry, JournalError
 from indexer.permissions import token_from_headers
 from indexer.search import Viewer
@@ -41,7 +41,7 @@ from indexer.site_selection import (
 )
 from indexer.sites import SiteRecord, SiteRegistry, placement_changes, validate_site, validated
 from indexer.storage import StorageSite, load_credentials
-from webhook_service.api_datasets import index_store
+from webhook_service.api_datasets import index_store, not_found
 from webhook_service.app_settings import settings_of
 from webhook_service.auth import current_viewer
 from webhook_service.bodies import json_object
@@ -116,18 +116,25 @@ def _caller_level(settings: Settings, viewer: Viewer, project_id: int, enough: i
     return None if access is None else access.level
 
 
+def _is_site_admin(settings: Settings, viewer: Viewer) -> bool:
+    return viewer.is_admin or is_site_admin(
+        _caller_client(settings), _user_id(viewer), settings.admin_group
+    )
+
+
 def _require_site_admin(settings: Settings) -> Viewer:
     viewer = _signed_in()
-    if viewer.is_admin:
-        return viewer
-    if is_site_admin(_caller_client(settings), _user_id(viewer), settings.admin_group):
+    if _is_site_admin(settings, viewer):
         return viewer
     group = f" or members of GitLab group {settings.admin_group!r}" if settings.admin_group else ""
     raise Forbidden(f"only GitLab administrators{group} may register or change storage sites")
 
 
-def site_json(record: SiteRecord, in_use: int | None = None) -> dict[str, Any]:
-    """The public shape of a site: never a credential, only whether it has some."""
+def site_json(
+    record: SiteRecord, in_use: int | None = None, *, for_admin: bool = True
+) -> dict[str, Any]:
+    """The public shape of a site: never a credential, only whether it has some; a local
+    site's directory (`path`) only for those who administer sites (`for_admin`)."""
     site = record.site
     body: dict[str, Any] = {
         "name": site.name,
@@ -136,7 +143,7 @@ def site_json(record: SiteRecord, in_use: int | None = None) -> dict[str, Any]:
         "bucket": site.bucket,
         "prefix": site.prefix,
         "region": site.region,
-        "path": site.path,
+        "path": site.path if for_admin else None,
         "description": site.description,
         "access_mode": site.access_mode,
         "has_credentials": bool(site.credentials_ref),
@@ -214,9 +221,20 @@ def _probe(settings: Settings, site: StorageSite, readonly_ref: str | None) -> l
 
 
 def _in_use(name: str) -> int:
+    """Every dataset on site `name` (for site administrators and the placement guard)."""
     chosen = registry().datasets_using(name)
     indexed = sum(1 for d in index_store().list_datasets() if d.storage_site == name)
     return max(chosen, indexed)
+
+
+def _in_use_visible(name: str, viewer: Viewer) -> int:
+    """The datasets on site `name` that `viewer` may read: a count never reveals the others."""
+    chosen = registry().datasets_selecting(name)
+    return sum(
+        1
+        for d in index_store().list_datasets()
+        if (d.storage_site == name or d.project_id in chosen) and viewer.can_read(d)
+    )
 
 
 def _steps_json(steps: list[ProbeStep]) -> list[dict[str, str]]:
@@ -270,22 +288,26 @@ def update_site(name: str) -> ResponseReturnValue:
 @blueprint.get("/storage-sites")
 def list_sites() -> ResponseReturnValue:
     """Registered sites matching `q` (name, description, kind, bucket), for signed-in users."""
-    _signed_in()
+    viewer = _signed_in()
     q = request.args.get("q")
     if q is not None and len(q) > 200:
         raise InvalidInput("q must be at most 200 characters")
-    items = [site_json(record) for record in registry().records(q)]
+    admin = _is_site_admin(settings_of(current_app), viewer)
+    items = [site_json(record, for_admin=admin) for record in registry().records(q)]
     return jsonify(items=items, total=len(items))
 
 
 @blueprint.get("/storage-sites/<name>")
 def get_site(name: str) -> ResponseReturnValue:
-    """One registered site, with how many datasets use it."""
-    _signed_in()
+    """One registered site, with how many datasets use it (that the caller may read, unless
+    the caller administers sites)."""
+    viewer = _signed_in()
     record = registry().record(name)
     if record is None:
         raise NotFound(f"storage site {name!r} is not registered")
-    return jsonify(site_json(record, _in_use(name)))
+    if _is_site_admin(settings_of(current_app), viewer):
+        return jsonify(site_json(record, _in_use(name)))
+    return jsonify(site_json(record, _in_use_visible(name, viewer), for_admin=False))
 
 
 # ------------------------------------------------------------------------------ selection
@@ -299,14 +321,10 @@ def _service_reader(settings: Settings) -> GitLabReader:
     return service_reader(settings)
 
 
-def _dataset_not_found(project_id: int) -> NotFound:
-    return NotFound(f"dataset {project_id} not found")
-
-
 def _check_maintainer(settings: Settings, viewer: Viewer, project_id: int) -> None:
     level = _caller_level(settings, viewer, project_id, MAINTAINER)
     if level is None:
-        raise _dataset_not_found(project_id)
+        raise not_found(project_id)
     if level < MAINTAINER and not viewer.is_admin:
         raise Forbidden(
             f"choosing the storage site of dataset {project_id} needs the Maintainer role "
@@ -339,11 +357,17 @@ def _queue_sync(project_id: int) -> str:
 
 @blueprint.get("/datasets/<int:project_id>/storage-site")
 def get_selection(project_id: int) -> ResponseReturnValue:
-    """The dataset's selected site (null before selection), for callers who can see it."""
+    """The dataset's selected site (null before selection), for callers who may read the
+    dataset (GitLab's rule: public, internal, or private with Reporter or more); anyone else
+    gets the 404 of a dataset that does not exist."""
     settings = settings_of(current_app)
     viewer = _signed_in()
-    if _caller_level(settings, viewer, project_id, 0) is None:
-        raise _dataset_not_found(project_id)
+    access = _caller_reader(settings).project_access(project_id, _user_id(viewer), REPORTER)
+    readable = access is not None and (
+        viewer.is_admin or access.visibility in ("public", "internal") or access.level >= REPORTER
+    )
+    if not readable:
+        raise not_found(project_id)
     selection = registry().selection(project_id)
     return jsonify(
         dataset_id=project_id,
@@ -365,7 +389,7 @@ def select_site(project_id: int) -> ResponseReturnValue:
     reader = _service_reader(settings)
     project = reader.project(project_id)
     if project is None:
-        raise _dataset_not_found(project_id)
+        raise not_found(project_id)
     if not reader.is_dataset(project):
         raise NotADataset(
             f"project {project_id} is not a dataset: its default branch has no .dvc/config; "
