@@ -1,7 +1,11 @@
 """Image previews: Pillow thumbnails of JPEG, PNG, WebP and TIFF files, cached on disk.
 
-A thumbnail is a pure function of the object's bytes (named by its hash) and the requested
-size, so it is cached under `<data dir>/previews/` by (hash, size) forever. Decompression
+Thumbnails exist in a few fixed sizes (`PREVIEW_SIZES`); a requested size is rounded up to
+the next one (`preview_size`), so one image is decoded at most once per fixed size however
+many sizes clients ask for (per-size caching let one image be decoded a thousand times).
+A thumbnail is a pure function of the object's bytes (named by its hash) and its fixed size,
+so it is cached under `<data dir>/previews/` by (hash, size) forever; concurrent misses for
+one thumbnail in a process render it once. Decompression
 bombs are refused before any pixel is decoded (the header's dimensions against
 `MAX_PIXELS`, and Pillow's own `DecompressionBombError`); inputs larger than `MAX_INPUT_BYTES`
 are not read at all.
@@ -13,6 +17,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +29,8 @@ from indexer.errors import DshubError, InvalidInput
 
 PREVIEW_TYPES = {"image/jpeg", "image/png", "image/webp", "image/tiff"}
 _FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
-MIN_SIZE, MAX_SIZE = 16, 1024
+PREVIEW_SIZES = (64, 128, 256, 512, 1024)
+MIN_SIZE, MAX_SIZE = 16, PREVIEW_SIZES[-1]  # what `?preview=` accepts; above MAX_SIZE is a 400
 MAX_PIXELS = 64_000_000
 MAX_INPUT_BYTES = 128 * 1024 * 1024
 _KEY = re.compile(r"[0-9a-z-]{8,100}")
@@ -55,6 +61,15 @@ class Preview:
     cached: bool
 
 
+def preview_size(requested: int) -> int:
+    """The fixed size a thumbnail of `requested` pixels is rendered at: the smallest of
+    `PREVIEW_SIZES` at least as large (`requested` is at most `MAX_SIZE`)."""
+    for size in PREVIEW_SIZES:
+        if requested <= size:
+            return size
+    raise InvalidInput(f"preview must be a size from {MIN_SIZE} to {MAX_SIZE} pixels")
+
+
 def check_previewable(media_type: str, path: str) -> None:
     """Raise `NotPreviewable` (415) unless the media type is one Pillow previews here."""
     if media_type not in PREVIEW_TYPES:
@@ -68,6 +83,8 @@ class PreviewCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._guard = threading.Lock()
+        self._rendering: dict[tuple[str, int], threading.Lock] = {}
 
     def _paths(self, key: str, size: int) -> list[Path]:
         if not _KEY.fullmatch(key):
@@ -79,9 +96,28 @@ class PreviewCache:
         self, key: str, size: int, path: str, size_bytes: int | None, read: Callable[[], bytes]
     ) -> Preview:
         """The thumbnail of `path` (content hash `key`), made from `read()` on a cache miss."""
+        found = self._cached(key, size)
+        if found is not None:
+            return found
+        with self._guard:
+            lock = self._rendering.setdefault((key, size), threading.Lock())
+        try:
+            with lock:  # a concurrent miss waits for the first render, then finds it cached
+                return self._cached(key, size) or self._render(key, size, path, size_bytes, read)
+        finally:
+            with self._guard:
+                if not lock.locked():
+                    self._rendering.pop((key, size), None)
+
+    def _cached(self, key: str, size: int) -> Preview | None:
         for candidate in self._paths(key, size):
             if candidate.is_file():
                 return Preview(candidate, _type_of(candidate), True)
+        return None
+
+    def _render(
+        self, key: str, size: int, path: str, size_bytes: int | None, read: Callable[[], bytes]
+    ) -> Preview:
         if size_bytes is not None and size_bytes > MAX_INPUT_BYTES:
             raise UnsafeImage(
                 f"{path} is {size_bytes} bytes; previews are made of images up to "

@@ -12,6 +12,7 @@ local-directory site (`local`) under the data directory.
 from __future__ import annotations
 
 import json
+import posixpath
 import sqlite3
 import threading
 import zlib
@@ -124,8 +125,8 @@ def validate_site(site: StorageSite, credentials_ref_readonly: str | None = None
         raise InvalidInput("prefix must be a relative key prefix without '..' or backslashes")
     if site.kind == "s3" and not site.bucket:
         raise InvalidInput("an s3 site needs a bucket")
-    if site.kind == "local" and not (site.path and Path(site.path).is_absolute()):
-        raise InvalidInput("a local site needs an absolute path")
+    if site.kind == "local":
+        _check_local_path(site.path)
     if site.endpoint_url and urlsplit(site.endpoint_url).scheme not in ("http", "https"):
         raise InvalidInput("endpoint_url must be an http:// or https:// URL")
     if site.access_mode == "direct":
@@ -137,6 +138,19 @@ def validate_site(site: StorageSite, credentials_ref_readonly: str | None = None
                 "credentials_ref_readonly (read-only keys for merge-request pipelines)"
             )
     return site
+
+
+def _check_local_path(path: str | None) -> None:
+    """A local site's directory is absolute and already normal: no `..`, `.`, `//` or trailing
+    `/` (a typo there must not make dshub write its validation probe somewhere else)."""
+    if not (path and Path(path).is_absolute()):
+        raise InvalidInput("a local site needs an absolute path")
+    normal = posixpath.normpath(path)
+    if ".." in path.split("/") or normal != path or path.startswith("//") or "\\" in path:
+        raise InvalidInput(
+            f"path must be a normalised absolute directory without '..' segments, e.g. "
+            f"{normal if '..' not in normal.split('/') else '/srv/dshub'!r}"
+        )
 
 
 def _now() -> datetime:
@@ -288,6 +302,14 @@ class SiteRegistry:
                 self._sql("UPDATE dataset_storage_sites SET applied_at = ? WHERE project_id = ?"),
                 (_now().isoformat(), project_id),
             )
+
+    def datasets_selecting(self, site: str) -> set[int]:
+        """The project ids of the datasets that have selected `site`."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._sql("SELECT project_id FROM dataset_storage_sites WHERE site = ?"), (site,)
+            ).fetchall()
+        return {int(row[0]) for row in rows}
 
     def datasets_using(self, site: str) -> int:
         """How many datasets have selected `site`."""

@@ -32,6 +32,7 @@ from indexer.previews import (
     PreviewCache,
     UnsafeImage,
     check_previewable,
+    preview_size,
 )
 from indexer.resolve import (
     Commit,
@@ -85,11 +86,14 @@ def _ref_arg() -> str | None:
 
 @blueprint.route("/datasets/<int:project_id>/files/<path:path>", methods=["GET", "HEAD"])
 def get_file(project_id: int, path: str) -> ResponseReturnValue:
-    """One file at `?ref=` (default branch): its bytes, or `?preview=<size>` a thumbnail."""
+    """One file at `?ref=` (default branch): its bytes, or `?preview=<size>` a thumbnail
+    (`size` from 16 to 1024, rounded up to the next of `previews.PREVIEW_SIZES`)."""
     path = validate_path(path)
     ref = _ref_arg()
     preview = request.args.get("preview")  # present but empty is a bad size, not "no preview"
-    size = None if preview is None else parse_int(preview, "preview", MIN_SIZE, MAX_SIZE)
+    size = (
+        None if preview is None else preview_size(parse_int(preview, "preview", MIN_SIZE, MAX_SIZE))
+    )
     dataset = readable_dataset(project_id)
     files = services().resolver
     commit = files.commit(dataset, ref)
@@ -339,6 +343,7 @@ def _preview(
     response.headers["ETag"] = f'"{key}-{size}"'
     response.headers["Cache-Control"] = IMMUTABLE if commit.immutable else REVALIDATE
     response.headers["X-Dshub-Preview-Cache"] = "hit" if made.cached else "miss"
+    response.headers["X-Dshub-Preview-Size"] = str(size)  # the fixed size it was rendered at
     return response
 
 

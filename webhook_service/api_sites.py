@@ -29,7 +29,7 @@ from indexer.errors import (
     NotFound,
     Unavailable,
 )
-from indexer.gitlab_reader import GitLabReader
+from indexer.gitlab_reader import REPORTER, GitLabReader
 from indexer.journal import Delivery, JournalError
 from indexer.permissions import token_from_headers
 from indexer.search import Viewer
@@ -48,6 +48,7 @@ from indexer.site_selection import (
 )
 from indexer.sites import SiteRecord, placement_changes, validate_site, validated
 from indexer.storage import StorageSite, load_credentials
+from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
 from webhook_service.bodies import json_object
@@ -111,18 +112,25 @@ def _caller_level(settings: Settings, viewer: Viewer, project_id: int, enough: i
     return None if access is None else access.level
 
 
+def _is_site_admin(settings: Settings, viewer: Viewer) -> bool:
+    return viewer.is_admin or is_site_admin(
+        _caller_client(settings), _user_id(viewer), settings.admin_group
+    )
+
+
 def _require_site_admin(settings: Settings) -> Viewer:
     viewer = _signed_in()
-    if viewer.is_admin:
-        return viewer
-    if is_site_admin(_caller_client(settings), _user_id(viewer), settings.admin_group):
+    if _is_site_admin(settings, viewer):
         return viewer
     group = f" or members of GitLab group {settings.admin_group!r}" if settings.admin_group else ""
     raise Forbidden(f"only GitLab administrators{group} may register or change storage sites")
 
 
-def site_json(record: SiteRecord, in_use: int | None = None) -> dict[str, Any]:
-    """The public shape of a site: never a credential, only whether it has some."""
+def site_json(
+    record: SiteRecord, in_use: int | None = None, *, for_admin: bool = True
+) -> dict[str, Any]:
+    """The public shape of a site: never a credential, only whether it has some; a local
+    site's directory (`path`) only for those who administer sites (`for_admin`)."""
     site = record.site
     body: dict[str, Any] = {
         "name": site.name,
@@ -131,7 +139,7 @@ def site_json(record: SiteRecord, in_use: int | None = None) -> dict[str, Any]:
         "bucket": site.bucket,
         "prefix": site.prefix,
         "region": site.region,
-        "path": site.path,
+        "path": site.path if for_admin else None,
         "description": site.description,
         "access_mode": site.access_mode,
         "has_credentials": bool(site.credentials_ref),
@@ -219,9 +227,20 @@ def _probe(settings: Settings, site: StorageSite, readonly_ref: str | None) -> l
 
 
 def _in_use(name: str) -> int:
+    """Every dataset on site `name` (for site administrators and the placement guard)."""
     chosen = services().sites.datasets_using(name)
     indexed = sum(1 for d in services().index.list_datasets() if d.storage_site == name)
     return max(chosen, indexed)
+
+
+def _in_use_visible(name: str, viewer: Viewer) -> int:
+    """The datasets on site `name` that `viewer` may read: a count never reveals the others."""
+    chosen = services().sites.datasets_selecting(name)
+    return sum(
+        1
+        for d in services().index.list_datasets()
+        if (d.storage_site == name or d.project_id in chosen) and viewer.can_read(d)
+    )
 
 
 def _steps_json(steps: list[ProbeStep]) -> list[dict[str, str]]:
@@ -281,22 +300,26 @@ def update_site(name: str) -> ResponseReturnValue:
 @blueprint.get("/storage-sites")
 def list_sites() -> ResponseReturnValue:
     """Registered sites matching `q` (name, description, kind, bucket), for signed-in users."""
-    _signed_in()
+    viewer = _signed_in()
     q = request.args.get("q")
     if q is not None and len(q) > 200:
         raise InvalidInput("q must be at most 200 characters")
-    items = [site_json(record) for record in services().sites.records(q)]
+    admin = _is_site_admin(settings_of(current_app), viewer)
+    items = [site_json(record, for_admin=admin) for record in services().sites.records(q)]
     return jsonify(items=items, total=len(items))
 
 
 @blueprint.get("/storage-sites/<name>")
 def get_site(name: str) -> ResponseReturnValue:
-    """One registered site, with how many datasets use it."""
-    _signed_in()
+    """One registered site, with how many datasets use it (that the caller may read, unless
+    the caller administers sites)."""
+    viewer = _signed_in()
     record = services().sites.record(name)
     if record is None:
         raise NotFound(f"storage site {name!r} is not registered")
-    return jsonify(site_json(record, _in_use(name)))
+    if _is_site_admin(settings_of(current_app), viewer):
+        return jsonify(site_json(record, _in_use(name)))
+    return jsonify(site_json(record, _in_use_visible(name, viewer), for_admin=False))
 
 
 # ------------------------------------------------------------------------------ selection
@@ -310,14 +333,10 @@ def _service_reader(settings: Settings) -> GitLabReader:
     return services().service_reader
 
 
-def _dataset_not_found(project_id: int) -> NotFound:
-    return NotFound(f"dataset {project_id} not found")
-
-
 def _check_maintainer(settings: Settings, viewer: Viewer, project_id: int) -> None:
     level = _caller_level(settings, viewer, project_id, MAINTAINER)
     if level is None:
-        raise _dataset_not_found(project_id)
+        raise not_found(project_id)
     if level < MAINTAINER and not viewer.is_admin:
         raise Forbidden(
             f"choosing the storage site of dataset {project_id} needs the Maintainer role "
@@ -344,11 +363,17 @@ def _queue_sync(project_id: int) -> str:
 
 @blueprint.get("/datasets/<int:project_id>/storage-site")
 def get_selection(project_id: int) -> ResponseReturnValue:
-    """The dataset's selected site (null before selection), for callers who can see it."""
+    """The dataset's selected site (null before selection), for callers who may read the
+    dataset (GitLab's rule: public, internal, or private with Reporter or more); anyone else
+    gets the 404 of a dataset that does not exist."""
     settings = settings_of(current_app)
     viewer = _signed_in()
-    if _caller_level(settings, viewer, project_id, 0) is None:
-        raise _dataset_not_found(project_id)
+    access = _caller_reader(settings).project_access(project_id, _user_id(viewer), REPORTER)
+    readable = access is not None and (
+        viewer.is_admin or access.visibility in ("public", "internal") or access.level >= REPORTER
+    )
+    if not readable:
+        raise not_found(project_id)
     selection = services().sites.selection(project_id)
     return jsonify(
         dataset_id=project_id,
@@ -375,7 +400,7 @@ def select_site(project_id: int) -> ResponseReturnValue:
     reader = _service_reader(settings)
     project = reader.project(project_id)
     if project is None:
-        raise _dataset_not_found(project_id)
+        raise not_found(project_id)
     if not reader.is_dataset(project):
         raise NotADataset(
             f"project {project_id} is not a dataset: its default branch has no .dvc/config; "

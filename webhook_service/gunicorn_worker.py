@@ -40,16 +40,20 @@ _FIXED_HEADER_TEXT = {"CONTENT-LENGTH", "TRANSFER-ENCODING", "bare LF as line te
 def described(exc: Exception) -> Exception:
     """`exc` itself when its text holds no client bytes; else an exception of the same class
     (same attributes, same status in gunicorn's handling) whose text is a fixed description."""
+    original: Exception = exc
     if not isinstance(exc, errors.ParseException) or isinstance(exc, _KEEP_TEXT):
-        return exc
+        return original
     if getattr(exc, "hdr", None) in _FIXED_HEADER_TEXT:
-        return cast(Exception, exc)  # gunicorn ships no types: the isinstance made it Any
+        return original
     text = next(
         (words for cls, words in _DESCRIPTIONS if isinstance(exc, cls)),
         f"the request could not be parsed ({type(exc).__name__})",
     )
-    quiet_class = type(type(exc).__name__, (type(exc),), {"__str__": lambda _self: text})
-    quiet: Exception = quiet_class.__new__(quiet_class)  # type: ignore[call-overload]
+    quiet_class = cast(
+        "type[Exception]",
+        type(type(exc).__name__, (type(exc),), {"__str__": lambda _self: text}),
+    )
+    quiet = quiet_class.__new__(quiet_class)  # no __init__: the attributes are copied below
     quiet.__dict__.update(exc.__dict__)  # `code`, and `req` for the access log entry
     return quiet
 

@@ -20,7 +20,19 @@ from flask import Flask, request
 from werkzeug.routing import IntegerConverter
 
 from indexer.errors import InvalidInput
-from indexer.events import MAX_ID  # GitLab ids are bigint; SQLite and PostgreSQL stop here
+from indexer.events import MAX_ID  # ids are bigint (SQLite, PostgreSQL): the edge's bound too
+
+__all__ = [
+    "MAX_ID",
+    "IdConverter",
+    "ascii_digits",
+    "init_app",
+    "int_arg",
+    "int_field",
+    "number_field",
+    "optional_int_arg",
+    "parse_int",
+]
 
 _MAX_DIGITS = 20
 _SHOWN = 40  # characters of a refused value quoted back in the message

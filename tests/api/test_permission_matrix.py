@@ -7,6 +7,7 @@ viewer may not read answers exactly like one that does not exist.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -33,9 +34,9 @@ def _expected_facets(world: World, visible: set[int]) -> dict[str, dict[str, int
     return {key: dict(value) for key, value in counts.items()}
 
 
-def _same_as_missing(world: World, viewer: str, path: str, pid: int) -> None:
-    hidden = world.get(viewer, path.format(pid))
-    missing = world.get(viewer, path.format(NOWHERE))
+def _same_as_missing(world: World, viewer: str, path: str, pid: int, **params: Any) -> None:
+    hidden = world.get(viewer, path.format(pid), **params)
+    missing = world.get(viewer, path.format(NOWHERE), **params)
     assert hidden.status_code == missing.status_code == 404
     assert hidden.get_data(as_text=True).replace(str(pid), "ID") == missing.get_data(
         as_text=True
@@ -102,6 +103,42 @@ def _check_files(world: World, viewer: str) -> None:
             (f["dataset_id"], f["ref"], f["path"]) for f in expected
         }
         assert body["total"] == len(expected)
+
+
+def _dataset_get_routes(world: World) -> list[str]:
+    """Every registered `GET /api/v1/datasets/<id>/...` route, as a URL template for `{}`."""
+    fillers = {"project_id": "{}", "path": "hidden/secret.csv", "iid": "1"}
+    return sorted(
+        re.sub(r"<(?:\w+:)?(\w+)>", lambda m: fillers[m.group(1)], rule.rule)
+        for rule in world.client.application.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/datasets/<int:project_id>/")
+        and "GET" in (rule.methods or ())
+    )
+
+
+def hidden_body(world: World, route: str, pid: int) -> str:
+    """What a Guest is told on `route` for dataset `pid` (the missing dataset's answer)."""
+    return str(
+        world.get("guest", route.format(pid), indexed="true", ref="main").get_data(as_text=True)
+    )
+
+
+def test_every_dataset_route_hides_a_private_dataset_from_non_members_and_guests(
+    world: World,
+) -> None:
+    """A Guest may not read a private dataset's repository (GitLab's rule), so no route under
+    /api/v1/datasets/<id>/ may tell a Guest or a non-member more than for a missing dataset."""
+    routes = _dataset_get_routes(world)
+    for expected in ("/api/v1/datasets/{}/storage-site", "/api/v1/datasets/{}/tree"):
+        assert expected in routes  # the walk sees the routes it must
+    pid = world.ids["private"]
+    for route in routes:
+        query = {"indexed": "true", "ref": "main"}
+        for viewer in ("nonmember", "guest"):
+            _same_as_missing(world, viewer, route, pid, **query)
+        # A Reporter passes the read check (whatever the route answers next).
+        readable = world.get("reporter", route.format(pid), **query)
+        assert readable.get_data(as_text=True) != hidden_body(world, route, pid), route
 
 
 def test_a_private_name_reveals_nothing_and_a_bad_token_is_401(world: World) -> None:

@@ -75,8 +75,9 @@ def test_a_token_gitlab_refuses_is_401(world: World, server: Gunicorn) -> None:
     [
         ("pics/photo.jpg", 256, ((256, 192), "image/jpeg")),
         ("pics/alpha.png", 128, ((128, 85), "image/png")),
-        ("pics/pic.webp", 100, ((100, 100), "image/jpeg")),
-        ("pics/scan.tiff", 200, ((200, 150), "image/jpeg")),
+        # Sizes between the fixed ones are rounded up: 100 -> 128, 200 -> 256.
+        ("pics/pic.webp", 100, ((128, 128), "image/jpeg")),
+        ("pics/scan.tiff", 200, ((256, 192), "image/jpeg")),
     ],
 )
 def test_previews_are_thumbnails_of_the_requested_size(
@@ -91,6 +92,7 @@ def test_previews_are_thumbnails_of_the_requested_size(
     assert first.headers["X-Dshub-Preview-Cache"] == "miss"
     assert again.headers["X-Dshub-Preview-Cache"] == "hit"
     assert again.content == first.content
+    assert first.headers["X-Dshub-Preview-Size"] == str(max(expected[0]))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,16 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from indexer.errors import InvalidInput
-from indexer.previews import NotPreviewable, PreviewCache, UnsafeImage, render
+from indexer.previews import (
+    MAX_SIZE,
+    MIN_SIZE,
+    PREVIEW_SIZES,
+    NotPreviewable,
+    PreviewCache,
+    UnsafeImage,
+    preview_size,
+    render,
+)
 from indexer.resolve import validate_path, validate_ref
 
 
@@ -138,3 +150,46 @@ def test_the_cache_renders_once_per_hash_and_size(tmp_path: Path) -> None:
         assert made.size == (32, 16)
     with pytest.raises(InvalidInput):
         cache.get("../../etc", 32, "x.png", None, read)
+
+
+@given(requested=st.integers(MIN_SIZE, MAX_SIZE))
+def test_a_requested_preview_size_rounds_up_to_the_next_fixed_size(requested: int) -> None:
+    size = preview_size(requested)
+    assert size in PREVIEW_SIZES and size >= requested
+    assert all(fixed < requested for fixed in PREVIEW_SIZES if fixed < size)
+
+
+def test_every_requested_size_decodes_an_image_at_most_once_per_fixed_size(
+    tmp_path: Path,
+) -> None:
+    cache = PreviewCache(tmp_path)
+    reads: list[int] = []
+
+    def read() -> bytes:
+        reads.append(1)
+        return _png((2000, 1000))
+
+    for requested in range(MIN_SIZE, MAX_SIZE + 1):  # every size a client may ask for
+        made = cache.get("md5-" + "b" * 32, preview_size(requested), "x.png", None, read)
+        with Image.open(made.path) as image:
+            assert max(image.size) == preview_size(requested)
+    assert len(reads) == len(PREVIEW_SIZES)
+
+
+def test_concurrent_misses_for_one_thumbnail_render_it_once(tmp_path: Path) -> None:
+    cache = PreviewCache(tmp_path)
+    reads: list[int] = []
+    start = threading.Barrier(8)
+
+    def read() -> bytes:
+        reads.append(1)
+        time.sleep(0.05)  # long enough for the other threads to miss too
+        return _png((800, 600))
+
+    def ask(_: int) -> bool:
+        start.wait()
+        return cache.get("md5-" + "c" * 32, 256, "x.png", None, read).cached
+
+    with ThreadPoolExecutor(8) as pool:
+        cached = list(pool.map(ask, range(8)))
+    assert len(reads) == 1 and cached.count(False) == 1

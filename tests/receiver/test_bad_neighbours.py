@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -16,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexer.events import MAX_ID, InvalidField, PushEvent, parse_event
-from indexer.intake import Intake
+from indexer.intake import Intake, Receipt
 from indexer.journal import Delivery, Journal, UnstorableDelivery
 from indexer.queue import RedisQueue
 from indexer.routing import sync_ref_job
@@ -54,7 +53,7 @@ def test_a_delivery_the_journal_cannot_store_fails_alone_in_its_group_commit(
     batch = [good[0], *good[1:4], bad, *good[4:]]
     try:
         tickets = _submit_while_held(intake, journal, batch)
-        outcomes: list[Any] = []
+        outcomes: list[Receipt | UnstorableDelivery] = []
         for ticket in tickets:
             try:
                 outcomes.append(ticket.wait_settled())

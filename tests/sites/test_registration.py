@@ -63,8 +63,9 @@ def test_only_admins_and_admin_group_members_may_register(
     refused = site_env.call("POST", "/api/v1/storage-sites", "other", json=body)
     assert refused.status_code == 403
     assert "storage-admins" in refused.get_json()["error"]["message"]
+    # The same sites, except that only those who administer sites see a local site's path.
     assert site_env.call("GET", "/api/v1/storage-sites", "other").get_json()["items"] == [
-        item
+        {**item, "path": None}
         for item in site_env.call("GET", "/api/v1/storage-sites", "admin").get_json()["items"]
         if item["name"] != "lab-disk"
     ]
@@ -236,3 +237,17 @@ def test_no_secret_reaches_the_log(
     caplog.set_level(logging.DEBUG)
     site_env.call("PUT", "/api/v1/storage-sites/moto", "admin", json=s3_site(s3_bucket))
     _no_secret(caplog.text, key_ids=False)
+
+
+def test_a_local_path_with_dot_dot_is_refused_before_any_probe_is_written(
+    site_env: SiteEnv, tmp_path: Path
+) -> None:
+    (tmp_path / "lab").mkdir()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for path in (f"{tmp_path}/lab/../elsewhere", f"{tmp_path}/lab/", f"{tmp_path}//lab"):
+        body = {"name": "typo", "kind": "local", "path": path}
+        answer = site_env.call("POST", "/api/v1/storage-sites", "admin", json=body)
+        assert answer.status_code == 400, answer.get_json()
+        assert "normalised" in answer.get_json()["error"]["message"]
+    assert list(outside.iterdir()) == []  # the validation probe wrote nothing there

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
 import sqlite3
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer.errors import InvalidInput
 from indexer.sites import SiteRecord, SiteRegistry, placement_changes, validate_site, validated
@@ -72,3 +75,22 @@ def test_direct_mode_is_only_for_s3_with_both_keys() -> None:
         validate_site(site, None)
     moved = StorageSite("d", "s3", bucket="c", prefix="q", credentials_ref="rw")
     assert placement_changes(site, moved) == ["bucket", "prefix"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/srv/../etc", "/srv/x/..", "/srv/./x", "/srv//x", "/srv/x/", "//srv/x", "/srv/x\\..\\y"],
+)
+def test_a_local_path_that_normalising_would_change_is_refused(path: str) -> None:
+    with pytest.raises(InvalidInput, match="path must be a normalised absolute directory"):
+        validate_site(StorageSite("d", "local", path=path))
+
+
+@given(path=st.text(alphabet="/.a\\", max_size=12))
+def test_an_accepted_local_path_is_its_own_normal_form(path: str) -> None:
+    try:
+        validate_site(StorageSite("d", "local", path=path))
+    except InvalidInput:
+        return
+    assert path == posixpath.normpath(path) and ".." not in path.split("/")
+    assert path.startswith("/") and not path.startswith("//")
