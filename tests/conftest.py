@@ -240,7 +240,6 @@ def s3_bucket(s3_endpoint: str) -> Iterator[S3Bucket]:
 def pytest_configure(config: pytest.Config) -> None:
     registry = leakcheck.SecretRegistry(leakcheck.default_log_dir())
     leakcheck.install(registry)
-    registry.add(services.S3_ACCESS_KEY, "moto S3 access key")
     registry.add(services.S3_SECRET_KEY, "moto S3 secret key")
     config.stash[_LEAKS] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 from pathlib import Path
@@ -18,9 +19,20 @@ from tests.gitlab_sandbox.webhooks import Delivery, WebhookDispatcher
 ADMIN_USERNAME = "root"
 
 
+# GitLab's logs show these parameters as [FILTERED] (config.filter_parameters); so does ours.
+_FILTERED = re.compile(r"([?&](?:private_token|job_token|access_token|token|password)=)[^&]*", re.I)
+
+
+def filtered_path(path: str) -> str:
+    """The request target with token-like query parameters replaced by `[FILTERED]`."""
+    return _FILTERED.sub(r"\1[FILTERED]", path)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logging.getLogger("gitlab_sandbox.access").debug("%s %s %s", self.command, self.path, code)
+        logging.getLogger("gitlab_sandbox.access").debug(
+            "%s %s %s", self.command, filtered_path(self.path), code
+        )
 
 
 def ensure_admin(state: SandboxState, token: str | None = None) -> str:

@@ -146,3 +146,12 @@ def test_bad_enum_gets_grape_error(gitlab_sandbox: Sandbox) -> None:
     response = _get(gitlab_sandbox, "/api/v4/projects?order_by=colour", gitlab_sandbox.admin_token)
     assert response.status_code == 400
     assert response.json() == {"error": "order_by does not have a valid value"}
+
+
+def test_the_request_log_filters_token_parameters_as_gitlab_does() -> None:
+    from tests.gitlab_sandbox.server import filtered_path
+
+    assert (
+        filtered_path("/api/v4/user?private_token=glpat-x&per_page=2&job_token=glcbt-y")
+        == "/api/v4/user?private_token=[FILTERED]&per_page=2&job_token=[FILTERED]"
+    )

@@ -39,6 +39,8 @@ MIN_LENGTH = 8  # shorter values ("x", "test") would match ordinary text
 # not scanned: a test id may hold a secret-like parameter.
 HEADER = "\x1e--- test "
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|ACCESS_KEY", re.IGNORECASE)
+# An access key *id* is an identifier, not a secret: every presigned URL carries it.
+_KEY_ID = re.compile(r"KEY_ID$", re.IGNORECASE)
 CREDENTIALS_VARIABLE = "DSHUB_STORAGE_CREDENTIALS_FILE"
 
 
@@ -74,7 +76,7 @@ class SecretRegistry:
     def add_environment(self, env: Mapping[str, str] | None, origin: str) -> None:
         """Register the secret-looking variables of an environment, and its storage keys."""
         for name, value in (env or {}).items():
-            if _SECRET_NAME.search(name):
+            if _SECRET_NAME.search(name) and not _KEY_ID.search(name):
                 self.add(value, f"{name} of {origin}")
         credentials = (env or {}).get(CREDENTIALS_VARIABLE)
         if credentials:
@@ -90,7 +92,8 @@ class SecretRegistry:
             for ref, entry in entries.items():
                 if isinstance(entry, dict):
                     for field, value in entry.items():
-                        self.add(value, f"storage credential {field} of {ref!r}")
+                        if not _KEY_ID.search(field):
+                            self.add(value, f"storage credential {field} of {ref!r}")
 
     def watch(self, root: Path) -> None:
         """Also read every `*.log` under `root` (a directory) or `root` itself (a file)."""
