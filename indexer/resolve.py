@@ -72,6 +72,8 @@ def validate_ref(ref: str) -> str:
     """A ref as git would accept it: no option-like names, `..`, control characters or globs."""
     if not ref or len(ref) > MAX_REF:
         raise InvalidInput(f"ref must be 1-{MAX_REF} characters")
+    if not _is_text(ref):
+        raise InvalidInput("ref is not valid text (it holds a lone surrogate)")
     if ref.startswith(("-", "/", ".")) or ref.endswith(("/", ".", ".lock")):
         raise InvalidInput(f"ref {_show(ref)} is not a valid tag, branch or commit")
     if ".." in ref or "//" in ref or "@{" in ref or _REF_FORBIDDEN.search(ref):
@@ -105,12 +107,22 @@ def validate_path(path: str, *, allow_root: bool = False) -> str:
 
 
 def _check_path_text(text: str, original: str) -> None:
+    if not _is_text(text):
+        raise InvalidInput("path is not valid text (it holds a lone surrogate)")
     if "\\" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         raise InvalidInput(f"path {_show(original)} contains a backslash or a control character")
     if re.match(r"^[A-Za-z]:", text):
         raise InvalidInput(f"path {_show(original)} must be relative to the dataset root")
     if any(s in (".", "..") for s in text.split("/")) or text.startswith("/"):
         raise InvalidInput(f"path {_show(original)} must not leave the dataset root")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _show(value: str) -> str:

@@ -149,3 +149,12 @@ def test_a_per_output_remote_answers_not_stored_here_on_download(tmp_path: Path)
     assert (caught.value.status, caught.value.code) == (422, "not_stored_here")
     assert "its own DVC remote 'archive'" in caught.value.message
     store.close()
+
+
+def test_a_lone_surrogate_in_a_path_or_ref_is_invalid_input_not_a_crash() -> None:
+    from indexer.errors import InvalidInput
+    from indexer.resolve import validate_path, validate_ref
+
+    for check, value in ((validate_path, "a/\udc80.png"), (validate_ref, "v\udc80")):
+        with pytest.raises(InvalidInput, match="lone surrogate"):
+            check(value)
