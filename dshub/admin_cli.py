@@ -17,8 +17,7 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        for line in exc.lines:
-            print(f"dshub: configuration error: {line}", file=sys.stderr)
+        exc.report()
         return 2
     from dshub.logs import configure_logging
     from dshub.services import Services

@@ -16,8 +16,7 @@ def _cmd_config_check(_args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        for line in exc.lines:
-            print(f"dshub: configuration error: {line}", file=sys.stderr)
+        exc.report()
         return 2
     print(f"configuration is valid: {settings!r}")
     return 0
@@ -33,8 +32,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         load_settings()
     except ConfigError as exc:
-        for line in exc.lines:
-            print(f"dshub: configuration error: {line}", file=sys.stderr)
+        exc.report()
         return 2
     argv = [
         sys.executable,

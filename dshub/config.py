@@ -11,10 +11,11 @@ import base64
 import binascii
 import ipaddress
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
 PREFIX = "DSHUB_"
@@ -34,6 +35,12 @@ class ConfigError(ValueError):
     def __init__(self, lines: list[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = lines
+
+    def report(self, stream: TextIO | None = None) -> None:
+        """Print every problem on its own line, `dshub: configuration error: ...` (stderr)."""
+        out = sys.stderr if stream is None else stream
+        for line in self.lines:
+            print(f"dshub: configuration error: {line}", file=out)
 
 
 @dataclass(frozen=True)

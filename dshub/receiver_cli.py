@@ -51,8 +51,7 @@ def _settings() -> Settings | None:
     try:
         return load_settings()
     except ConfigError as exc:
-        for line in exc.lines:
-            print(f"dshub: configuration error: {line}", file=sys.stderr)
+        exc.report()
         return None
 
 

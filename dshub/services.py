@@ -27,7 +27,7 @@ from indexer.resolve import Resolver
 from indexer.scheduler import ReconcileScheduler, journal_scheduler
 from indexer.sites import SiteRegistry
 from indexer.storage import Credentials, load_credentials
-from indexer.store import IndexStore, open_store
+from indexer.store import IndexStore, open_index
 from indexer.sync import SyncContext
 
 log = logging.getLogger("dshub.services")
@@ -74,7 +74,7 @@ class Services:
     @property
     def index(self) -> IndexStore:
         """The search index (opened and migrated on first use)."""
-        return self._once("index", lambda: open_store(self.settings.index_url))
+        return self._once("index", lambda: open_index(self.settings.index_url))
 
     @property
     def sites(self) -> SiteRegistry:

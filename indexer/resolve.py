@@ -32,7 +32,7 @@ from indexer.storage import (
     LocalObjectStore,
     S3ObjectStore,
     StorageSite,
-    open_store,
+    open_objects,
 )
 from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow
 from indexer.tracked_files import ELSEWHERE, IMPORTED, file_of, load_manifest
@@ -288,7 +288,7 @@ class Resolver:
             if found is not None:
                 self._object_stores.move_to_end(key)
                 return found
-        opened = open_store(site, dataset.project_id, self.credentials)
+        opened = open_objects(site, dataset.project_id, self.credentials)
         with self._lock:
             self._object_stores[key] = opened
             while len(self._object_stores) > 256:

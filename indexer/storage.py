@@ -368,7 +368,7 @@ def _iter_body(body: Any) -> Iterator[bytes]:
         body.close()
 
 
-def open_store(
+def open_objects(
     site: StorageSite, project_id: int, credentials: Mapping[str, Credentials]
 ) -> LocalObjectStore | S3ObjectStore:
     """Byte access to one dataset's objects on `site`, confined to its own prefix."""

@@ -25,7 +25,7 @@ from indexer.storage import (
     ObjectMissing,
     S3ObjectStore,
     StorageSite,
-    open_store,
+    open_objects,
 )
 from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, StaleRef
 from indexer.tracked_files import file_of, files_of_out, load_manifest
@@ -55,7 +55,7 @@ class SyncContext:
         site = self.sites(dataset.storage_site)
         if site is None:
             return None
-        return open_store(site, dataset.project_id, self.credentials)
+        return open_objects(site, dataset.project_id, self.credentials)
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:

@@ -33,7 +33,7 @@ from indexer.sites import (
     SiteRegistry,
     site_of_dataset,
 )
-from indexer.storage import ObjectMeta, StorageSite, open_store
+from indexer.storage import ObjectMeta, StorageSite, open_objects
 from indexer.store import Dataset
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
@@ -217,7 +217,7 @@ def collect(project_id: int) -> ResponseReturnValue:
     keep, dry_run, hours = _gc_request()
     settings = _settings()
     site = _site_of(services().sites, dataset)
-    objects = open_store(site, project_id, services().credentials)
+    objects = open_objects(site, project_id, services().credentials)
 
     def deleted(item: ObjectMeta) -> None:
         log.info(

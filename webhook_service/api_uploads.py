@@ -40,7 +40,7 @@ from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
 from indexer.gitlab_reader import GitLabReader, ProjectInfo
 from indexer.permissions import token_from_headers
 from indexer.sites import DatasetSiteError, site_of_dataset
-from indexer.storage import ObjectStore, open_store
+from indexer.storage import ObjectStore, open_objects
 from indexer.write.changes import Operations
 from indexer.write.errors import FileTooLarge, NoSite, Unprocessable, WriteForbidden
 from indexer.write.files import WriteRequest, WriteResult, clean_path, upload_path, write_files
@@ -137,7 +137,7 @@ class WriteTarget:
                 f"Maintainer chooses one with POST /api/v1/datasets/{self.project_id}/"
                 'storage-site {"name": "<site>"})'
             ) from None
-        return open_store(site, self.project_id, services().credentials)
+        return open_objects(site, self.project_id, services().credentials)
 
     def client_project(self) -> Any:
         """The caller's python-gitlab project (lazy: no request)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import sys
 from collections.abc import Mapping
 
 import psycopg
@@ -55,8 +54,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
             settings = load_settings(config)
         except ConfigError as exc:
             # gunicorn calls the factory at boot: say what is wrong, one line each, and stop.
-            for line in exc.lines:
-                print(f"dshub: configuration error: {line}", file=sys.stderr)
+            exc.report()
             raise
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ from indexer.storage import (
     ObjectStore,
     S3ObjectStore,
     StorageSite,
-    open_store,
+    open_objects,
 )
 from indexer.write.objects import StagedObject, stage_stream, store_verified
 from webhook_service import metrics
@@ -135,7 +135,7 @@ class Remote:
             if opened is not None and opened.site == site:
                 store = opened.store
             else:
-                store = open_store(site, project_id, self.resources.credentials)
+                store = open_objects(site, project_id, self.resources.credentials)
             with self._lock:
                 if len(self._stores) > 1024:
                     self._stores.clear()

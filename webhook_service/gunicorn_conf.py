@@ -12,8 +12,7 @@ from dshub.config import ConfigError, load_server_settings
 try:
     _server = load_server_settings()
 except ConfigError as _exc:
-    for _line in _exc.lines:
-        print(f"dshub: configuration error: {_line}", file=sys.stderr)
+    _exc.report()
     raise SystemExit(2) from None
 
 bind = _server.bind
@@ -76,7 +75,6 @@ def _plain_standard_streams() -> None:
     gunicorn's access and error logs are created on these streams; the wrapper scans every line
     for ANSI escapes to strip, which costs CPU on every request and changes nothing here.
     """
-    import sys
 
     from dshub.logs import plain_stream
 

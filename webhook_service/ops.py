@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from dshub.services import Services
-from indexer.store import open_store
+from indexer.store import open_index
 from webhook_service.app_settings import services
 
 blueprint = Blueprint("ops", __name__)
@@ -30,7 +30,7 @@ def _check_redis(resources: Services) -> None:
 
 def _check_index(resources: Services) -> None:
     # A fresh connection, not migrated: the shared one may look alive after the server went.
-    store = open_store(resources.settings.index_url, migrate=False)
+    store = open_index(resources.settings.index_url, migrate=False)
     try:
         store.ping()
     finally:

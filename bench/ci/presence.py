@@ -21,7 +21,7 @@ from typing import Any
 
 from indexer.object_ids import ObjectKey, parse_object_key
 from indexer.presence import check_presence
-from indexer.storage import Credentials, S3ObjectStore, StorageSite, open_store
+from indexer.storage import Credentials, S3ObjectStore, StorageSite, open_objects
 from tests.support import services
 
 METHODS = ("head", "list", "list-prefixes", None)
@@ -87,7 +87,7 @@ def main() -> None:
         for dataset, (stored, asked) in enumerate(SCENARIOS, start=1):
             keys = _keys(dataset, stored)
             _fill(client, site.dataset_prefix(dataset), keys)
-            store = open_store(site, dataset, creds)
+            store = open_objects(site, dataset, creds)
             assert isinstance(store, S3ObjectStore)
             wanted = [k for k in map(parse_object_key, keys[:asked]) if k is not None]
             seconds: dict[str | None, list[float]] = {m: [] for m in METHODS}

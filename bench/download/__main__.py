@@ -45,7 +45,7 @@ from indexer.dvc_env import dvc_environment
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, Gunicorn, start_gunicorn
@@ -216,7 +216,7 @@ class Bench:
         return project.id, md5
 
     def _sync(self, project_id: int) -> None:
-        with open_store(self.index_url) as store:
+        with open_index(self.index_url) as store:
             ctx = sync.SyncContext(
                 reader=GitLabReader(self.sandbox.url, self.sandbox.admin_token),
                 store=store,

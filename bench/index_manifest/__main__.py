@@ -61,7 +61,7 @@ def child(mode: str, manifest: Path, url: str) -> dict[str, float]:
     """Run one phase in this process and return its figures."""
     if mode != "json":  # the baseline does not pay for importing DVC
         from indexer.pointers import iter_manifest, parse_dvc_file
-        from indexer.store import Dataset, RefInfo, open_store
+        from indexer.store import Dataset, RefInfo, open_index
         from indexer.tracked_files import files_of_out
     imports_mb = _peak_mb()
     count = 0
@@ -73,7 +73,7 @@ def child(mode: str, manifest: Path, url: str) -> dict[str, float]:
         with manifest.open("rb") as stream:
             count = sum(1 for _ in iter_manifest(stream, manifest.name))
     else:
-        store = open_store(url)
+        store = open_index(url)
         store.upsert_dataset(
             Dataset(1, "Bench", "bench/big", "bench", "public", default_branch="main")
         )

@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.index_manifest.postgres import postgres_database
 from indexer.search import Viewer, search_datasets, search_files
-from indexer.store import Dataset, IndexStore, open_store
+from indexer.store import Dataset, IndexStore, open_index
 
 TARGET_P95_MS = 50.0
 CLASSES = [f"class{n:02d}" for n in range(49)] + ["dog"]
@@ -303,7 +303,7 @@ def main() -> None:
                     url = f"sqlite:///{tmp}/index.sqlite3"
                 else:
                     url = stack.enter_context(postgres_database(Path(tmp)))
-                store = open_store(url)
+                store = open_index(url)
                 stack.callback(store.close)
                 timings = load(store, url, args.datasets, args.files_per_dataset)
                 report(backend, timings, measure(store, args.datasets, args.rounds))

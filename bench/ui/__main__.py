@@ -50,7 +50,7 @@ from bench.search.__main__ import load, visibility_of
 from indexer.gitlab_reader import GitLabReader
 from indexer.permissions import PermissionResolver, token_key
 from indexer.search import Viewer
-from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, open_store
+from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, open_index
 from tests.support.services import free_port, wait_until
 from webhook_service import create_app
 from webhook_service.app_settings import services
@@ -198,7 +198,7 @@ def pct(values: list[float], q: float) -> float:
 
 def measure(url: str, workdir: Path, datasets: int, files: int, requests: int) -> None:
     with sandbox_process(workdir / "gitlab") as sandbox:
-        store = open_store(url)
+        store = open_index(url)
         started = time.perf_counter()
         real = build(store, url, sandbox, datasets, files)
         store.close()

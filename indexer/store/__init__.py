@@ -1,6 +1,6 @@
 """The index store: datasets, refs and files from GitLab + DVC, searchable with permissions.
 
-`open_store(url)` returns the backend for `DSHUB_INDEX_URL` (migrated and ready). See
+`open_index(url)` returns the backend for `DSHUB_INDEX_URL` (migrated and ready). See
 `indexer.store.base.IndexStore` for the operations the jobs use, and `indexer.search` for
 permission-filtered queries.
 """
@@ -29,11 +29,11 @@ __all__ = [
     "RefInfo",
     "StaleRef",
     "StoreError",
-    "open_store",
+    "open_index",
 ]
 
 
-def open_store(url: str, *, migrate: bool = True) -> IndexStore:
+def open_index(url: str, *, migrate: bool = True) -> IndexStore:
     """The index store for `url` (`sqlite:///path` or `postgresql://…`), migrated unless told not to."""
     scheme = urlsplit(url).scheme
     store: IndexStore

@@ -3,7 +3,7 @@
 The index is a cache of GitLab's truth (datasets = projects, versions = tags, the default
 branch) plus what DVC pointers at each ref say (files). Every write is idempotent and
 transactional: a reader never sees half a ref. Two backends implement `IndexStore`:
-`SqliteIndexStore` (FTS5) and `PostgresIndexStore` (tsvector + pg_trgm); `open_store(url)`
+`SqliteIndexStore` (FTS5) and `PostgresIndexStore` (tsvector + pg_trgm); `open_index(url)`
 picks one. Search queries live in `indexer.search`, which calls the `query_*` methods here.
 """
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from indexer import sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.convergence.gitlab_ops import create_dataset
 from tests.gitlab_sandbox.server import Sandbox
 from webhook_service import create_app
@@ -76,7 +76,7 @@ def world(
             )
     _, tokens["admin"] = gitlab_sandbox.create_user("boss", admin=True)
 
-    with open_store(index_url) as store:
+    with open_index(index_url) as store:
         report = sync.reconcile(
             sync.SyncContext(
                 reader=GitLabReader(gitlab_sandbox.url, gitlab_sandbox.admin_token),

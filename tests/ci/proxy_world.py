@@ -28,7 +28,7 @@ from indexer.gitlab_reader import GitLabReader
 from indexer.site_selection import contract_variables, set_variables
 from indexer.sites import SiteRegistry
 from indexer.storage import Credentials, StorageSite
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.ci import harness
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
@@ -57,7 +57,7 @@ class Dshub:
 
     def sync(self, project_id: int) -> None:
         """Index the dataset now (what a webhook would trigger)."""
-        with open_store(self.index_url) as store:
+        with open_index(self.index_url) as store:
             ctx = sync.SyncContext(
                 reader=GitLabReader(self.sandbox.url, self.sandbox.admin_token, max_retries=1),
                 store=store,

@@ -25,7 +25,7 @@ from indexer import sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRecord, SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.conftest import S3Bucket
 from tests.convergence.gitlab_ops import DVC_CONFIG
 from tests.gitlab_sandbox.server import Sandbox
@@ -191,7 +191,7 @@ def _build(
             oids[path] = md5
             key = f"{site.dataset_prefix(project.id)}files/md5/{md5[:2]}/{md5[2:]}"
             client.put_object(Bucket=bucket.name, Key=key, Body=data)
-    with open_store(index_url) as store:
+    with open_index(index_url) as store:
         ctx = sync.SyncContext(
             reader=GitLabReader(sandbox.url, sandbox.admin_token, max_retries=1),
             store=store,

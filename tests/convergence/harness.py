@@ -25,7 +25,7 @@ from indexer import jobs, routing, sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.queue import QUEUE_NAME, RedisQueue
 from indexer.sites import SiteRegistry
-from indexer.store import IndexStore, open_store
+from indexer.store import IndexStore, open_index
 from tests.gitlab_sandbox.server import Sandbox
 
 SECRET = "convergence-secret"
@@ -86,7 +86,7 @@ class Example:
         self.connection.flushdb()
         self.queue = RedisQueue(self.connection)
         index_url = f"sqlite:///{self.workdir / 'index.sqlite3'}"
-        self.store: IndexStore = open_store(index_url)
+        self.store: IndexStore = open_index(index_url)
         context = sync.SyncContext(
             reader=GitLabReader(self.sandbox.url, self.sandbox.admin_token, max_retries=1),
             store=self.store,

@@ -10,7 +10,7 @@ import pytest
 from indexer import sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
-from indexer.store import IndexStore, open_store
+from indexer.store import IndexStore, open_index
 from tests.convergence.gitlab_ops import commit, create_dataset, md5_of
 from tests.gitlab_sandbox.server import Sandbox
 
@@ -28,7 +28,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> IndexStore:
         if request.param == "sqlite"
         else request.getfixturevalue("postgres_url")
     )
-    opened = open_store(url)
+    opened = open_index(url)
     request.addfinalizer(opened.close)
     return opened
 

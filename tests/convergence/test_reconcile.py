@@ -23,7 +23,7 @@ import requests
 from dshub.cli import main
 from indexer.journal import Journal
 from indexer.scheduler import ReconcileScheduler, journal_dedupe_key, redis_claim
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.convergence.gitlab_ops import create_dataset, expected_index
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, start_gunicorn
@@ -140,12 +140,12 @@ def test_dshub_reconcile_repairs_drift_and_reports(
     assert main(["reconcile", "--project", str(cats.id)]) == 0
     out = capsys.readouterr().out
     assert f"reconcile of project {cats.id}: seen 1, synced 1, removed 0, failed 0" in out
-    with open_store(env["DSHUB_INDEX_URL"]) as store:
+    with open_index(env["DSHUB_INDEX_URL"]) as store:
         assert store.dataset_ids() == {cats.id}
 
     assert main(["reconcile"]) == 0
     assert "seen 3, synced 2, removed 0, failed 0" in capsys.readouterr().out
-    with open_store(env["DSHUB_INDEX_URL"]) as store:
+    with open_index(env["DSHUB_INDEX_URL"]) as store:
         assert store.snapshot() == expected_index(gitlab_admin)
 
     # Drift: dogs deleted, cats renamed and made public — no webhook told anyone.
@@ -154,7 +154,7 @@ def test_dshub_reconcile_repairs_drift_and_reports(
     cats.save()
     assert main(["reconcile"]) == 0
     assert "removed 1" in capsys.readouterr().out
-    with open_store(env["DSHUB_INDEX_URL"]) as store:
+    with open_index(env["DSHUB_INDEX_URL"]) as store:
         assert store.snapshot() == expected_index(gitlab_admin)
 
 
@@ -203,7 +203,7 @@ def test_dshub_worker_reconciles_on_schedule(
         start_new_session=True,
     )
     try:
-        with open_store(env["DSHUB_INDEX_URL"]) as store:
+        with open_index(env["DSHUB_INDEX_URL"]) as store:
             wait_until(lambda: cats.id in store.dataset_ids(), 30, "a scheduled reconcile")
             create_dataset(gitlab_admin, group, "dogs", files={"b.csv": ("b", 1)})
             truth = expected_index(gitlab_admin)

@@ -23,7 +23,7 @@ from indexer import sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support.dataset_repo import DatasetRepo
@@ -88,7 +88,7 @@ class World:
 
     def sync(self, project_id: int) -> None:
         """Index a project as the sync jobs do."""
-        with open_store(self.index_url) as store:
+        with open_index(self.index_url) as store:
             ctx = sync.SyncContext(
                 reader=GitLabReader(self.sandbox.url, self.sandbox.admin_token, max_retries=1),
                 store=store,

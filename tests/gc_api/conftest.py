@@ -29,7 +29,7 @@ from indexer.dvc_env import dvc_environment
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support.dataset_repo import DatasetRepo, pointer_md5
 from webhook_service.app import create_app
@@ -133,7 +133,7 @@ def _build(sandbox: Sandbox, root: Path) -> World:
     index_url = f"sqlite:///{root / 'index.sqlite3'}"
     registry = SiteRegistry(index_url)
     registry.put(StorageSite(name="lab", kind="local", path=str(site_root), prefix="team"))
-    with open_store(index_url) as store:
+    with open_index(index_url) as store:
         ctx = sync.SyncContext(
             reader=GitLabReader(sandbox.url, sandbox.admin_token, max_retries=1),
             store=store,

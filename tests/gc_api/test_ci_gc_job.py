@@ -26,7 +26,7 @@ from indexer import sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import open_store
+from indexer.store import open_index
 from tests.ci import harness
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
@@ -109,7 +109,7 @@ def test_the_gc_job_keeps_objects_of_indexed_versions_that_git_no_longer_referen
     repo.tag("v-gone", "Soon deleted")
     repo.git("checkout", "-q", "main")
 
-    with open_store(index_url) as store:
+    with open_index(index_url) as store:
         ctx = sync.SyncContext(
             reader=GitLabReader(gitlab_sandbox.url, gitlab_sandbox.admin_token, max_retries=1),
             store=store,

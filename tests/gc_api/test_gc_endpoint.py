@@ -15,7 +15,7 @@ from indexer.gc_lock import gc_lock
 from indexer.gitlab_reader import GitLabReader
 from indexer.sites import SiteRegistry
 from indexer.storage import StorageSite
-from indexer.store import Dataset, open_store
+from indexer.store import Dataset, open_index
 from tests.gc_api.conftest import OLD_ORPHAN, YOUNG_ORPHAN, World
 from tests.support.dataset_repo import object_key
 
@@ -53,7 +53,7 @@ def test_objects_of_indexed_versions_are_files_entries_and_manifests(
     i1, i2 = (
         {
             f.path: f.md5
-            for f in open_store(world.env["DSHUB_INDEX_URL"]).iter_ref_files(world.project.id, "v1")
+            for f in open_index(world.env["DSHUB_INDEX_URL"]).iter_ref_files(world.project.id, "v1")
         }[f"imgs/{n}.png"]
         for n in ("i1", "i2")
     )
@@ -220,7 +220,7 @@ def test_a_second_gc_of_the_same_dataset_is_refused_while_one_runs(
 
 def test_gc_refuses_a_dataset_without_storage_site(app: Flask, dataset_world: World) -> None:
     world = dataset_world
-    with open_store(world.env["DSHUB_INDEX_URL"]) as store:
+    with open_index(world.env["DSHUB_INDEX_URL"]) as store:
         store.upsert_dataset(
             Dataset(
                 project_id=world.other_project.id,
@@ -240,7 +240,7 @@ def test_gc_refuses_a_dataset_without_storage_site(app: Flask, dataset_world: Wo
         assert answer.status_code == 409
         assert "has no storage site" in answer.get_json()["error"]["message"]
     finally:
-        with open_store(world.env["DSHUB_INDEX_URL"]) as store:
+        with open_index(world.env["DSHUB_INDEX_URL"]) as store:
             store.remove_dataset(world.other_project.id)
 
 
@@ -261,7 +261,7 @@ def test_real_gc_is_refused_while_an_indexed_version_cannot_be_fully_listed(
     project.tags.create({"tag_name": "v-broken", "ref": commit.id})
     index_url = world.env["DSHUB_INDEX_URL"]
     try:
-        with open_store(index_url) as store:
+        with open_index(index_url) as store:
             ctx = sync.SyncContext(
                 reader=GitLabReader(world.sandbox.url, world.sandbox.admin_token, max_retries=1),
                 store=store,
@@ -278,7 +278,7 @@ def test_real_gc_is_refused_while_an_indexed_version_cannot_be_fully_listed(
         assert _gc(app, world, _user(world, "mia")).status_code == 200  # a dry run still answers
     finally:
         project.tags.delete("v-broken")
-        with open_store(index_url) as store:
+        with open_index(index_url) as store:
             store.remove_ref(world.project.id, "v-broken")
 
 
@@ -293,7 +293,7 @@ def test_gc_refuses_when_the_site_variable_disagrees_with_the_recorded_selection
     registry = SiteRegistry(index_url)
     registry.put(StorageSite(name="elsewhere", kind="local", path=str(world.root / "elsewhere")))
     registry.select(birds.id, "elsewhere", None)
-    with open_store(index_url) as store:
+    with open_index(index_url) as store:
         store.upsert_dataset(
             Dataset(
                 project_id=birds.id,

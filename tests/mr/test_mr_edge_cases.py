@@ -14,7 +14,7 @@ from indexer import jobs, sync
 from indexer.gitlab_reader import GitLabReader
 from indexer.mr_diff import data_diff, read_merge_request
 from indexer.mr_note import MARKER, sync_note
-from indexer.store import IndexStore, open_store
+from indexer.store import IndexStore, open_index
 from tests.gitlab_sandbox.server import Sandbox
 
 GOOD = "outs:\n- md5: {md5}\n  size: 5\n  hash: md5\n  path: {path}\n"
@@ -22,7 +22,7 @@ GOOD = "outs:\n- md5: {md5}\n  size: 5\n  hash: md5\n  path: {path}\n"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[IndexStore]:
-    opened = open_store(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    opened = open_index(f"sqlite:///{tmp_path / 'index.sqlite3'}")
     yield opened
     opened.close()
 

@@ -19,7 +19,7 @@ from indexer.errors import DshubError
 from indexer.gitlab_reader import GitLabReader
 from indexer.pointers import PointerError, parse_pointer
 from indexer.resolve import Commit, Resolver
-from indexer.store import Dataset, RefInfo, open_store
+from indexer.store import Dataset, RefInfo, open_index
 from indexer.tracked_files import files_of_out
 
 MD5 = "0123456789abcdef0123456789abcdef"
@@ -135,7 +135,7 @@ def test_any_name_dvc_dumps_is_read_back_unchanged(name: str) -> None:
 
 
 def test_a_per_output_remote_answers_not_stored_here_on_download(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    store = open_index(f"sqlite:///{tmp_path / 'index.sqlite3'}")
     store.upsert_dataset(Dataset(7, "D", "g/d", "g", "public", default_branch="main"))
     text = f"outs:\n- md5: {MD5}\n  hash: md5\n  path: a.bin\n  remote: archive\n"
     (out,) = parse_pointer(text, "a.bin.dvc")

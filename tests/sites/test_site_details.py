@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.store import Dataset, open_store
+from indexer.store import Dataset, open_index
 from tests.sites.conftest import SiteEnv
 from webhook_service.app_settings import settings_of
 
 
 def _index(env: SiteEnv, project_id: int, visibility: str, site: str) -> None:
-    with open_store(settings_of(env.app).index_url) as store:
+    with open_index(settings_of(env.app).index_url) as store:
         store.upsert_dataset(
             Dataset(
                 project_id=project_id,

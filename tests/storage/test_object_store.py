@@ -16,7 +16,7 @@ from indexer.storage import (
     S3ObjectStore,
     StorageSite,
     load_credentials,
-    open_store,
+    open_objects,
 )
 from tests.conftest import S3Bucket
 
@@ -29,7 +29,7 @@ def store(
 ) -> Iterator[LocalObjectStore | S3ObjectStore]:
     if request.param == "local":
         site = StorageSite(name="disk", kind="local", prefix="sites/a", path=str(tmp_path))
-        yield open_store(site, 42, {})
+        yield open_objects(site, 42, {})
     else:
         bucket: S3Bucket = request.getfixturevalue("s3_bucket")
         site = StorageSite(
@@ -42,7 +42,7 @@ def store(
             credentials_ref="main",
         )
         creds = {"main": load_credentials_from(tmp_path, bucket)["main"]}
-        yield open_store(site, 42, creds)
+        yield open_objects(site, 42, creds)
 
 
 def load_credentials_from(tmp_path: Path, bucket: S3Bucket) -> dict[str, Credentials]:
@@ -115,7 +115,7 @@ def test_datasets_on_one_site_do_not_see_each_other(s3_bucket: S3Bucket, tmp_pat
     site = StorageSite(
         name="s3", kind="s3", bucket=s3_bucket.name, prefix="p", endpoint_url=s3_bucket.endpoint_url
     )
-    first, second = open_store(site, 1, {}), open_store(site, 2, {})
+    first, second = open_objects(site, 1, {}), open_objects(site, 2, {})
     _put(first, tmp_path, "files/md5/aa/x", b"x")
     assert second.head("files/md5/aa/x") is None
     keys = [o["Key"] for o in s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name)["Contents"]]
@@ -142,7 +142,7 @@ def test_credentials_file_errors_are_clear(tmp_path: Path) -> None:
 def test_unknown_credentials_reference_is_refused() -> None:
     site = StorageSite(name="s3", kind="s3", bucket="b", credentials_ref="missing")
     with pytest.raises(InvalidInput, match="which the credentials file does not hold"):
-        open_store(site, 1, {})
+        open_objects(site, 1, {})
 
 
 @pytest.mark.parametrize("move", [False, True])

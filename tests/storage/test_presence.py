@@ -18,7 +18,7 @@ from indexer import presence
 from indexer.errors import InvalidInput, Unavailable
 from indexer.object_ids import ObjectKey, parse_object_key
 from indexer.presence import Checked, TooManyKeys, check_presence, choose_method, parse_keys
-from indexer.storage import Credentials, LocalObjectStore, S3ObjectStore, StorageSite, open_store
+from indexer.storage import Credentials, LocalObjectStore, S3ObjectStore, StorageSite, open_objects
 from tests.conftest import S3Bucket
 
 PREFIX = "team/data/42/"
@@ -72,7 +72,7 @@ def s3_store(s3_bucket: S3Bucket) -> Iterator[tuple[S3ObjectStore, Any]]:
         credentials_ref="main",
     )
     creds = {"main": Credentials(s3_bucket.access_key, s3_bucket.secret_key)}
-    store = open_store(site, 42, creds)
+    store = open_objects(site, 42, creds)
     assert isinstance(store, S3ObjectStore)
     client = s3_bucket.client()
 
@@ -218,7 +218,7 @@ def test_an_unreachable_site_is_unavailable_naming_it() -> None:
     site = StorageSite(
         name="gone", kind="s3", bucket="gone", endpoint_url=f"http://127.0.0.1:{port}"
     )
-    store = open_store(site, 42, {})
+    store = open_objects(site, 42, {})
     for keys in ([_key("one")], [_key("one"), _key("two")]):
         with pytest.raises(Unavailable, match="storage site 'gone' is unreachable"):
             check_presence(store, _parsed(keys))

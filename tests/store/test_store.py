@@ -19,7 +19,7 @@ from indexer.store import (
     RefInfo,
     StaleRef,
     StoreError,
-    open_store,
+    open_index,
 )
 from indexer.store.sql import load_migrations
 
@@ -67,16 +67,16 @@ def test_migrate_is_idempotent_and_records_the_version(store: IndexStore, index_
     latest = max(number for number, _ in load_migrations(store.backend))  # type: ignore[attr-defined]
     assert store.migrate() == latest
     assert store.migrate() == latest
-    again = open_store(index_url)
+    again = open_index(index_url)
     try:
         assert again.migrate() == latest
     finally:
         again.close()
 
 
-def test_open_store_refuses_an_unknown_url_scheme() -> None:
+def test_open_index_refuses_an_unknown_url_scheme() -> None:
     with pytest.raises(StoreError, match="unsupported index URL"):
-        open_store("mysql://localhost/x")
+        open_index("mysql://localhost/x")
 
 
 def test_upsert_dataset_twice_leaves_one_identical_dataset(store: IndexStore) -> None:
@@ -147,8 +147,8 @@ def test_failed_file_stream_leaves_the_previous_ref_intact(store: IndexStore) ->
 
 
 def test_readers_never_see_a_half_written_ref(index_url: str) -> None:
-    writer = open_store(index_url)
-    reader = open_store(index_url)
+    writer = open_index(index_url)
+    reader = open_index(index_url)
     try:
         writer.upsert_dataset(dataset())
         old = [file(f"old/{i:04d}.jpg") for i in range(300)]
@@ -296,8 +296,8 @@ def test_ping_reports_the_schema_version(store: IndexStore) -> None:
 
 
 def test_ping_of_an_unmigrated_or_unreachable_index_is_unavailable(tmp_path: Path) -> None:
-    unmigrated = open_store(f"sqlite:///{tmp_path}/empty.sqlite3", migrate=False)
-    unreachable = open_store("postgresql://nobody@127.0.0.1:1/none", migrate=False)
+    unmigrated = open_index(f"sqlite:///{tmp_path}/empty.sqlite3", migrate=False)
+    unreachable = open_index("postgresql://nobody@127.0.0.1:1/none", migrate=False)
     try:
         with pytest.raises(Unavailable, match="index"):
             unmigrated.ping()
@@ -327,7 +327,7 @@ def test_a_forked_child_opens_its_own_connection(store: IndexStore) -> None:
 
 
 def test_concurrent_replacements_of_one_ref_never_mix_file_sets(index_url: str) -> None:
-    stores = [open_store(index_url) for _ in range(2)]
+    stores = [open_index(index_url) for _ in range(2)]
     try:
         stores[0].upsert_dataset(dataset())
         sets = {

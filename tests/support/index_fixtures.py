@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.store import IndexStore, open_store
+from indexer.store import IndexStore, open_index
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -27,6 +27,6 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(index_url: str) -> Iterator[IndexStore]:
     """The migrated index store at `index_url`, closed afterwards."""
-    opened = open_store(index_url)
+    opened = open_index(index_url)
     yield opened
     opened.close()

@@ -12,7 +12,7 @@ import gitlab
 import pytest
 
 from indexer.sites import SiteRegistry
-from indexer.storage import load_credentials, open_store
+from indexer.storage import load_credentials, open_objects
 from indexer.write.changes import Operations
 from indexer.write.errors import WriteConflict
 from indexer.write.files import WriteRequest, write_files
@@ -90,7 +90,7 @@ def _store(world: UploadWorld) -> Any:
     credentials = load_credentials(site.storage_credentials_file)
     registered = SiteRegistry(site.index_url).get("moto")
     assert registered is not None
-    return open_store(registered, world.pid, credentials)
+    return open_objects(registered, world.pid, credentials)
 
 
 def test_a_moved_head_is_re_derived_for_shared_files(

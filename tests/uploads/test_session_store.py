@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.store import open_store
+from indexer.store import open_index
 from indexer.write.sessions import SessionStore, new_session
 
 
@@ -21,7 +21,7 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_sessions_are_found_only_by_their_owner_until_they_expire(index_url: str) -> None:
-    open_store(index_url).close()  # the migrations create the table
+    open_index(index_url).close()  # the migrations create the table
     store = SessionStore(index_url)
     mine = new_session(
         7, 42, branch="main", folder="a", layout="files", new_branch=None, merge_request=False
