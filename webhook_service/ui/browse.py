@@ -337,8 +337,12 @@ def _snippets(dataset: Dataset, at: Place) -> Snippets:
     clone_url = (dataset.web_url or f"{public}/{dataset.path_with_namespace}") + ".git"
     remote = f"{public}/dvc/{dataset.project_id}"
     example = _example_file(dataset, at)
-    url = public + file_url(dataset, example, at.permanent) if example else ""
-    file_name = example.rsplit("/", 1)[-1] if example else "FILE"
+    url = public + (
+        file_url(dataset, example, at.permanent)
+        if example
+        else f"/api/v1/datasets/{dataset.project_id}/files/<path>?ref={quote(at.permanent, safe='')}"
+    )
+    file_name = example.rsplit("/", 1)[-1] if example else "<file name>"
     clone = (
         f"git clone {clone_url}\ncd {name}\ngit checkout {at.permanent}\n"
         f"# dshub's DVC remote for this dataset is {remote}\n"
@@ -350,12 +354,12 @@ def _snippets(dataset: Dataset, at: Place) -> Snippets:
     download = (
         f"export DSHUB_URL={public}\nexport DSHUB_TOKEN=<your GitLab token>\n"
         f"dshub download --project-id {dataset.project_id} --ref {at.permanent} "
-        f"--output . {file_name} {example or 'PATH'}"
+        f"--output . {file_name} {example or '<path>'}"
     )
-    curl = f'curl -b "tokenGitLab=<your GitLab token>" "{url or public}" --output "{file_name}"'
+    curl = f'curl -b "tokenGitLab=<your GitLab token>" "{url}" --output "{file_name}"'
     python = (
         "import requests\n\n"
-        f'url = "{url or public}"\n'
+        f'url = "{url}"\n'
         'headers = {"PRIVATE-TOKEN": "<your GitLab token>"}\n'
         "with requests.get(url, headers=headers, stream=True, timeout=60) as answer:\n"
         "    answer.raise_for_status()\n"
