@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import json
 import posixpath
-import sqlite3
-import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import psycopg
-
 from indexer.errors import DshubError, InvalidInput
+from indexer.service_db import ServiceDatabase
 from indexer.storage import StorageSite
 
 _BASE_COLUMNS = (
@@ -161,13 +156,11 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class SiteRegistry:
+class SiteRegistry(ServiceDatabase):
     """Registered storage sites in the database at `url` (sqlite:/// or postgresql://)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self._local = threading.local()
-        self._postgres = urlsplit(url).scheme in ("postgresql", "postgres")
+        super().__init__(url)
         with self._connection() as conn:
             if self._postgres:
                 # Processes starting together (web replicas, workers) would race their
@@ -178,21 +171,6 @@ class SiteRegistry:
             conn.execute(_SELECTIONS)
             self._migrate(conn)
 
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        if self._postgres:
-            with psycopg.connect(self.url, autocommit=False) as pg:
-                yield pg
-            return
-        lite: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if lite is None:
-            path = self.url[len("sqlite:///") :]
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            lite = sqlite3.connect(path, timeout=30)
-            self._local.conn = lite
-        with lite:
-            yield lite
-
     def _migrate(self, conn: Any) -> None:
         if self._postgres:
             for column, kind in _EXTRA_COLUMNS.items():
@@ -202,9 +180,6 @@ class SiteRegistry:
         for column, kind in _EXTRA_COLUMNS.items():
             if column not in present:
                 conn.execute(f"ALTER TABLE storage_sites ADD COLUMN {column} {kind}")
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self._postgres else text
 
     # ------------------------------------------------------------------ sites
 

@@ -18,19 +18,14 @@ import json
 import os
 import secrets
 import shutil
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import psycopg
 
 from indexer.errors import DshubError, InvalidInput
+from indexer.service_db import ServiceDatabase
 from indexer.write.objects import StagedObject
 
 SESSION_TTL = timedelta(hours=24)
@@ -96,29 +91,8 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-class SessionStore:
+class SessionStore(ServiceDatabase):
     """The `upload_sessions` table of the service database at `url` (sqlite or postgres)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._postgres = urlsplit(url).scheme in ("postgresql", "postgres")
-        self._local = threading.local()
-
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        if self._postgres:
-            with psycopg.connect(self.url, autocommit=False) as pg:
-                yield pg
-            return
-        lite: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if lite is None:
-            lite = sqlite3.connect(self.url[len("sqlite:///") :], timeout=30)
-            self._local.conn = lite
-        with lite:
-            yield lite
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self._postgres else text
 
     def create(self, session: UploadSession) -> None:
         """Insert a new session row."""
