@@ -29,9 +29,9 @@ from indexer.dvc_env import dvc_environment
 from indexer.sites import SiteRecord, SiteRegistry
 from indexer.storage import StorageSite
 from tests.conftest import S3Bucket
-from tests.support.dataset_repo import DatasetRepo
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
+from tests.support.dataset_repo import DatasetRepo
 
 MAX_OBJECT_BYTES = 4 * 1024 * 1024
 ROLES = {"mia": 40, "dev": 30, "rep": 20, "gus": 10}
