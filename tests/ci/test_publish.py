@@ -174,7 +174,8 @@ def test_publish_names_a_missing_group_and_a_token_without_rights(
             version="1.0.0",
             say=lambda _: None,
         )
-    group = gitlab_admin.groups.create({"name": "dshub", "path": "dshub"})
+    # Public: GitLab refuses a project more visible than its group.
+    group = gitlab_admin.groups.create({"name": "dshub", "path": "dshub", "visibility": "public"})
     gitlab_admin.projects.create(
         {
             "name": "ci-components",

@@ -77,8 +77,11 @@ class Example:
         self.sandbox = Sandbox(self.workdir / "gitlab").start()
         self.gl = gitlab.Gitlab(self.sandbox.url, private_token=self.sandbox.admin_token)
         self.gl.auth()
+        # Public groups: the steps give projects any visibility, and GitLab refuses a
+        # project more visible than its group.
         self.groups = [
-            int(self.gl.groups.create({"name": name, "path": name}).id) for name in ("lab", "zoo")
+            int(self.gl.groups.create({"name": name, "path": name, "visibility": "public"}).id)
+            for name in ("lab", "zoo")
         ]
         # After the groups: a group event would enqueue a reconcile and hide drift.
         self.gl.hooks.create({"url": receiver_url, "token": SECRET, **SYSTEM_FLAGS})

@@ -52,7 +52,10 @@ def _env(tmp_path: Path, sandbox: Sandbox, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def group(gitlab_admin: gitlab.Gitlab) -> int:
-    return int(gitlab_admin.groups.create({"name": "vision", "path": "vision"}).id)
+    # Public: the tests make public datasets, and GitLab refuses a project more visible
+    # than its group.
+    group = gitlab_admin.groups.create({"name": "vision", "path": "vision", "visibility": "public"})
+    return int(group.id)
 
 
 # -------------------------------------------------------------------------- the schedulers

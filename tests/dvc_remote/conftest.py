@@ -175,7 +175,8 @@ def _build(
     sandbox: Sandbox, server: Gunicorn, root: Path, index_url: str, bucket: S3Bucket
 ) -> World:
     admin = gitlab.Gitlab(sandbox.url, private_token=sandbox.admin_token)
-    group = admin.groups.create({"name": "vision", "path": "vision"})
+    # Public group: GitLab refuses a project more visible than its group (seals is public).
+    group = admin.groups.create({"name": "vision", "path": "vision", "visibility": "public"})
     projects: dict[str, Any] = {}
     for name in ("cats", "birds", "seals", "dogs", "fish"):
         visibility = "public" if name == "seals" else "private"
