@@ -94,6 +94,7 @@ def _dataset(info: ProjectInfo, site: str | None) -> Dataset:
         web_url=info.web_url,
         last_activity_at=_parse_time(info.last_activity_at),
         storage_site=site,
+        archived=info.archived,  # GitLab is the truth: an archive made in its UI shows too
     )
 
 

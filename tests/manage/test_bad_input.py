@@ -119,6 +119,6 @@ def test_bad_history_queries_are_400_and_an_unknown_ref_404(manage: ManageWorld)
     pid = manage.create("maintainer", name="Hist", namespace="imaging").get_json()["id"]
     url = f"/api/v1/datasets/{pid}/commits"
     _error(manage.call("maintainer", "GET", url, page="x"), 400, "whole number")
-    _error(manage.call("maintainer", "GET", url, page="0"), 400, "at least 1")
-    _error(manage.call("maintainer", "GET", url, per_page="101"), 400, "between 1 and 100")
+    _error(manage.call("maintainer", "GET", url, page="0"), 400, "from 1 to 100000")
+    _error(manage.call("maintainer", "GET", url, per_page="101"), 400, "from 1 to 100, not")
     _error(manage.call("maintainer", "GET", url, ref="no-such-branch"), 404, "'no-such-branch'")
