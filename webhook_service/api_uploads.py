@@ -197,13 +197,12 @@ class WriteTarget:
         if result.branch != self.info.default_branch:
             return "not indexed (not the default branch)"
         outcome: list[str] = []
+        context = services().job_context  # the thread below has no application context
 
         def run() -> None:
             try:
                 outcome.append(
-                    sync.sync_ref(
-                        services().job_context, self.project_id, f"refs/heads/{result.branch}"
-                    )
+                    sync.sync_ref(context, self.project_id, f"refs/heads/{result.branch}")
                 )
             except DshubError as exc:
                 log.warning("in-line sync failed: %s", exc.message)

@@ -18,6 +18,7 @@ from indexer.write.errors import WriteConflict
 from indexer.write.files import WriteRequest, write_files
 from indexer.write.objects import stage_stream
 from tests.uploads.conftest import UploadWorld
+from webhook_service.app_settings import services as app_services
 
 
 def test_two_concurrent_uploads_of_different_files_both_land(upload_world: UploadWorld) -> None:
@@ -86,7 +87,7 @@ def _request(world: UploadWorld, tmp_path: Path, name: str, data: bytes) -> Writ
 
 
 def _store(world: UploadWorld) -> Any:
-    site = world.app.extensions["dshub.settings"]
+    site = app_services(world.app).settings
     credentials = load_credentials(site.storage_credentials_file)
     registered = SiteRegistry(site.index_url).get("moto")
     assert registered is not None

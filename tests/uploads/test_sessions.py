@@ -62,7 +62,7 @@ def test_a_broken_transfer_resumes_from_the_acknowledged_offset_and_commits_once
     assert wrong.status_code == 416 and wrong.headers["X-Dshub-Received"] == "50000"
 
     # The rest goes through a second web process of the same deployment.
-    second = create_app(world.app.extensions["dshub.settings"])
+    second = create_app(app_services(world.app).settings)
     try:
         client = second.test_client()
         token = {"PRIVATE-TOKEN": world.tokens["mia"]}
@@ -133,7 +133,7 @@ def test_abandoned_and_expired_sessions_leave_no_bytes(upload_world: UploadWorld
 def test_a_session_file_over_the_limit_is_413(upload_world: UploadWorld) -> None:
     world = upload_world
     sid = _open(world)
-    limit = world.app.extensions["dshub.settings"].upload_max_bytes
+    limit = app_services(world.app).settings.upload_max_bytes
     declared = _put(world, sid, "big.bin", b"x", **{"Content-Range": f"bytes 0-0/{limit + 1}"})
     assert declared.status_code == 413 and declared.get_json()["error"]["max_bytes"] == limit
     streamed = _put(world, sid, "big.bin", b"x" * (limit + 1))
