@@ -52,6 +52,7 @@ from webhook_service.bodies import json_object
 blueprint = Blueprint("api_uploads", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.uploads")
 DEVELOPER = 30
+WRITE_TIMEOUT = 300.0  # seconds one commit through GitLab may take
 SYNC_BUDGET = 10.0  # seconds an answer waits for the index; the webhook finishes later syncs
 MAX_PARTS = 10_000
 MAX_FIELD_BYTES = 64 * 1024
@@ -140,8 +141,21 @@ class WriteTarget:
         return open_objects(site, self.project_id, services().credentials)
 
     def client_project(self) -> Any:
-        """The caller's python-gitlab project (lazy: no request)."""
-        return self.reader.client.projects.get(self.project_id, lazy=True)
+        """The caller's python-gitlab project (lazy: no request) for the write itself.
+
+        Its own client: one commit of thousands of actions can take GitLab longer than the
+        10 s a read inside a request may, and a commit is never retried blindly (a retry
+        that raced a landed commit is caught by the re-plan instead)."""
+        if self.settings.gitlab_url is None:  # pragma: no cover - checked by request_reader
+            raise NotFound(f"dataset {self.project_id} not found")
+        writer = GitLabReader(
+            self.settings.gitlab_url,
+            self.token,
+            timeout=WRITE_TIMEOUT,
+            max_retries=0,
+            obey_rate_limit=False,
+        )
+        return writer.client.projects.get(self.project_id, lazy=True)
 
     def write(
         self,

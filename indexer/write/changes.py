@@ -289,12 +289,16 @@ class Workspace:
             raise WriteConflict(f"{path} is a folder")
 
     def _ignore(self, path: str) -> None:
+        # Whether git already ignores the path is decided by the `.gitignore` files of the
+        # base commit: what this change adds are exact `/<name>` lines, which ignore nothing
+        # but their own path, and `gitignore_add` never writes a line twice. (Reading the
+        # growing pending text here made a 1,000-file upload quadratic.)
         target = gitignore_path(path)
         texts: dict[str, str] = {}
         for directory in ["", *_ancestors(path)]:
-            raw = self._read(posixpath.join(directory, GITIGNORE))
-            if raw is not None:
-                texts[directory] = raw.decode("utf-8", "replace")
+            base = self.view.file(posixpath.join(directory, GITIGNORE))
+            if base is not None:
+                texts[directory] = base.text
         if is_ignored(path, texts):
             return
         current = self._read(target)

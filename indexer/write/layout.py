@@ -14,6 +14,7 @@ wildmatch pattern, appended once.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -189,7 +190,7 @@ def is_ignored(path: str, gitignores: Mapping[str, str]) -> bool:
             text = gitignores.get(directory)
             if not text:
                 continue
-            spec = GitIgnoreSpec.from_lines(text.splitlines())
+            spec = _spec(text)
             rel = candidate[len(directory) + 1 :] if directory else candidate
             result = spec.check_file(rel + "/" if depth < len(parts) else rel)
             if result.include is not None:
@@ -197,6 +198,12 @@ def is_ignored(path: str, gitignores: Mapping[str, str]) -> bool:
         if decided:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _spec(text: str) -> GitIgnoreSpec:
+    """The compiled patterns of one `.gitignore` text (compiled once per text)."""
+    return GitIgnoreSpec.from_lines(text.splitlines())
 
 
 def gitignore_add(text: str | None, path: str) -> str | None:

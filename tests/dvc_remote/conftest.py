@@ -32,6 +32,7 @@ from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn
 from tests.support.dataset_repo import DatasetRepo
+from tests.support.services import free_port
 
 MAX_OBJECT_BYTES = 4 * 1024 * 1024
 ROLES = {"mia": 40, "dev": 30, "rep": 20, "gus": 10}
@@ -149,9 +150,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, module_bucket: S3Bucket) -> 
             )
         )
         index_url = f"sqlite:///{root / 'index.sqlite3'}"
+        port = free_port()
         server = start_gunicorn(
             root / "gunicorn",
             {
+                # The remote URL datasets commit must be the one dshub publishes (gc compares).
+                "DSHUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
                 "DSHUB_DATA_DIR": str(root / "data"),
                 "DSHUB_INDEX_URL": index_url,
                 "DSHUB_GITLAB_URL": sandbox.url,
@@ -163,6 +167,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, module_bucket: S3Bucket) -> 
                 "DSHUB_LOG_FORMAT": "json",
             },
             workers=2,
+            port=port,
         )
         yield _build(sandbox, server, root, index_url, module_bucket)
     finally:

@@ -42,9 +42,12 @@ class Gunicorn:
                 self.kill()
 
 
-def start_gunicorn(workdir: Path, env: dict[str, str], workers: int = 2) -> Gunicorn:
-    """Start gunicorn with dshub's config on a free loopback port and wait for /healthz."""
-    port = free_port()
+def start_gunicorn(
+    workdir: Path, env: dict[str, str], workers: int = 2, port: int | None = None
+) -> Gunicorn:
+    """Start gunicorn with dshub's config on `port` (default: a free loopback port) and wait
+    for /healthz."""
+    port = port or free_port()
     full_env = dict(os.environ)
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     full_env.update(env)

@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 from typing import Any
 
+from indexer.write.sessions import StagingArea
 from tests.uploads.conftest import UploadWorld
 from webhook_service import create_app
 from webhook_service.app_settings import services as app_services
@@ -52,6 +53,8 @@ def test_a_broken_transfer_resumes_from_the_acknowledged_offset_and_commits_once
     )
     early = world.call("POST", f"/api/v1/uploads/{sid}/commit", "mia", json={})
     assert early.status_code == 400 and "incomplete" in early.get_json()["error"]["message"]
+    staging = StagingArea(world.root / "data" / "upload-sessions")
+    assert staging.bytes_of([sid]) == len(whole) + 50_000  # the running total of the caps
     wrong = _put(
         world,
         sid,

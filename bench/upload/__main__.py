@@ -1,0 +1,226 @@
+"""Upload N images as one commit through dshub vs what a user does: `.venv/bin/python -m bench.upload`.
+
+Options: `--count 1000` (images of about `--kb 50` KB each), `--jobs 8`.
+
+One run builds the GitLab sandbox, moto S3 (loopback) registered as a direct-mode site and
+dshub under gunicorn (gthread, 2 workers), then for each layout (per-file pointers, one
+tracked directory) and a fresh dataset each time, with the same end point (pointers committed
+on the default branch, bytes in the same bucket; neither side waits for search):
+
+- dshub: `dshub.upload.upload` (an upload session, `--jobs` parallel PUTs, one commit);
+- the user: `dvc add` + `dvc push -j <jobs>` (straight to S3) + `git commit` + `git push`,
+  from a fresh clone with a cold DVC cache.
+
+Prints seconds for both and the ratio (target <= 1.0x) and the gunicorn workers' peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gitlab
+import psutil
+
+from dshub.client import ApiClient, ClientConfig
+from dshub.upload import collect, upload
+from indexer.dvc_env import dvc_environment
+from indexer.sites import SiteRecord, SiteRegistry, validated
+from indexer.storage import StorageSite
+from tests.gitlab_sandbox.server import Sandbox
+from tests.receiver.serving import start_gunicorn
+from tests.support import services
+from tests.support.dataset_repo import DatasetRepo
+
+MB = 1024 * 1024
+
+
+def _images(directory: Path, count: int, kb: int) -> None:
+    directory.mkdir(parents=True)
+    for i in range(count):
+        seed = hashlib.sha256(f"img-{i}".encode()).digest()
+        (directory / f"img{i:05d}.jpg").write_bytes((seed * (kb * 1024 // 32 + 1))[: kb * 1024])
+
+
+def _rss_sampler(root_pid: int, stop: threading.Event, peak: list[int]) -> None:
+    parent = psutil.Process(root_pid)
+    while not stop.is_set():
+        try:
+            for child in parent.children(recursive=True):
+                peak[0] = max(peak[0], child.memory_info().rss)
+        except psutil.Error:
+            pass
+        stop.wait(0.2)
+
+
+def _dataset(admin: gitlab.Gitlab, name: str) -> Any:
+    project = admin.projects.create({"name": name, "visibility": "private"})
+    project.commits.create(
+        {
+            "branch": "main",
+            "commit_message": "dvc init",
+            "actions": [
+                {"action": "create", "file_path": ".dvc/config", "content": ""},
+                {
+                    "action": "create",
+                    "file_path": ".dvc/.gitignore",
+                    "content": "/config.local\n/tmp\n/cache\n",
+                },
+                {"action": "create", "file_path": ".dvcignore", "content": ""},
+            ],
+        }
+    )
+    return project
+
+
+def _through_dshub(
+    admin: gitlab.Gitlab, client: ApiClient, images: Path, layout: str, jobs: int
+) -> float:
+    ours = _dataset(admin, f"ours-{layout}")
+    client.request("POST", f"/api/v1/datasets/{ours.id}/storage-site", json={"name": "moto"})
+    started = time.perf_counter()
+    answer = upload(
+        client,
+        int(ours.id),
+        collect([str(images)]),
+        options={"folder": "images", "layout": layout, "confirm": True},
+        message="Upload images",
+        jobs=jobs,
+        progress=False,
+    )
+    seconds = time.perf_counter() - started
+    if not answer.get("commit"):
+        raise SystemExit(f"dshub did not commit: {answer}")
+    return seconds
+
+
+def _as_a_user(
+    admin: gitlab.Gitlab,
+    client: ApiClient,
+    images: Path,
+    layout: str,
+    jobs: int,
+    *,
+    root: Path,
+    sandbox: Sandbox,
+    endpoint: str,
+    dvc_env: dict[str, str],
+) -> float:
+    theirs = _dataset(admin, f"theirs-{layout}")
+    client.request("POST", f"/api/v1/datasets/{theirs.id}/storage-site", json={"name": "moto"})
+    repo = DatasetRepo(
+        root / f"clone-{layout}",
+        sandbox.url,
+        theirs.path_with_namespace,
+        sandbox.admin_token,
+        dvc_env,
+    )
+    repo.dvc("remote", "modify", "--local", "dshub", "endpointurl", endpoint)
+    target = repo.path / "images"
+    target.mkdir()
+    for item in sorted(images.iterdir()):
+        (target / item.name).write_bytes(item.read_bytes())
+    started = time.perf_counter()
+    if layout == "directory":
+        repo.dvc("add", "-q", "images")
+    else:
+        repo.dvc("add", "-q", *[f"images/{p.name}" for p in sorted(target.iterdir())])
+    repo.dvc("push", "-q", "-j", str(jobs))
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "Upload images")
+    repo.git("push", "-q", "origin", "HEAD:main")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.upload")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--kb", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=8)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    endpoint, moto = services.start_moto(root / "moto")
+    sandbox = Sandbox(root / "gitlab").start()
+    s3 = services.moto_client(endpoint)
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = {"access_key_id": services.S3_ACCESS_KEY, "secret_access_key": services.S3_SECRET_KEY}
+    (root / "credentials.json").write_text(json.dumps({"rw": keys, "ro": keys}))
+    index_url = f"sqlite:///{root / 'data' / 'index.sqlite3'}"
+    (root / "data").mkdir()
+    site = StorageSite(
+        name="moto",
+        kind="s3",
+        bucket=bucket,
+        prefix="b",
+        endpoint_url=endpoint,
+        region=services.S3_REGION,
+        access_mode="direct",
+        credentials_ref="rw",
+    )
+    SiteRegistry(index_url).save(validated(SiteRecord(site, "ro")))
+    env = {
+        "DSHUB_DATA_DIR": str(root / "data"),
+        "DSHUB_INDEX_URL": index_url,
+        "DSHUB_GITLAB_URL": sandbox.url,
+        "DSHUB_GITLAB_TOKEN": sandbox.admin_token,
+        "DSHUB_STORAGE_CREDENTIALS_FILE": str(root / "credentials.json"),
+        "DSHUB_RECONCILE_INTERVAL": "0",
+        "DSHUB_LOG_LEVEL": "WARNING",
+        "DSHUB_UPLOAD_POINTER_WARN": str(args.count + 1),
+    }
+    server = start_gunicorn(root / "gunicorn", env, workers=2)
+    stop, peak = threading.Event(), [0]
+    sampler = threading.Thread(
+        target=_rss_sampler, args=(server.process.pid, stop, peak), daemon=True
+    )
+    sampler.start()
+    admin = gitlab.Gitlab(sandbox.url, private_token=sandbox.admin_token)
+    client = ApiClient(ClientConfig(server.url, sandbox.admin_token), timeout=600)
+    images = root / "images"
+    _images(images, args.count, args.kb)
+    dvc_env = {
+        **dvc_environment(root / "dvc-state"),
+        "AWS_ACCESS_KEY_ID": services.S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": services.S3_SECRET_KEY,
+        "AWS_DEFAULT_REGION": services.S3_REGION,
+    }
+    print(f"machine: {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}")
+    print(f"{args.count} files of {args.kb} KB, {args.jobs} parallel transfers")
+    try:
+        for layout in ("files", "directory"):
+            dshub_seconds = _through_dshub(admin, client, images, layout, args.jobs)
+            user_seconds = _as_a_user(
+                admin,
+                client,
+                images,
+                layout,
+                args.jobs,
+                root=root,
+                sandbox=sandbox,
+                endpoint=endpoint,
+                dvc_env=dvc_env,
+            )
+            print(
+                f"{layout:9}  dshub {dshub_seconds:7.2f} s   dvc add+push+git push {user_seconds:7.2f} s"
+                f"   ratio {dshub_seconds / user_seconds:.2f}x (target <= 1.0x)"
+            )
+        print(f"gunicorn workers' peak RSS: {peak[0] / MB:.0f} MB")
+    finally:
+        stop.set()
+        server.stop()
+        sandbox.stop()
+        moto.stop()
+
+
+if __name__ == "__main__":
+    main()
