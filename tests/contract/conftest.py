@@ -3,8 +3,9 @@
 Group `lab` (public) holds `open` (public) and `closed` (private) datasets, made with API
 commits; their objects are in the S3 storage site `vault` (proxy mode), which both datasets
 have selected and applied (so the one-time site selection can only answer 409 here). Users:
-`maintainer` (Maintainer of both datasets) and `stranger` (member of nothing); anonymous
-callers send no token. Built once per test package.
+`maintainer` (Maintainer of both datasets, not a member of `lab`) and `stranger` (member of
+nothing); anonymous callers send no token. DSHUB_NAMESPACES is `lab`, so no caller here can
+create a dataset. Built once per test package.
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, contract_bucket: S3Bucket) -
                 "DSHUB_RECONCILE_INTERVAL": "0",
                 "DSHUB_STORAGE_CREDENTIALS_FILE": str(credentials),
                 "DSHUB_DVC_MAX_OBJECT_BYTES": str(MAX_OBJECT_BYTES),
+                # Datasets live in `lab` only, where neither user may create projects: every
+                # POST /api/v1/datasets is refused (a user's own namespace is not `lab`).
+                "DSHUB_NAMESPACES": "lab",
                 "DSHUB_LOG_FORMAT": "json",
             },
             workers=2,
