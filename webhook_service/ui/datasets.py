@@ -10,10 +10,10 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from indexer import search
-from indexer.errors import InvalidInput
 from indexer.store import Dataset, IndexStore
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
+from webhook_service.params import int_arg
 from webhook_service.ui import blueprint
 
 PER_PAGE = 20
@@ -51,10 +51,7 @@ def summary(store: IndexStore, dataset: Dataset) -> Summary:
 
 def page_number() -> int:
     """`?page=` as a number from 1 (the API's rule; bad input is a 400 page)."""
-    raw = request.args.get("page") or "1"
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput("page must be a whole number from 1")
-    return int(raw)
+    return int_arg("page", 1, 1, search.MAX_OFFSET)
 
 
 @blueprint.get("/")
