@@ -112,3 +112,11 @@ def test_readme_that_is_too_large_or_not_text_has_no_card() -> None:
     assert decode_readme(b"# hi") == "# hi"
     assert decode_readme(b"\xff\xfe") is None
     assert decode_readme(b"a" * (600 * 1024)) is None
+
+
+def test_the_sign_in_return_path_never_carries_a_credential() -> None:
+    from webhook_service.ui.formatting import return_path
+
+    args = [("q", "cats"), ("private_token", "glpat-x"), ("ACCESS_TOKEN", "y"), ("page", "2")]
+    assert return_path("/", args) == "/?q=cats&page=2"
+    assert return_path("/datasets/a/b", [("job_token", "z")]) == "/datasets/a/b"

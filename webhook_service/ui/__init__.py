@@ -96,4 +96,5 @@ def init_app(app: Flask) -> None:
         breadcrumbs=formatting.breadcrumbs,
         page_window=formatting.page_window,
         current_user=session.current_user,
+        return_to=lambda: formatting.return_path(request.path, request.args.items(multi=True)),
     )

@@ -7,6 +7,7 @@ name, description or path a user stored can never become HTML.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
@@ -77,6 +78,16 @@ def with_query(base: str, **params: str | int | None) -> str:
     """`base` with the non-empty `params` as its query string."""
     kept = {k: str(v) for k, v in params.items() if v is not None and v != ""}
     return f"{base}?{urlencode(kept)}" if kept else base
+
+
+_SECRET_PARAM = re.compile(r"token|secret|password|passwd|key", re.IGNORECASE)
+
+
+def return_path(path: str, args: Iterable[tuple[str, str]]) -> str:
+    """Where "Sign in" brings a person back: `path` with its query, less every parameter
+    whose name looks like a credential (`?private_token=` must never reach a page)."""
+    kept = [(name, value) for name, value in args if not _SECRET_PARAM.search(name)]
+    return f"{path}?{urlencode(kept)}" if kept else path
 
 
 def is_image(media_type: str | None) -> bool:
