@@ -7,6 +7,7 @@ from pathlib import Path
 
 from indexer.store import Dataset, open_index
 from tests.sites.conftest import SiteEnv
+from webhook_service.app_settings import services as app_services
 from webhook_service.app_settings import settings_of
 
 
@@ -36,7 +37,7 @@ def test_site_details_hide_the_path_and_count_only_readable_datasets(
     public = site_env.admin.projects.create({"name": "shown", "visibility": "public"})
     _index(site_env, private.id, "private", "disk")
     _index(site_env, public.id, "public", "disk")
-    site_env.app.extensions["dshub.sites"].select(private.id, "disk", None)  # chosen, too
+    app_services(site_env.app).sites.select(private.id, "disk", None)  # chosen, too
 
     for who in ("admin", "member"):  # a GitLab admin, a member of the admin group
         shown = site_env.call("GET", "/api/v1/storage-sites/disk", who).get_json()
