@@ -85,12 +85,13 @@ def validate_path(path: str, *, allow_root: bool = False) -> str:
     """A dataset path relative to its root: no traversal (also percent-encoded), NUL, backslash."""
     if len(path) > MAX_PATH:
         raise InvalidInput(f"path is longer than {MAX_PATH} characters")
-    decoded, previous = path, None
-    for _ in range(3):  # %2e%2e, %252e%252e, ...: look through a few layers of encoding
-        _check_path_text(decoded, path)
+    decoded = path
+    _check_path_text(decoded, path)
+    for _ in range(3):  # %2e%2e, %252e%252e, %25252e: the text and three layers of encoding
         previous, decoded = decoded, unquote(decoded)
         if decoded == previous:
             break
+        _check_path_text(decoded, path)
     stripped = path.rstrip("/") if allow_root else path
     if not stripped:
         if allow_root:

@@ -20,7 +20,7 @@ from indexer.queue import QUEUE_NAME
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.conftest import SECRET
 from tests.receiver.serving import ROOT, start_gunicorn
-from tests.support.services import wait_until
+from tests.support.services import ServiceUnavailable, wait_until
 
 
 def _install(sandbox: Sandbox, receiver_url: str, *target: str) -> subprocess.CompletedProcess[str]:
@@ -74,7 +74,12 @@ def test_sandbox_events_become_jobs_in_redis(
         ref_key = hashlib.sha1(b"refs/heads/main").hexdigest()
         expected = {f"sync_project-{project.id}", f"sync_ref-{project.id}-{ref_key}"}
         queue = Queue(QUEUE_NAME, connection=redis.Redis.from_url(redis_url))
-        wait_until(lambda: expected <= set(queue.job_ids), 30, "jobs from the sandbox's events")
+        try:
+            wait_until(lambda: expected <= set(queue.job_ids), 60, "jobs from the sandbox's events")
+        except ServiceUnavailable as exc:
+            # Say what did happen: each delivery's outcome and what the queue holds.
+            seen = [(d.event, d.outcome, d.status, d.error) for d in gitlab_sandbox.deliveries()]
+            raise AssertionError(f"{exc}; deliveries {seen}; queued {queue.job_ids}") from exc
         sync = queue.fetch_job(f"sync_ref-{project.id}-{ref_key}")
         assert sync is not None
         func, args, _ = sync.args
