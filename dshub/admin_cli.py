@@ -21,8 +21,8 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
         return 2
     from dshub.logs import configure_logging
     from dshub.services import Services
-    from indexer import sync
     from indexer.errors import DshubError
+    from indexer.sync import refs as sync
 
     configure_logging(settings.log_level, settings.log_format)
     services = Services(settings)

@@ -14,7 +14,7 @@ from dshub.logs import configure_logging
 
 WEBHOOK_PATH = "/webhooks/gitlab"
 
-# Event flags per hook type: what dshub routes (see indexer/routing.py). System hooks always
+# Event flags per hook type: what dshub routes (see indexer/ingest/routing.py). System hooks always
 # receive project, group, member and user events; the flags add the repository events.
 SYSTEM_FLAGS = {
     "push_events": True,
@@ -70,8 +70,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import redis
     from rq import Worker
 
-    from indexer.journal import Journal, JournalError
-    from indexer.queue import Drainer, RedisQueue
+    from indexer.ingest.journal import Journal, JournalError
+    from indexer.ingest.queue import Drainer, RedisQueue
 
     queue = RedisQueue.from_url(settings.redis_url)
     drainer: Drainer | None = None
@@ -92,7 +92,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         drainer.start()
     scheduler = None
     if settings.reconcile_interval and not args.burst:
-        from indexer.scheduler import redis_scheduler
+        from indexer.ingest.scheduler import redis_scheduler
 
         scheduler = redis_scheduler(queue, settings.reconcile_interval)
         scheduler.start()

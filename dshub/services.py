@@ -17,18 +17,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dshub.config import Settings
-from indexer import jobs
+from indexer.data.storage import Credentials, load_credentials
 from indexer.errors import Unavailable
-from indexer.gitlab_reader import GitLabReader
-from indexer.permissions import Generation, PermissionResolver, generation_for
-from indexer.queue import HandOver
-from indexer.receiver import Receiver
-from indexer.resolve import Resolver
-from indexer.scheduler import ReconcileScheduler, journal_scheduler
-from indexer.sites import SiteRegistry
-from indexer.storage import Credentials, load_credentials
+from indexer.gitlab.permissions import Generation, PermissionResolver, generation_for
+from indexer.gitlab.reader import GitLabReader
+from indexer.ingest.queue import HandOver
+from indexer.ingest.receiver import Receiver
+from indexer.ingest.scheduler import ReconcileScheduler, journal_scheduler
+from indexer.read.resolve import Resolver
+from indexer.sites.registry import SiteRegistry
 from indexer.store import IndexStore, open_index
-from indexer.sync import SyncContext
+from indexer.sync import jobs
+from indexer.sync.refs import SyncContext
 
 log = logging.getLogger("dshub.services")
 T = TypeVar("T")

@@ -1,7 +1,7 @@
 """Client JSON decoded strictly and boundedly: UTF-8, no NaN/Infinity, bounded nesting.
 
 One implementation for every JSON body dshub accepts (webhook deliveries in
-`indexer.events`, API and DVC-remote bodies in `webhook_service.bodies`). Every failure is an
+`indexer.ingest.events`, API and DVC-remote bodies in `webhook_service.bodies`). Every failure is an
 `InvalidInput` (or the subclass the caller names) with a message a person can act on:
 `RecursionError` from a deeply nested document is not a `ValueError`, so it is caught here,
 and a document that parsed is still refused past `MAX_DEPTH` levels so that no later code

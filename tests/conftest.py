@@ -25,7 +25,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
-from indexer.dvc_env import dvc_environment
+from indexer.data.dvc_env import dvc_environment
 from tests.support import leakcheck, services
 
 pytest_plugins = ["tests.gitlab_sandbox.fixtures", "tests.support.index_fixtures"]

@@ -127,3 +127,12 @@ def test_a_lone_clone_collects_every_test(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " error" not in result.stdout.splitlines()[-1], result.stdout[-3000:]
+
+
+def test_the_core_is_foldered_by_what_it_does() -> None:
+    """`indexer/` shows its architecture: every module lives in a folder named for its part
+    (ingest, gitlab, data, sync, gc, sites, write, read, store) beside three shared ones."""
+    flat = sorted(p.name for p in (ROOT / "indexer").glob("*.py"))
+    assert flat == ["__init__.py", "errors.py", "json_input.py", "service_db.py"], flat
+    folders = sorted(p.name for p in (ROOT / "indexer").iterdir() if (p / "__init__.py").exists())
+    assert folders == ["data", "gc", "gitlab", "ingest", "read", "sites", "store", "sync", "write"]

@@ -141,8 +141,8 @@ def test_an_unreachable_index_does_not_stop_the_service(tmp_path: Path) -> None:
 def test_embedded_worker_drains_the_journal_left_by_a_previous_process(
     tmp_path: Path, gitlab_sandbox: Any
 ) -> None:
-    from indexer import routing
-    from indexer.journal import Journal
+    from indexer.ingest import routing
+    from indexer.ingest.journal import Journal
     from tests.support.services import wait_until
 
     journal = Journal.in_directory(tmp_path)

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from indexer import search
 from indexer.errors import NotFound
-from indexer.events import MAX_ID
+from indexer.ingest.events import MAX_ID
+from indexer.read import search
 from indexer.store import Dataset
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer

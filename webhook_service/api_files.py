@@ -23,9 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import Range
 from werkzeug.http import parse_range_header
 
-from indexer import search
-from indexer.errors import InvalidInput
-from indexer.previews import (
+from indexer.data.previews import (
     MAX_INPUT_BYTES,
     MAX_SIZE,
     MIN_SIZE,
@@ -34,7 +32,10 @@ from indexer.previews import (
     check_previewable,
     preview_size,
 )
-from indexer.resolve import (
+from indexer.data.storage import ObjectMissing, S3ObjectStore, safe_key
+from indexer.errors import InvalidInput
+from indexer.read import search
+from indexer.read.resolve import (
     Commit,
     DvcObject,
     Folder,
@@ -43,7 +44,6 @@ from indexer.resolve import (
     validate_path,
     validate_ref,
 )
-from indexer.storage import ObjectMissing, S3ObjectStore, safe_key
 from indexer.store import Dataset
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of

@@ -4,7 +4,7 @@ Callers are a person with a GitLab token (read: anyone who may read the dataset;
 Maintainer or more, as GitLab's `permissions` say) or a pipeline of the dataset's own
 project with its `CI_JOB_TOKEN` (`JOB-TOKEN` header, checked with GitLab's `GET /job`; gc
 only from the default branch). gc applies the rules of the dvc-gc job through the same code,
-`indexer.gc.collect_garbage`: keep = the caller's keep set plus every object of an indexed
+`indexer.gc.collect.collect_garbage`: keep = the caller's keep set plus every object of an indexed
 version; nothing younger than `min_age_hours` (at least 1, default 72); dry run unless
 `dry_run` is false; one gc per dataset at a time. Answers never carry a credential.
 """
@@ -18,22 +18,22 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
-from indexer import search
+from indexer.data.storage import ObjectMeta, StorageSite, open_objects
 from indexer.errors import DshubError, Forbidden, InvalidInput, NotAuthenticated, Unavailable
-from indexer.gc import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validate_keep
-from indexer.gc_lock import gc_lock
-from indexer.gitlab_reader import GitLabReader
-from indexer.indexed_objects import IndexedObjects, indexed_objects
-from indexer.job_tokens import job_token_from_headers, require_job_of, verify_job_token
-from indexer.permissions import token_from_headers
-from indexer.sites import (
+from indexer.gc.collect import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validate_keep
+from indexer.gc.indexed_objects import IndexedObjects, indexed_objects
+from indexer.gc.lock import gc_lock
+from indexer.gitlab.job_tokens import job_token_from_headers, require_job_of, verify_job_token
+from indexer.gitlab.permissions import token_from_headers
+from indexer.gitlab.reader import GitLabReader
+from indexer.read import search
+from indexer.sites.registry import (
     DatasetSiteError,
     NoSiteSelected,
     SiteDisagreement,
     SiteRegistry,
     site_of_dataset,
 )
-from indexer.storage import ObjectMeta, StorageSite, open_objects
 from indexer.store import Dataset
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of

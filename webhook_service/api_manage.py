@@ -2,7 +2,7 @@
 
 Every write is made in GitLab with the caller's own token (`indexer.write.datasets`), so
 GitLab decides who may; then the dataset is re-indexed in-line (the service token reads it
-back through `indexer.sync`) and the caller's cached permissions are refreshed, so the
+back through `indexer.sync.refs`) and the caller's cached permissions are refreshed, so the
 answer — and the caller's next read — already show the change. The webhook that follows
 finds nothing left to do. A dataset the caller may not read answers 404, exactly like a
 missing one; signing in is required for every write (401).
@@ -20,11 +20,12 @@ import gitlab
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from indexer import search, sync
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
-from indexer.permissions import token_from_headers
-from indexer.search import Viewer
+from indexer.gitlab.permissions import token_from_headers
+from indexer.read import search
+from indexer.read.search import Viewer
 from indexer.store import Dataset
+from indexer.sync import refs as sync
 from indexer.write import datasets as write
 from webhook_service.api_datasets import dataset_json, not_found
 from webhook_service.app_settings import services

@@ -13,10 +13,10 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from indexer import search
-from indexer.data_diff import FileChange
+from indexer.data.diff import FileChange
 from indexer.errors import NotFound
-from indexer.mr_diff import data_diff, read_merge_request
+from indexer.read import search
+from indexer.sync.mr_diff import data_diff, read_merge_request
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer

@@ -1,7 +1,7 @@
 """`/api/v1/storage-sites` (register, update, list, show) and a dataset's site selection.
 
 Registering or updating a site is for GitLab administrators and members of
-`DSHUB_ADMIN_GROUP`, and validates the site for real (see `indexer.site_probe`); listing is
+`DSHUB_ADMIN_GROUP`, and validates the site for real (see `indexer.sites.probe`); listing is
 for every signed-in user. No response and no log line ever holds a credential: requests name
 entries of the credentials file (`credentials_ref`, `credentials_ref_readonly`) and a field
 that looks like a key is refused. Selecting a dataset's site is for Maintainers of its
@@ -20,7 +20,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
-from indexer import routing
+from indexer.data.storage import StorageSite, load_credentials
 from indexer.errors import (
     Conflict,
     Forbidden,
@@ -29,12 +29,14 @@ from indexer.errors import (
     NotFound,
     Unavailable,
 )
-from indexer.gitlab_reader import REPORTER, GitLabReader
-from indexer.journal import Delivery, JournalError
-from indexer.permissions import token_from_headers
-from indexer.search import Viewer
-from indexer.site_probe import ProbeStep, SiteValidationFailed, parse_networks, probe_site
-from indexer.site_selection import (
+from indexer.gitlab.permissions import token_from_headers
+from indexer.gitlab.reader import REPORTER, GitLabReader
+from indexer.ingest import routing
+from indexer.ingest.journal import Delivery, JournalError
+from indexer.read.search import Viewer
+from indexer.sites.probe import ProbeStep, SiteValidationFailed, parse_networks, probe_site
+from indexer.sites.registry import SiteRecord, placement_changes, validate_site, validated
+from indexer.sites.selection import (
     MAINTAINER,
     REMOTE_NAME,
     NotADataset,
@@ -46,8 +48,6 @@ from indexer.site_selection import (
     is_site_admin,
     set_variables,
 )
-from indexer.sites import SiteRecord, placement_changes, validate_site, validated
-from indexer.storage import StorageSite, load_credentials
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer

@@ -35,12 +35,12 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from dshub.config import Settings
-from indexer import sync
+from indexer.data.storage import ObjectStore, open_objects
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
-from indexer.gitlab_reader import GitLabReader, ProjectInfo
-from indexer.permissions import token_from_headers
-from indexer.sites import DatasetSiteError, site_of_dataset
-from indexer.storage import ObjectStore, open_objects
+from indexer.gitlab.permissions import token_from_headers
+from indexer.gitlab.reader import GitLabReader, ProjectInfo
+from indexer.sites.registry import DatasetSiteError, site_of_dataset
+from indexer.sync import refs as sync
 from indexer.write.changes import Operations
 from indexer.write.errors import FileTooLarge, NoSite, Unprocessable, WriteForbidden
 from indexer.write.files import WriteRequest, WriteResult, clean_path, upload_path, write_files

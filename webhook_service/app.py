@@ -13,8 +13,8 @@ from dshub.config import ConfigError, Settings, ensure_secret_key, load_settings
 from dshub.logs import configure_logging
 from dshub.services import Services
 from indexer.errors import DshubError
-from indexer.journal import JournalError
-from indexer.sites import ensure_embedded_site
+from indexer.ingest.journal import JournalError
+from indexer.sites.registry import ensure_embedded_site
 from webhook_service import (
     api_datasets,
     api_docs,

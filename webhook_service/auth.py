@@ -2,7 +2,7 @@
 
 The resolver is the process's (`services().permissions`); the caller of
 the current request is memoised on `g`. Nothing here decides what a caller may read — that
-is `indexer.search.Viewer.can_read`, used by every route.
+is `indexer.read.search.Viewer.can_read`, used by every route.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import g, request
 
 from indexer.errors import NotAuthenticated
-from indexer.permissions import token_from_headers
-from indexer.search import Viewer
+from indexer.gitlab.permissions import token_from_headers
+from indexer.read.search import Viewer
 from webhook_service.app_settings import services
 
 

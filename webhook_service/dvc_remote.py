@@ -5,14 +5,14 @@ Routes: `GET|HEAD|POST|PUT /dvc/<id>/files/md5/<2 hex>/<30 hex>[.dir]` (DVC 3 la
 `hash:`). The path after `/dvc/<id>/` is the object's key under the dataset's prefix on its
 storage site; any other path (uppercase, traversal, percent-escapes, empty segments) is a 404
 that never touches storage. `POST /dvc/<id>/missing {"keys": [...]}` answers which of up to
-10,000 keys the site does not hold (`indexer.presence`; `missing` can never be a key), with
+10,000 keys the site does not hold (`indexer.data.presence`; `missing` can never be a key), with
 the authorisation of a read.
 
 DVC's http remote checks presence with a GET per object (fsspec's `exists`; 404 = absent,
 and it never lists), downloads with GET (ranges allowed), and uploads each object with one
 POST (or PUT, its `method` option) whose body is the raw bytes sent with chunked
 transfer-encoding; any status below 400 is success. Callers authenticate on every request
-(`indexer.remote_access`; 401 carries `WWW-Authenticate: Basic realm="dshub"` so DVC's
+(`indexer.read.remote_access`; 401 carries `WWW-Authenticate: Basic realm="dshub"` so DVC's
 `auth basic` / `ask_password` work). An upload is streamed to a temp file under the data
 directory while its md5 is computed, refused with 400 when the bytes do not hash to the id
 in the path, and only then stored (local sites: rename; S3: upload after the check), so a
@@ -34,6 +34,16 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from dshub.services import Services
+from indexer.data.object_ids import ObjectKey, parse_object_key
+from indexer.data.presence import MAX_KEYS, check_presence, parse_keys
+from indexer.data.storage import (
+    CHUNK,
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    StorageSite,
+    open_objects,
+)
 from indexer.errors import (
     DshubError,
     Forbidden,
@@ -42,19 +52,9 @@ from indexer.errors import (
     NotFound,
     Unavailable,
 )
-from indexer.job_tokens import JobIdentity, verify_job_token
-from indexer.object_ids import ObjectKey, parse_object_key
-from indexer.presence import MAX_KEYS, check_presence, parse_keys
-from indexer.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
-from indexer.sites import NoSiteSelected, site_of_dataset
-from indexer.storage import (
-    CHUNK,
-    LocalObjectStore,
-    ObjectStore,
-    S3ObjectStore,
-    StorageSite,
-    open_objects,
-)
+from indexer.gitlab.job_tokens import JobIdentity, verify_job_token
+from indexer.read.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
+from indexer.sites.registry import NoSiteSelected, site_of_dataset
 from indexer.write.objects import StagedObject, stage_stream, store_verified
 from webhook_service import metrics
 from webhook_service.api_datasets import not_found

@@ -154,7 +154,7 @@ class _BacklogCollector(Collector):
             )
 
 
-RECONCILE_JOB_ID = "reconcile-all"  # the scheduler's stable id (indexer.routing.reconcile)
+RECONCILE_JOB_ID = "reconcile-all"  # the scheduler's stable id (indexer.ingest.routing.reconcile)
 
 
 class _QueueCollector(Collector):

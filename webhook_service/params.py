@@ -20,7 +20,9 @@ from flask import Flask, request
 from werkzeug.routing import IntegerConverter
 
 from indexer.errors import InvalidInput
-from indexer.events import MAX_ID  # ids are bigint (SQLite, PostgreSQL): the edge's bound too
+from indexer.ingest.events import (
+    MAX_ID,  # ids are bigint (SQLite, PostgreSQL): the edge's bound too
+)
 
 __all__ = [
     "MAX_ID",

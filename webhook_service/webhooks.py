@@ -1,11 +1,11 @@
-"""`POST /webhooks/gitlab`, the HTTP adapter of `indexer.receiver`: answer 202 within milliseconds.
+"""`POST /webhooks/gitlab`, the HTTP adapter of `indexer.ingest.receiver`: answer 202 within milliseconds.
 
 Order of checks: authentication (401, nothing said about the expected value), size (413,
 before reading the body), content type (415), signature (401), body and fields (400, naming
 the field), unknown event (200 `{"ignored": reason}`). Accepted events are appended to the
 journal (503 only if that fails), then handed to RQ; if Redis is down the answer is still 202
 and the journal drainer hands them over later. Nothing here indexes inline. Concurrent
-requests share the journal fsync and the Redis round trips: `indexer.intake` group-commits
+requests share the journal fsync and the Redis round trips: `indexer.ingest.intake` group-commits
 them, and each request still answers only once its own event is on disk.
 """
 
@@ -23,11 +23,17 @@ from werkzeug.wrappers import Request, Response
 
 from dshub.config import Settings
 from indexer.errors import DshubError, Unavailable
-from indexer.events import IgnoredEvent, InvalidEvent, header, parse_event
-from indexer.journal import Delivery, JournalError
-from indexer.queue import HandOver
-from indexer.receiver import Receiver, authenticate, dedupe_key, has_signature, verify_signature
-from indexer.routing import JobRequest, route
+from indexer.ingest.events import IgnoredEvent, InvalidEvent, header, parse_event
+from indexer.ingest.journal import Delivery, JournalError
+from indexer.ingest.queue import HandOver
+from indexer.ingest.receiver import (
+    Receiver,
+    authenticate,
+    dedupe_key,
+    has_signature,
+    verify_signature,
+)
+from indexer.ingest.routing import JobRequest, route
 from webhook_service import metrics
 from webhook_service.app_settings import services
 

@@ -1,4 +1,4 @@
-"""How dshub's batch presence answer should ask S3: each method of `indexer.presence`, timed.
+"""How dshub's batch presence answer should ask S3: each method of `indexer.data.presence`, timed.
 
 Command: `.venv/bin/python -m bench.ci.presence` (starts its own moto S3 server on loopback).
 Per scenario (objects the dataset holds, keys asked, all of them stored) it runs
@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from indexer.object_ids import ObjectKey, parse_object_key
-from indexer.presence import check_presence
-from indexer.storage import Credentials, S3ObjectStore, StorageSite, open_objects
+from indexer.data.object_ids import ObjectKey, parse_object_key
+from indexer.data.presence import check_presence
+from indexer.data.storage import Credentials, S3ObjectStore, StorageSite, open_objects
 from tests.support import services
 
 METHODS = ("head", "list", "list-prefixes", None)

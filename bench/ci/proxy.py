@@ -28,7 +28,7 @@ from pathlib import Path
 import boto3
 import requests
 
-from indexer.storage import Credentials, StorageSite
+from indexer.data.storage import Credentials, StorageSite
 from tests.ci.proxy_world import Dshub, ProxyWorld, create_dataset, served_dshub
 from tests.gitlab_sandbox.server import Sandbox
 

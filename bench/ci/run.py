@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.ci.proxy import proxy_benchmarks
-from indexer.dvc_env import dvc_environment
-from indexer.storage import Credentials
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import Credentials
 from tests.support import services
 
 BIN = Path(sys.executable).parent

@@ -40,12 +40,12 @@ import gitlab
 import psutil
 import requests
 
-from indexer import sync
-from indexer.dvc_env import dvc_environment
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, Gunicorn, start_gunicorn

@@ -40,9 +40,9 @@ from typing import Any
 import gitlab
 import psutil
 
-from indexer.dvc_env import dvc_environment
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRegistry
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

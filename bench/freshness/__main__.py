@@ -33,10 +33,10 @@ import requests
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from indexer.dvc_env import dvc_environment
-from indexer.queue import QUEUE_NAME, redis_client
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import StorageSite
+from indexer.ingest.queue import QUEUE_NAME, redis_client
+from indexer.sites.registry import SiteRegistry
 from tests.gitlab_sandbox.fixtures import run_sandbox_subprocess
 from tests.receiver.serving import ROOT, start_gunicorn
 from tests.support.services import start_redis, wait_until

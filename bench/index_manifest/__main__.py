@@ -5,7 +5,7 @@ Options: `--entries 100000` (default), `--backend sqlite|postgres|both` (default
 Each phase runs in its own child process so its peak RSS (ru_maxrss) is its own:
 
 - baseline: parse the `.dir` manifest JSON alone with `json.load` (what a naive indexer does);
-- streamed parse alone (`indexer.pointers.iter_manifest`);
+- streamed parse alone (`indexer.data.pointers.iter_manifest`);
 - index: parse the `.dvc` pointer, stream the manifest into the store (`put_manifest`) and
   replace the tag's files from the stored manifest (`replace_ref_files(files_of_out(...))`),
   i.e. everything the sync job does after fetching the bytes.
@@ -60,9 +60,9 @@ def _peak_mb() -> float:
 def child(mode: str, manifest: Path, url: str) -> dict[str, float]:
     """Run one phase in this process and return its figures."""
     if mode != "json":  # the baseline does not pay for importing DVC
-        from indexer.pointers import iter_manifest, parse_dvc_file
+        from indexer.data.pointers import iter_manifest, parse_dvc_file
+        from indexer.data.tracked_files import files_of_out
         from indexer.store import Dataset, RefInfo, open_index
-        from indexer.tracked_files import files_of_out
     imports_mb = _peak_mb()
     count = 0
     start = time.perf_counter()

@@ -5,7 +5,7 @@ Options: `--datasets 10000 --files-per-dataset 100` (defaults: 1,000,000 files),
 
 Builds an index per backend (datasets through `IndexStore.upsert_dataset`; files, refs and
 their search indexes bulk-loaded: one executemany transaction on SQLite, COPY on PostgreSQL),
-then runs a query mix through `indexer.search` as three viewers:
+then runs a query mix through `indexer.read.search` as three viewers:
 
 - anonymous (public datasets only),
 - a user who can read 2,000 private datasets (plus public and internal),
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.index_manifest.postgres import postgres_database
-from indexer.search import Viewer, search_datasets, search_files
+from indexer.read.search import Viewer, search_datasets, search_files
 from indexer.store import Dataset, IndexStore, open_index
 
 TARGET_P95_MS = 50.0

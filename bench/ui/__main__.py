@@ -47,9 +47,9 @@ from flask.testing import FlaskClient
 
 from bench.index_manifest.postgres import postgres_database
 from bench.search.__main__ import load, visibility_of
-from indexer.gitlab_reader import GitLabReader
-from indexer.permissions import PermissionResolver, token_key
-from indexer.search import Viewer
+from indexer.gitlab.permissions import PermissionResolver, token_key
+from indexer.gitlab.reader import GitLabReader
+from indexer.read.search import Viewer
 from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, open_index
 from tests.support.services import free_port, wait_until
 from webhook_service import create_app

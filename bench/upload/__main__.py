@@ -33,9 +33,9 @@ import psutil
 
 from dshub.client import ApiClient, ClientConfig
 from dshub.upload import collect, upload
-from indexer.dvc_env import dvc_environment
-from indexer.sites import SiteRecord, SiteRegistry, validated
-from indexer.storage import StorageSite
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRecord, SiteRegistry, validated
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import start_gunicorn
 from tests.support import services

@@ -8,8 +8,8 @@ bare endpoint is the request path itself and how much is durable acceptance.
 
 from __future__ import annotations
 
-from indexer.intake import Intake, Ticket
-from indexer.journal import Delivery
+from indexer.ingest.intake import Intake, Ticket
+from indexer.ingest.journal import Delivery
 from webhook_service import create_app
 from webhook_service.app_settings import services
 

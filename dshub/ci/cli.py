@@ -51,7 +51,7 @@ def _jobs(value: str) -> int:
 
 def _prepare() -> tuple[Path, CiVariables]:
     """Process hygiene for DVC, then the job's directory and variables."""
-    from indexer.dvc_env import apply_to_process
+    from indexer.data.dvc_env import apply_to_process
 
     state = os.environ.get("DSHUB_CI_DVC_STATE_DIR") or os.path.join(
         tempfile.gettempdir(), "dshub-ci-dvc-state"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from dshub.ci.presence import DirEntry
-from indexer.data_diff import ADDED, MODIFIED, REMOVED, FileChange, FileState, diff_files
-from indexer.pointers import PointerOut
+from indexer.data.diff import ADDED, MODIFIED, REMOVED, FileChange, FileState, diff_files
+from indexer.data.pointers import PointerOut
 
 MAX_LISTED = 200
 

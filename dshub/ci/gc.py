@@ -5,7 +5,7 @@ deepened from CI_REPOSITORY_URL with every branch and tag, or the job refuses); 
 comes from DVC itself (`Repo.used_objs` over all commits, branches and tags, every entry of
 every directory); objects younger than `min_age_hours` and objects of versions dshub has
 indexed are kept; the remote must be this dataset's own. Dry run unless `delete` is set.
-Deletion is `indexer.gc`, one implementation with two callers: this job with the read-write
+Deletion is `indexer.gc.collect`, one implementation with two callers: this job with the read-write
 keys (direct mode), or dshub's `POST /api/v1/datasets/<id>/gc`, to which the job hands its
 keep set with its CI_JOB_TOKEN (proxy mode: the remote is dshub's and no key is in the job).
 """
@@ -35,8 +35,8 @@ from dshub.ci.proxy import (
 )
 from dshub.ci.remote import RemoteConfig, read_remote, require_owned_remote
 from dshub.ci.storage import open_remote_store
-from indexer.gc import GcPlan, GcResult, collect_garbage
-from indexer.storage import ObjectMeta
+from indexer.data.storage import ObjectMeta
+from indexer.gc.collect import GcPlan, GcResult, collect_garbage
 
 # dshub answers a gc only when it is done: listing and deleting a large prefix takes a while.
 GC_ANSWER_TIMEOUT = 6 * 3600.0
@@ -243,7 +243,7 @@ def collect_in_dshub(
 ) -> Collected:
     """Proxy mode: `POST <DSHUB_URL>/api/v1/datasets/<id>/gc {keep, dry_run, min_age_hours}`.
 
-    dshub applies the same rules with the same code (`indexer.gc`), adds the objects of the
+    dshub applies the same rules with the same code (`indexer.gc.collect`), adds the objects of the
     versions it indexed itself, and deletes; the job only reports what dshub answered.
     """
     dataset_id = variables.require(

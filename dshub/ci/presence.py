@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dshub.ci.proxy import DshubRemote
-from indexer.object_ids import parse_object_key
-from indexer.pointers import PointerOut
+from indexer.data.object_ids import parse_object_key
+from indexer.data.pointers import PointerOut
 
 
 @dataclass(frozen=True)

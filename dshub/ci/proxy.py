@@ -45,7 +45,7 @@ ACCESS_CHECK_TIMEOUT = 30.0
 # An object id nobody stores: the access check expects dshub to answer 404 for it.
 _PROBE_KEY = "files/md5/00/" + "0" * 30
 _MESSAGE_LIMIT = 64 * 1024
-PRESENCE_BATCH = 10_000  # keys per request: dshub's limit (indexer.presence.MAX_KEYS)
+PRESENCE_BATCH = 10_000  # keys per request: dshub's limit (indexer.data.presence.MAX_KEYS)
 # dshub answers once storage has: 10,000 HEADs on a slow site take minutes.
 PRESENCE_ANSWER_TIMEOUT = 600.0
 

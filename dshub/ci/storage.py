@@ -1,7 +1,7 @@
 """Byte access to the dataset's remote for gc, through the service's own storage stores.
 
 The remote URL from `.dvc/config` (already checked to be this dataset's) becomes an
-`indexer.storage` store confined to the dataset's prefix, so the CI job and dshub's gc
+`indexer.data.storage` store confined to the dataset's prefix, so the CI job and dshub's gc
 endpoint list and delete through the same code.
 """
 
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from dshub.ci.environment import Access, CiVariables
 from dshub.ci.errors import CiConfigError
 from dshub.ci.remote import RemoteConfig
-from indexer.storage import Credentials, LocalObjectStore, S3ObjectStore, StorageSite
+from indexer.data.storage import Credentials, LocalObjectStore, S3ObjectStore, StorageSite
 
 
 def open_remote_store(

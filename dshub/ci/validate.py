@@ -25,7 +25,7 @@ from dshub.ci.errors import CiCheckFailed
 from dshub.ci.junit import TestCase, write_junit
 from dshub.ci.presence import DirEntry, RemoteObjects, referenced_objects
 from dshub.ci.remote import read_remote, remote_problems, tls_problems
-from indexer.pointers import PointerError, PointerOut, parse_pointer
+from indexer.data.pointers import PointerError, PointerOut, parse_pointer
 
 SUITE = "validate-storage"
 

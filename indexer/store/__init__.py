@@ -1,7 +1,7 @@
 """The index store: datasets, refs and files from GitLab + DVC, searchable with permissions.
 
 `open_index(url)` returns the backend for `DSHUB_INDEX_URL` (migrated and ready). See
-`indexer.store.base.IndexStore` for the operations the jobs use, and `indexer.search` for
+`indexer.store.base.IndexStore` for the operations the jobs use, and `indexer.read.search` for
 permission-filtered queries.
 """
 

@@ -4,7 +4,7 @@ The index is a cache of GitLab's truth (datasets = projects, versions = tags, th
 branch) plus what DVC pointers at each ref say (files). Every write is idempotent and
 transactional: a reader never sees half a ref. Two backends implement `IndexStore`:
 `SqliteIndexStore` (FTS5) and `PostgresIndexStore` (tsvector + pg_trgm); `open_index(url)`
-picks one. Search queries live in `indexer.search`, which calls the `query_*` methods here.
+picks one. Search queries live in `indexer.read.search`, which calls the `query_*` methods here.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class PermissionFilter:
 
 @dataclass(frozen=True)
 class DatasetQuery:
-    """A validated dataset search (built by `indexer.search`); `terms` are casefolded word tokens."""
+    """A validated dataset search (built by `indexer.read.search`); `terms` are casefolded word tokens."""
 
     permission: PermissionFilter
     terms: tuple[str, ...] = ()
@@ -350,11 +350,11 @@ class IndexStore(abc.ABC):
 
     @abc.abstractmethod
     def query_datasets(self, query: DatasetQuery) -> DatasetHits:
-        """Permission-filtered dataset search with facets (use `indexer.search`)."""
+        """Permission-filtered dataset search with facets (use `indexer.read.search`)."""
 
     @abc.abstractmethod
     def query_files(self, query: FileQuery) -> FileHits:
-        """Permission-filtered file search (use `indexer.search`)."""
+        """Permission-filtered file search (use `indexer.read.search`)."""
 
     @abc.abstractmethod
     def version_diff(self, project_id: int, ref: str, previous: str | None) -> VersionDiff:

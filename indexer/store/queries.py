@@ -111,7 +111,7 @@ class SqlQueries(abc.ABC):
         return "(" + " OR ".join(parts) + ")", params
 
     def query_datasets(self, query: DatasetQuery) -> DatasetHits:
-        """Permission-filtered dataset search with facets (use `indexer.search`)."""
+        """Permission-filtered dataset search with facets (use `indexer.read.search`)."""
         if query.sort not in SORTS:
             raise StoreError(f"unknown sort {query.sort!r}")
         perm_sql, params = self._permission_sql(query.permission)
@@ -182,7 +182,7 @@ class SqlQueries(abc.ABC):
         return DatasetHits(items=[self._dataset(row) for row in rows], total=total, facets=facets)
 
     def query_files(self, query: FileQuery) -> FileHits:
-        """Permission-filtered file search, in index order (use `indexer.search`)."""
+        """Permission-filtered file search, in index order (use `indexer.read.search`)."""
         perm_sql, params = self._permission_sql(query.permission)
         source, match, match_params, order = self._file_source(
             query.terms, scoped=query.project_id is not None

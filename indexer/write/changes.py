@@ -23,8 +23,7 @@ from typing import Any
 from dvc.utils.serialize import parse_yaml
 from dvc_data.hashfile.tree import Tree
 
-from indexer.errors import InvalidInput, NotFound
-from indexer.pointers import (
+from indexer.data.pointers import (
     PointerError,
     PointerOut,
     iter_manifest,
@@ -32,7 +31,8 @@ from indexer.pointers import (
     parse_dvc_file,
     parse_dvc_lock,
 )
-from indexer.storage import ObjectMissing, ObjectStore
+from indexer.data.storage import ObjectMissing, ObjectStore
+from indexer.errors import InvalidInput, NotFound
 from indexer.write.errors import WriteConflict
 from indexer.write.layout import (
     GITIGNORE,

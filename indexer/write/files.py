@@ -24,11 +24,11 @@ import gitlab
 import gitlab.exceptions
 import requests
 
+from indexer.data.object_ids import parse_object_key
+from indexer.data.pointers import object_key
+from indexer.data.storage import ObjectStore
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, Unavailable
-from indexer.object_ids import parse_object_key
-from indexer.pointers import object_key
-from indexer.resolve import validate_path, validate_ref
-from indexer.storage import ObjectStore
+from indexer.read.resolve import validate_path, validate_ref
 from indexer.write.changes import Operations, Outcome, Plan, Workspace
 from indexer.write.errors import TooManyPointers, WriteConflict, WriteForbidden
 from indexer.write.objects import StagedObject, store_bytes, store_verified

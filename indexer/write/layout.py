@@ -28,7 +28,7 @@ from dvc_data.hashfile.tree import Tree
 from pathspec import GitIgnoreSpec
 from pathspec.patterns.gitwildmatch import GitWildMatchPattern
 
-from indexer.pointers import ManifestEntry, PointerError
+from indexer.data.pointers import ManifestEntry, PointerError
 
 GITIGNORE = ".gitignore"
 # Fields of a stage and of an output that DVC carries over when it re-dumps a loaded pointer.

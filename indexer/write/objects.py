@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.data.object_ids import ObjectKey, content_id
+from indexer.data.storage import ObjectStore
 from indexer.errors import DshubError, InvalidInput, Unavailable
-from indexer.object_ids import ObjectKey, content_id
-from indexer.storage import ObjectStore
 
 Reader = Callable[[], bytes]
 """Returns the next chunk of a body (b"" at its end); raises our own errors for a broken one."""

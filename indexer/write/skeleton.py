@@ -16,7 +16,7 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
-from indexer.dvc_env import dvc_environment
+from indexer.data.dvc_env import dvc_environment
 from indexer.errors import Unavailable
 
 DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore")
@@ -30,7 +30,7 @@ def dvc_init_files(state_dir: Path) -> dict[str, str]:
 
     Computed once per deployment: kept in memory, and in `state_dir/dvc-init-<version>.json`
     so every other web process (and a restart) reads it instead of running DVC again.
-    `state_dir` also holds DVC's config and site cache for the run (see `indexer.dvc_env`),
+    `state_dir` also holds DVC's config and site cache for the run (see `indexer.data.dvc_env`),
     so it never reads a developer's own DVC configuration or calls home.
     """
     with _lock:

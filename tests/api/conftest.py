@@ -15,10 +15,10 @@ import gitlab
 import pytest
 from flask.testing import FlaskClient
 
-from indexer import sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.convergence.gitlab_ops import create_dataset
 from tests.gitlab_sandbox.server import Sandbox
 from webhook_service import create_app

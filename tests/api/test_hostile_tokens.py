@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.tokens import is_header_safe
+from indexer.gitlab.tokens import is_header_safe
 from tests.gitlab_sandbox.server import Sandbox
 from webhook_service import create_app
 

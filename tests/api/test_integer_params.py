@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.errors import InvalidInput
-from indexer.events import MAX_ID
+from indexer.ingest.events import MAX_ID
 from webhook_service import create_app
 from webhook_service.params import number_field, parse_int
 

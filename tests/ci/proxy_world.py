@@ -2,7 +2,7 @@
 
 The dataset is a sandbox project whose storage site (proxy access mode) is selected the way
 dshub does it: the selection is recorded and the contract's CI/CD variables are written to
-the project with `indexer.site_selection`, then read back from GitLab for the pipeline. Its
+the project with `indexer.sites.selection`, then read back from GitLab for the pipeline. Its
 `.dvc/config` names `DSHUB_DVC_REMOTE_URL`; no storage key is anywhere in the project. Jobs
 run under gitlab-ci-local in the working clone (or a shallow job clone) with a CI_JOB_TOKEN
 minted by the sandbox for the pipeline's ref.
@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 
 import gitlab
 
-from indexer import sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.site_selection import contract_variables, set_variables
-from indexer.sites import SiteRegistry
-from indexer.storage import Credentials, StorageSite
+from indexer.data.storage import Credentials, StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
+from indexer.sites.selection import contract_variables, set_variables
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.ci import harness
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

@@ -1,4 +1,4 @@
-"""indexer.gc: what may be deleted, decided from a listing, a keep set and object ages."""
+"""indexer.gc.collect: what may be deleted, decided from a listing, a keep set and object ages."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from indexer.data.storage import LocalObjectStore, ObjectMeta
 from indexer.errors import InvalidInput, Unavailable
-from indexer.gc import collect_garbage, object_id, plan_gc
-from indexer.storage import LocalObjectStore, ObjectMeta
+from indexer.gc.collect import collect_garbage, object_id, plan_gc
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 A = "0123456789abcdef0123456789abcdef"

@@ -21,7 +21,7 @@ from dshub.ci.remote import (
     require_owned_remote,
 )
 from dshub.ci.validate import ValidateOptions, decide_scope, run_validate
-from indexer.pointers import PointerError, parse_pointer
+from indexer.data.pointers import PointerError, parse_pointer
 from tests.ci.dshub_stub import Stub
 from tests.ci.harness import git, make_dataset, run
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from indexer.storage import Credentials, StorageSite
+from indexer.data.storage import Credentials, StorageSite
 from tests.ci import harness
 from tests.ci.proxy_world import ProxyWorld, proxy_world
 from tests.conftest import S3Bucket

@@ -22,11 +22,11 @@ import gitlab
 import pytest
 from PIL import Image
 
-from indexer import sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRecord, SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRecord, SiteRegistry
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.conftest import S3Bucket
 from tests.convergence.gitlab_ops import DVC_CONFIG
 from tests.gitlab_sandbox.server import Sandbox

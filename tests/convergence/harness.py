@@ -3,7 +3,7 @@
 The receiver is gunicorn (Redis mode) shared by all examples of a test; each example gets
 its own GitLab sandbox (with a system hook pointing at the receiver), its own SQLite index
 and a flushed Redis database. Jobs run through RQ in-process (`SimpleWorker`, burst) with
-the real job functions of `indexer.jobs`, configured for this example's sandbox and index.
+the real job functions of `indexer.sync.jobs`, configured for this example's sandbox and index.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 
 from dshub.receiver_cli import SYSTEM_FLAGS
-from indexer import jobs, routing, sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.queue import QUEUE_NAME, RedisQueue
-from indexer.sites import SiteRegistry
+from indexer.gitlab.reader import GitLabReader
+from indexer.ingest import routing
+from indexer.ingest.queue import QUEUE_NAME, RedisQueue
+from indexer.sites.registry import SiteRegistry
 from indexer.store import IndexStore, open_index
+from indexer.sync import jobs
+from indexer.sync import refs as sync
 from tests.gitlab_sandbox.server import Sandbox
 
 SECRET = "convergence-secret"

@@ -7,10 +7,10 @@ from pathlib import Path
 import gitlab
 import pytest
 
-from indexer import sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import IndexStore, open_index
+from indexer.sync import refs as sync
 from tests.convergence.gitlab_ops import commit, create_dataset, md5_of
 from tests.gitlab_sandbox.server import Sandbox
 

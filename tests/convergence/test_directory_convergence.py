@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRegistry
 from tests.conftest import S3Bucket
 from tests.convergence.gitlab_ops import expected_index
 from tests.convergence.harness import Example

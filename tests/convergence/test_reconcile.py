@@ -21,8 +21,8 @@ import redis
 import requests
 
 from dshub.cli import main
-from indexer.journal import Journal
-from indexer.scheduler import ReconcileScheduler, journal_dedupe_key, redis_claim
+from indexer.ingest.journal import Journal
+from indexer.ingest.scheduler import ReconcileScheduler, journal_dedupe_key, redis_claim
 from indexer.store import open_index
 from tests.convergence.gitlab_ops import create_dataset, expected_index
 from tests.gitlab_sandbox.server import Sandbox
@@ -62,9 +62,9 @@ def group(gitlab_admin: gitlab.Gitlab) -> int:
 
 
 def test_many_schedulers_on_one_journal_reconcile_once_per_interval(tmp_path: Path) -> None:
-    from indexer.intake import Receipt
-    from indexer.journal import Delivery
-    from indexer.scheduler import journal_scheduler
+    from indexer.ingest.intake import Receipt
+    from indexer.ingest.journal import Delivery
+    from indexer.ingest.scheduler import journal_scheduler
 
     clock = FakeClock(1000.0)
     woken: list[int] = []
@@ -100,7 +100,7 @@ def test_many_schedulers_on_one_journal_reconcile_once_per_interval(tmp_path: Pa
     assert sorted(e.dedupe_key for e in entries) == [
         journal_dedupe_key(10, slot) for slot in (102, 103, 104)
     ]
-    assert all([job.func for job in e.jobs] == ["indexer.jobs.reconcile"] for e in entries)
+    assert all([job.func for job in e.jobs] == ["indexer.sync.jobs.reconcile"] for e in entries)
 
 
 def test_redis_slot_claims_have_one_winner(redis_url: str) -> None:

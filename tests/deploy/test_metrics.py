@@ -7,7 +7,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from rq import SimpleWorker
 
-from indexer.queue import RedisQueue
+from indexer.ingest.queue import RedisQueue
 from tests.deploy.lint import exported_metrics
 from webhook_service import create_app
 from webhook_service.metrics import RECONCILE_JOB_ID

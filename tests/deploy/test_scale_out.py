@@ -26,7 +26,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from dshub.receiver_cli import PROJECT_FLAGS, WEBHOOK_PATH
-from indexer.queue import QUEUE_NAME
+from indexer.ingest.queue import QUEUE_NAME
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, Gunicorn, start_gunicorn
 from tests.support.services import wait_until

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from dshub import __version__
-from indexer.sites import LOCAL_SITE
+from indexer.sites.registry import LOCAL_SITE
 from tests.deploy.installed import ROOT, Installed, clean_environment, install, source_files
 from tests.deploy.installed import wheel_names as names_in
 from tests.gitlab_sandbox.demo import picture

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import gitlab
 import pytest
 
-from indexer.dvc_env import dvc_environment
+from indexer.data.dvc_env import dvc_environment
 from tests.conftest import S3Bucket
 from tests.download.world import World, build
 from tests.gitlab_sandbox.server import Sandbox

@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from indexer.errors import InvalidInput
-from indexer.previews import (
+from indexer.data.previews import (
     MAX_SIZE,
     MIN_SIZE,
     PREVIEW_SIZES,
@@ -24,7 +23,8 @@ from indexer.previews import (
     preview_size,
     render,
 )
-from indexer.resolve import validate_path, validate_ref
+from indexer.errors import InvalidInput
+from indexer.read.resolve import validate_path, validate_ref
 
 
 @pytest.mark.parametrize("ref", ["v0.1.0", "main", "feature/x-1", "a" * 40, "abc1234", "v1_rc"])

@@ -19,11 +19,11 @@ from typing import Any
 import gitlab
 from PIL import Image
 
-from indexer import sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support.dataset_repo import DatasetRepo

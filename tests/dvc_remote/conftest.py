@@ -25,9 +25,9 @@ import gitlab
 import pytest
 import requests
 
-from indexer.dvc_env import dvc_environment
-from indexer.sites import SiteRecord, SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRecord, SiteRegistry
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

@@ -1,4 +1,4 @@
-"""`indexer.remote_access`: reading a request's credential, and GitLab's decisions cached so a
+"""`indexer.read.remote_access`: reading a request's credential, and GitLab's decisions cached so a
 `dvc push` of many objects asks GitLab once per token and project.
 """
 
@@ -12,10 +12,10 @@ import gitlab
 import pytest
 
 from indexer.errors import NotAuthenticated
-from indexer.gitlab_reader import GitLabReader
-from indexer.job_tokens import JobIdentity, WrongProject, verify_job_token
-from indexer.permissions import FileGeneration
-from indexer.remote_access import Credential, RemoteAccess, credential_from_headers
+from indexer.gitlab.job_tokens import JobIdentity, WrongProject, verify_job_token
+from indexer.gitlab.permissions import FileGeneration
+from indexer.gitlab.reader import GitLabReader
+from indexer.read.remote_access import Credential, RemoteAccess, credential_from_headers
 from tests.gitlab_sandbox.server import Sandbox
 
 

@@ -20,8 +20,8 @@ import gitlab
 import pytest
 import requests
 
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRegistry
 from tests.dvc_remote.conftest import SITE_CREDENTIALS, World
 from tests.support.dataset_repo import object_key
 

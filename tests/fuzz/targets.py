@@ -1,19 +1,19 @@
 """Fuzz targets: each takes raw bytes, drives one of dshub's parsers, and checks its promise.
 
 A target raises `Broken` (or lets any unexpected exception out) when a promise is broken:
-  * pointers (`indexer.pointers.parse_pointer`): a usable pointer or `PointerError`; every
+  * pointers (`indexer.data.pointers.parse_pointer`): a usable pointer or `PointerError`; every
     output path repository-relative and normalised, every md5 32 lowercase hex digits.
-  * manifests (`indexer.pointers.iter_manifest`, streamed in small chunks): entries or
+  * manifests (`indexer.data.pointers.iter_manifest`, streamed in small chunks): entries or
     `PointerError`; no relpath escapes its directory (`./a` is kept as written: DVC never
     writes one, and it stays inside).
-  * paths and refs (`indexer.resolve.validate_path` / `validate_ref`): the value or
+  * paths and refs (`indexer.read.resolve.validate_path` / `validate_ref`): the value or
     `InvalidInput`; an accepted path has no empty, `.` or `..` segment, and no `.`/`..`
     segment or leading `/` once percent-decoded (up to three times).
-  * object keys (`indexer.object_ids.parse_object_key`): None or exactly a DVC key.
+  * object keys (`indexer.data.object_ids.parse_object_key`): None or exactly a DVC key.
   * Range (`webhook_service.api_files.ranged_response`, under a Flask request with fuzzed
     `Range`, `If-Range` and `If-None-Match`): 200, 206, 304 or 416, with Content-Range and
     Content-Length agreeing with the bytes sent.
-Only public functions are called (indexer/pointers.py is refactored elsewhere).
+Only public functions are called (indexer/data/pointers.py is refactored elsewhere).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from urllib.parse import unquote
 
 from flask import Flask
 
+from indexer.data.object_ids import parse_object_key
+from indexer.data.pointers import PointerError, iter_manifest, parse_pointer
 from indexer.errors import InvalidInput
-from indexer.object_ids import parse_object_key
-from indexer.pointers import PointerError, iter_manifest, parse_pointer
-from indexer.resolve import validate_path, validate_ref
+from indexer.read.resolve import validate_path, validate_ref
 from webhook_service.api_files import ranged_response
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -169,7 +169,7 @@ def _surrogate_in_path(exc: BaseException, data: bytes) -> bool:
 
 
 # Broken promises found by these targets whose fix belongs to code another session owns
-# (indexer/resolve.py is being refactored by the lead). A matching input is counted and
+# (indexer/read/resolve.py is being refactored by the lead). A matching input is counted and
 # printed at the end of the run instead of stopping it; empty the list once fixed.
 KNOWN_DEFECTS_FIXED_ELSEWHERE: dict[
     str, tuple[str, Callable[[BaseException, bytes], bool]]

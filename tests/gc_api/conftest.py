@@ -24,12 +24,12 @@ import gitlab
 import pytest
 from flask import Flask
 
-from indexer import sync
-from indexer.dvc_env import dvc_environment
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.dvc_env import dvc_environment
+from indexer.data.storage import StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support.dataset_repo import DatasetRepo, pointer_md5
 from webhook_service.app import create_app

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 import gitlab
 import pytest
 
-from indexer import sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import open_index
+from indexer.sync import refs as sync
 from tests.ci import harness
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

@@ -10,12 +10,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from indexer import sync
-from indexer.gc_lock import gc_lock
-from indexer.gitlab_reader import GitLabReader
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.gc.lock import gc_lock
+from indexer.gitlab.reader import GitLabReader
+from indexer.sites.registry import SiteRegistry
 from indexer.store import Dataset, open_index
+from indexer.sync import refs as sync
 from tests.gc_api.conftest import OLD_ORPHAN, YOUNG_ORPHAN, World
 from tests.support.dataset_repo import object_key
 

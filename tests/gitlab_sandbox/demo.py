@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import gitlab
 from PIL import Image, ImageDraw
 
-from indexer.dvc_env import dvc_environment
+from indexer.data.dvc_env import dvc_environment
 
 PROJECT = "demo/cats"
 COLOURS = [(224, 122, 95), (61, 64, 91), (129, 178, 154), (242, 204, 143), (120, 94, 240)]

@@ -134,7 +134,8 @@ def test_a_create_gitlab_made_but_dshub_could_not_index_says_so_and_the_sync_rep
     manage.sandbox.faults.reset()
     pid = manage.admin.projects.get("imaging/flaky").id
     assert str(pid) in message
-    from indexer import jobs, sync
+    from indexer.sync import jobs
+    from indexer.sync import refs as sync
 
     assert sync.sync_project(jobs.context(), pid) == "synced"
     assert manage.call("maintainer", "GET", f"/api/v1/datasets/{pid}").status_code == 200

@@ -59,7 +59,8 @@ def test_archived_dataset_is_marked_and_read_only_until_unarchived(manage: Manag
     assert archived.status_code == 200 and archived.get_json()["archived"] is True
     assert manage.call("nonmember", "GET", f"/api/v1/datasets/{pid}").get_json()["archived"]
     # A later sync (the webhook's) keeps the mark.
-    from indexer import jobs, sync
+    from indexer.sync import jobs
+    from indexer.sync import refs as sync
 
     sync.sync_project(jobs.context(), pid)
     assert manage.call("nonmember", "GET", f"/api/v1/datasets/{pid}").get_json()["archived"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRegistry
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, start_gunicorn

@@ -1,10 +1,10 @@
-"""The one data diff (`indexer.data_diff.diff_files`) and its vocabulary everywhere."""
+"""The one data diff (`indexer.data.diff.diff_files`) and its vocabulary everywhere."""
 
 from __future__ import annotations
 
 from dshub.ci.datadiff import diff_outputs, render_markdown
-from indexer.data_diff import CHANGE_KINDS, FileState, diff_files
-from indexer.pointers import parse_pointer
+from indexer.data.diff import CHANGE_KINDS, FileState, diff_files
+from indexer.data.pointers import parse_pointer
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 

@@ -10,7 +10,7 @@ from typing import Any
 import gitlab
 import requests
 
-from indexer.mr_note import MARKER
+from indexer.sync.mr_note import MARKER
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, dshub, work_until

@@ -10,11 +10,12 @@ from typing import Any
 import gitlab
 import pytest
 
-from indexer import jobs, sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.mr_diff import data_diff, read_merge_request
-from indexer.mr_note import MARKER, sync_note
+from indexer.gitlab.reader import GitLabReader
 from indexer.store import IndexStore, open_index
+from indexer.sync import jobs
+from indexer.sync import refs as sync
+from indexer.sync.mr_diff import data_diff, read_merge_request
+from indexer.sync.mr_note import MARKER, sync_note
 from tests.gitlab_sandbox.server import Sandbox
 
 GOOD = "outs:\n- md5: {md5}\n  size: 5\n  hash: md5\n  path: {path}\n"

@@ -8,14 +8,14 @@ import pytest
 import redis
 
 from indexer.errors import NotAuthenticated
-from indexer.permissions import (
+from indexer.gitlab.permissions import (
     ANONYMOUS,
     GENERATION_KEY,
     FileGeneration,
     RedisGeneration,
     token_from_headers,
 )
-from indexer.search import Viewer
+from indexer.read.search import Viewer
 from indexer.store.base import Dataset
 
 MEMBER = Viewer(user_id=7, readable_private_ids=frozenset({11}))

@@ -9,8 +9,8 @@ import gitlab
 import pytest
 
 from indexer.errors import NotAuthenticated, Unavailable
-from indexer.gitlab_reader import GitLabReader
-from indexer.permissions import FileGeneration, PermissionResolver
+from indexer.gitlab.permissions import FileGeneration, PermissionResolver
+from indexer.gitlab.reader import GitLabReader
 from tests.gitlab_sandbox.server import Sandbox
 
 

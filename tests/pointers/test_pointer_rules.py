@@ -1,6 +1,6 @@
 """DVC's rules decide every pointer case, and the indexer and the CI jobs read them alike.
 
-One pointer model (`indexer.pointers`) serves the sync jobs, the resolver and the CI jobs;
+One pointer model (`indexer.data.pointers`) serves the sync jobs, the resolver and the CI jobs;
 each case below was once answered differently by two parsers.
 """
 
@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dshub.ci.validate import _parse_all
+from indexer.data.pointers import PointerError, parse_pointer
+from indexer.data.tracked_files import files_of_out
 from indexer.errors import DshubError
-from indexer.gitlab_reader import GitLabReader
-from indexer.pointers import PointerError, parse_pointer
-from indexer.resolve import Commit, Resolver
+from indexer.gitlab.reader import GitLabReader
+from indexer.read.resolve import Commit, Resolver
 from indexer.store import Dataset, RefInfo, open_index
-from indexer.tracked_files import files_of_out
 
 MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -153,7 +153,7 @@ def test_a_per_output_remote_answers_not_stored_here_on_download(tmp_path: Path)
 
 def test_a_lone_surrogate_in_a_path_or_ref_is_invalid_input_not_a_crash() -> None:
     from indexer.errors import InvalidInput
-    from indexer.resolve import validate_path, validate_ref
+    from indexer.read.resolve import validate_path, validate_ref
 
     for check, value in ((validate_path, "a/\udc80.png"), (validate_ref, "v\udc80")):
         with pytest.raises(InvalidInput, match="lone surrogate"):

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.pointers import (
+from indexer.data.pointers import (
     LEGACY_HASH,
     ManifestEntry,
     PointerError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from indexer.routing import (
+from indexer.ingest.routing import (
     JobRequest,
     invalidate_permissions_job,
     reconcile_job,

@@ -14,11 +14,11 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.events import MAX_ID, InvalidField, PushEvent, parse_event
-from indexer.intake import Intake, Receipt
-from indexer.journal import Delivery, Journal, UnstorableDelivery
-from indexer.queue import RedisQueue
-from indexer.routing import sync_ref_job
+from indexer.ingest.events import MAX_ID, InvalidField, PushEvent, parse_event
+from indexer.ingest.intake import Intake, Receipt
+from indexer.ingest.journal import Delivery, Journal, UnstorableDelivery
+from indexer.ingest.queue import RedisQueue
+from indexer.ingest.routing import sync_ref_job
 from tests.receiver.conftest import SECRET, gitlab_headers, push_body
 from tests.receiver.serving import start_gunicorn
 from tests.receiver.test_batching import _submit_while_held

@@ -16,10 +16,10 @@ import redis
 import requests
 from rq import Queue
 
-from indexer.intake import Intake, Ticket
-from indexer.journal import Delivery, Journal, JournalError
-from indexer.queue import COALESCED, ENQUEUED, QUEUE_NAME, RedisQueue
-from indexer.routing import JobRequest, sync_ref_job
+from indexer.ingest.intake import Intake, Ticket
+from indexer.ingest.journal import Delivery, Journal, JournalError
+from indexer.ingest.queue import COALESCED, ENQUEUED, QUEUE_NAME, RedisQueue
+from indexer.ingest.routing import JobRequest, sync_ref_job
 from tests.receiver.conftest import SECRET, gitlab_headers, push_body
 from tests.receiver.serving import start_gunicorn
 from tests.support.services import free_port, wait_until
@@ -208,8 +208,8 @@ def test_append_many_keeps_input_order_and_marks_earlier_rows_in_the_same_transa
 
 def test_enqueue_many_coalesces_repeats_and_queued_jobs_in_one_call(redis_url: str) -> None:
     queue = RedisQueue.from_url(redis_url)
-    queued = JobRequest("indexer.jobs.sync_project", (1,), "sync_project-1")
-    fresh = JobRequest("indexer.jobs.sync_project", (2,), "sync_project-2")
+    queued = JobRequest("indexer.sync.jobs.sync_project", (1,), "sync_project-1")
+    fresh = JobRequest("indexer.sync.jobs.sync_project", (2,), "sync_project-2")
     assert queue.enqueue(queued) == ENQUEUED
     outcomes = queue.enqueue_many([queued, fresh, fresh, queued])
     assert outcomes == [COALESCED, ENQUEUED, COALESCED, COALESCED]
@@ -248,7 +248,7 @@ def test_concurrent_accepted_events_survive_a_kill_of_gunicorn(tmp_path: Path) -
 
 def test_marking_a_batch_looks_its_rows_up_by_id_not_by_state(journal: Journal) -> None:
     # Scanning the state index would make every hand-over slower as handed-over rows pile up.
-    from indexer.journal import _MARK, _rows
+    from indexer.ingest.journal import _MARK, _rows
 
     plan = journal._connection().execute(
         "EXPLAIN QUERY PLAN " + _MARK.format(ids=_rows(1, 8)), [0, 0, *range(8)]

@@ -11,8 +11,8 @@ import redis
 import requests
 from rq import Queue
 
-from indexer.journal import Journal
-from indexer.queue import QUEUE_NAME, Drainer, RedisQueue
+from indexer.ingest.journal import Journal
+from indexer.ingest.queue import QUEUE_NAME, Drainer, RedisQueue
 from tests.receiver.conftest import SECRET, gitlab_headers, make_app, push_body
 from tests.receiver.serving import start_gunicorn
 from tests.support.services import ManagedProcess, free_port, start_redis, wait_until

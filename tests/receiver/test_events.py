@@ -8,7 +8,7 @@ import json
 import pytest
 
 from indexer.errors import InvalidInput
-from indexer.events import (
+from indexer.ingest.events import (
     IgnoredEvent,
     InvalidEvent,
     PushEvent,
@@ -16,7 +16,7 @@ from indexer.events import (
     is_blank_sha,
     parse_event,
 )
-from indexer.routing import JobRequest, dump_jobs, load_jobs, remove_ref_job, route
+from indexer.ingest.routing import JobRequest, dump_jobs, load_jobs, remove_ref_job, route
 from tests.receiver.conftest import FIXTURES, fixture_body, push_body
 from tests.receiver.routing_table import TABLE
 
@@ -43,7 +43,7 @@ def test_push_job_id_is_stable_per_project_and_ref() -> None:
     (job,) = route(event)
     ref_digest = hashlib.sha1(b"refs/heads/master").hexdigest()
     assert job == JobRequest(
-        "indexer.jobs.sync_ref",
+        "indexer.sync.jobs.sync_ref",
         (
             15,
             "refs/heads/master",
@@ -71,7 +71,7 @@ def test_tag_deletion_is_recognised_by_a_null_checkout_sha() -> None:
     event = parse_event({"X-Gitlab-Event": "Tag Push Hook"}, json.dumps(payload).encode())
     assert isinstance(event, TagPushEvent) and event.deleted
     (job,) = route(event)
-    assert job.func == "indexer.jobs.remove_ref"
+    assert job.func == "indexer.sync.jobs.remove_ref"
     assert job.args == (1, "refs/tags/v1.0.0")
 
 

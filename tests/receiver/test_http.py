@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from rq import Queue
 from rq.job import Job
 
-from indexer.journal import Journal
-from indexer.queue import QUEUE_NAME
+from indexer.ingest.journal import Journal
+from indexer.ingest.queue import QUEUE_NAME
 from tests.receiver.conftest import SECRET, fixture_body, gitlab_headers, make_app, push_body
 from tests.receiver.routing_table import TABLE
 from tests.support.services import free_port
@@ -56,7 +56,7 @@ def test_every_documented_payload_is_accepted_and_queued_or_ignored(
     for request in expected:
         rq_job = queued[request.job_id]
         # RQ runs the coalescing wrapper, which calls the job function by name with these args.
-        assert rq_job.func_name == "indexer.queue.run_coalesced"
+        assert rq_job.func_name == "indexer.ingest.queue.run_coalesced"
         assert rq_job.args == (request.func, list(request.args), request.job_id)
 
 

@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from indexer.journal import Journal
-from indexer.queue import EmbeddedWorker
-from indexer.routing import JobRequest
+from indexer.ingest.journal import Journal
+from indexer.ingest.queue import EmbeddedWorker
+from indexer.ingest.routing import JobRequest
 
 PROBES = ("tests.receiver.probe_jobs.",)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from indexer.queue import COALESCED, ENQUEUED, RERUN, RedisQueue
-from indexer.routing import JobRequest
+from indexer.ingest.queue import COALESCED, ENQUEUED, RERUN, RedisQueue
+from indexer.ingest.routing import JobRequest
 from tests.support.services import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ def test_a_stale_running_marker_never_swallows_an_event(queue: RedisQueue, redis
 
 
 def test_only_dshub_job_functions_are_run_by_default(redis_url: str) -> None:
-    from indexer.queue import resolve
+    from indexer.ingest.queue import resolve
 
     with pytest.raises(ValueError, match="not a dshub job function"):
         resolve("os.system")

@@ -16,7 +16,7 @@ import gitlab
 import redis
 from rq import Queue
 
-from indexer.queue import QUEUE_NAME
+from indexer.ingest.queue import QUEUE_NAME
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.conftest import SECRET
 from tests.receiver.serving import ROOT, start_gunicorn
@@ -83,7 +83,7 @@ def test_sandbox_events_become_jobs_in_redis(
         sync = queue.fetch_job(f"sync_ref-{project.id}-{ref_key}")
         assert sync is not None
         func, args, _ = sync.args
-        assert func == "indexer.jobs.sync_ref"
+        assert func == "indexer.sync.jobs.sync_ref"
         assert args[:2] == [project.id, "refs/heads/main"]
         assert args[3] == project.commits.list(ref_name="main", all=True)[0].id
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.site_probe import (
+from indexer.data.storage import Credentials, StorageSite
+from indexer.sites.probe import (
     EndpointNotAllowed,
     SiteValidationFailed,
     blocked_reason,
@@ -18,7 +19,6 @@ from indexer.site_probe import (
     probe_site,
     resolve_endpoint,
 )
-from indexer.storage import Credentials, StorageSite
 from tests.conftest import S3Bucket
 
 

@@ -11,9 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from indexer.data.storage import StorageSite
 from indexer.errors import InvalidInput
-from indexer.sites import SiteRecord, SiteRegistry, placement_changes, validate_site, validated
-from indexer.storage import StorageSite
+from indexer.sites.registry import (
+    SiteRecord,
+    SiteRegistry,
+    placement_changes,
+    validate_site,
+    validated,
+)
 
 OLD_TABLE = (
     "CREATE TABLE storage_sites (name TEXT PRIMARY KEY, kind TEXT NOT NULL, bucket TEXT NOT NULL"

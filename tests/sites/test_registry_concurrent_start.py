@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from indexer.sites import SiteRegistry
+from indexer.sites.registry import SiteRegistry
 
 
 def test_concurrent_first_opens_of_a_fresh_database_all_succeed(postgres_url: str) -> None:

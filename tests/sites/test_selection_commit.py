@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from indexer.dvc_env import dvc_environment
-from indexer.site_selection import dvc_config_naming
+from indexer.data.dvc_env import dvc_environment
+from indexer.sites.selection import dvc_config_naming
 from tests.conftest import S3Bucket
 from tests.sites.conftest import PUBLIC_URL, SiteEnv, s3_site
 from tests.sites.test_selection import _dataset, _local_site, _select

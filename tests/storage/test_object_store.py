@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.errors import InvalidInput
-from indexer.storage import (
+from indexer.data.storage import (
     Credentials,
     LocalObjectStore,
     ObjectMissing,
@@ -18,6 +17,7 @@ from indexer.storage import (
     load_credentials,
     open_objects,
 )
+from indexer.errors import InvalidInput
 from tests.conftest import S3Bucket
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB, crosses the 1 MiB chunk size

@@ -1,4 +1,4 @@
-"""`indexer.presence`: which keys a storage site holds, and how the site is asked.
+"""`indexer.data.presence`: which keys a storage site holds, and how the site is asked.
 
 On moto's S3 server every request the store makes is recorded from botocore's own events, so
 the tests see exactly which HEADs and listings each path of the cost model makes, and that the
@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 
-from indexer import presence
+from indexer.data import presence
+from indexer.data.object_ids import ObjectKey, parse_object_key
+from indexer.data.presence import Checked, TooManyKeys, check_presence, choose_method, parse_keys
+from indexer.data.storage import (
+    Credentials,
+    LocalObjectStore,
+    S3ObjectStore,
+    StorageSite,
+    open_objects,
+)
 from indexer.errors import InvalidInput, Unavailable
-from indexer.object_ids import ObjectKey, parse_object_key
-from indexer.presence import Checked, TooManyKeys, check_presence, choose_method, parse_keys
-from indexer.storage import Credentials, LocalObjectStore, S3ObjectStore, StorageSite, open_objects
 from tests.conftest import S3Bucket
 
 PREFIX = "team/data/42/"

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from indexer.pointers import iter_manifest, parse_dvc_file
-from indexer.search import Viewer, search_files
+from indexer.data.pointers import iter_manifest, parse_dvc_file
+from indexer.data.tracked_files import error_file, files_of_out
+from indexer.read.search import Viewer, search_files
 from indexer.store import Dataset, IndexStore, RefInfo
 from indexer.store.base import IndexedFile
-from indexer.tracked_files import error_file, files_of_out
 
 DIR_MD5 = "15de2dcc4f87e5ba75514d2ca6352ebe"
 POINTER = (

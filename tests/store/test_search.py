@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.errors import InvalidInput
-from indexer.search import (
+from indexer.read.search import (
     Viewer,
     get_dataset,
     highlight_segments,

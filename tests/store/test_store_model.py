@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.search import Viewer, search_datasets, search_files
+from indexer.read.search import Viewer, search_datasets, search_files
 from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, StoreError
 
 PIDS = st.integers(1, 3)

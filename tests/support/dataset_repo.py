@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from indexer.pointers import LEGACY_HASH
-from indexer.pointers import object_key as pointer_object_key
+from indexer.data.pointers import LEGACY_HASH
+from indexer.data.pointers import object_key as pointer_object_key
 from tests.conftest import S3Bucket
 
 

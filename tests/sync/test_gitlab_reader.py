@@ -6,7 +6,7 @@ import gitlab
 import pytest
 
 from indexer.errors import NotAuthenticated
-from indexer.gitlab_reader import GitLabReader
+from indexer.gitlab.reader import GitLabReader
 from tests.gitlab_sandbox.server import Sandbox
 
 

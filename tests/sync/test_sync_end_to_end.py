@@ -9,12 +9,13 @@ from typing import Any
 import gitlab
 import pytest
 
-from indexer import search, sync
-from indexer.gitlab_reader import GitLabReader
-from indexer.search import Viewer
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.gitlab.reader import GitLabReader
+from indexer.read import search
+from indexer.read.search import Viewer
+from indexer.sites.registry import SiteRegistry
 from indexer.store import IndexStore
+from indexer.sync import refs as sync
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support.dataset_repo import DatasetRepo, image_bytes

@@ -16,8 +16,8 @@ import gitlab
 import pytest
 import requests
 
-from indexer.sites import SiteRegistry
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRegistry
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import Gunicorn, dshub, start_gunicorn, work_until

@@ -11,7 +11,7 @@ from pathlib import Path
 import gitlab
 import pytest
 
-from indexer.dvc_env import dvc_environment
+from indexer.data.dvc_env import dvc_environment
 from tests.conftest import S3Bucket
 from tests.download.world import World, build, md5
 from tests.gitlab_sandbox.server import Sandbox

@@ -20,8 +20,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from indexer.sites import SiteRecord, SiteRegistry, validated
-from indexer.storage import StorageSite
+from indexer.data.storage import StorageSite
+from indexer.sites.registry import SiteRecord, SiteRegistry, validated
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support import services

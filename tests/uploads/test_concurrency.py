@@ -11,8 +11,8 @@ from typing import Any
 import gitlab
 import pytest
 
-from indexer.sites import SiteRegistry
-from indexer.storage import load_credentials, open_objects
+from indexer.data.storage import load_credentials, open_objects
+from indexer.sites.registry import SiteRegistry
 from indexer.write.changes import Operations
 from indexer.write.errors import WriteConflict
 from indexer.write.files import WriteRequest, write_files

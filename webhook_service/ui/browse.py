@@ -3,7 +3,7 @@ versions and "use this dataset" snippets.
 
 URLs are GitLab's shape: `/datasets/<full_path>`, `.../-/tree/<path>?ref=`,
 `.../-/blob/<path>?ref=`, `.../-/versions`; `/-/datasets/<id>` redirects to the details view.
-Reads go through the API's own functions (`indexer.search` for the dataset and its versions,
+Reads go through the API's own functions (`indexer.read.search` for the dataset and its versions,
 the API's `Resolver` for refs, folders and files), so a dataset the caller may not read is the
 404 page a missing one gets, at every URL, and a folder lists exactly what
 `GET /api/v1/datasets/<id>/tree` lists, 100 entries a page.
@@ -21,9 +21,9 @@ from flask import current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from indexer import search
 from indexer.errors import DshubError, NotFound
-from indexer.resolve import Commit, Folder, GitFile, TreeItem, validate_path, validate_ref
+from indexer.read import search
+from indexer.read.resolve import Commit, Folder, GitFile, TreeItem, validate_path, validate_ref
 from indexer.store import Dataset, Ref
 from webhook_service.api_sites import site_json
 from webhook_service.app_settings import services, settings_of

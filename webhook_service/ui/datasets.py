@@ -1,5 +1,5 @@
 """The datasets page `/`: search, facets with counts, results and pages — `GET /api/v1/datasets`
-in HTML, through the same `indexer.search.search_datasets` call (same filters, same limits,
+in HTML, through the same `indexer.read.search.search_datasets` call (same filters, same limits,
 same permission rule: what the caller may not read is in no item, total or count)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
-from indexer import search
+from indexer.read import search
 from indexer.store import Dataset, IndexStore
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer

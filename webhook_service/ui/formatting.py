@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 
 from markupsafe import Markup, escape
 
-from indexer.search import Span, highlight_segments
+from indexer.read.search import Span, highlight_segments
 
 _UNITS = ("bytes", "KB", "MB", "GB", "TB", "PB")
 FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

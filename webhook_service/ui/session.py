@@ -17,7 +17,7 @@ from flask import redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import NotAuthenticated
-from indexer.permissions import token_key
+from indexer.gitlab.permissions import token_key
 from webhook_service.app_settings import services
 from webhook_service.csrf import SESSION_COOKIE
 from webhook_service.ui import blueprint

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import InvalidInput, Unavailable
-from indexer.routing import JobRequest, dump_jobs, load_jobs
+from indexer.ingest.routing import JobRequest, dump_jobs, load_jobs
 
 FILENAME = "journal.sqlite3"
 ACCEPTED, HANDED_OVER, DONE, FAILED = "accepted", "handed_over", "done", "failed"

@@ -1,6 +1,6 @@
 """The job functions RQ workers and the embedded worker run (JSON-serialisable arguments).
 
-Each is a thin wrapper over `indexer.sync` with the process's `SyncContext`. RQ finds a job
+Each is a thin wrapper over `indexer.sync.refs` with the process's `SyncContext`. RQ finds a job
 by name with JSON arguments, so a job reaches its context through the one process-wide
 state allowed: the provider the process installs once (`dshub worker`, the embedded worker:
 `dshub.services.Services.install_jobs`) and clears at shutdown. The queue decides when;
@@ -13,8 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from indexer import mr_note, sync
 from indexer.errors import Unavailable
+from indexer.sync import mr_note
+from indexer.sync import refs as sync
 
 log = logging.getLogger("dshub.jobs")
 

@@ -18,7 +18,7 @@ import gitlab.exceptions
 import requests
 
 from indexer.errors import NotAuthenticated, Unavailable
-from indexer.tokens import header_safe
+from indexer.gitlab.tokens import header_safe
 
 REPORTER = 20
 DVC_CONFIG_PATH = ".dvc/config"

@@ -23,10 +23,10 @@ from pathlib import Path
 import redis
 
 from indexer.errors import NotAuthenticated, Unavailable
-from indexer.events import header
-from indexer.intake import Intake, Receipt
-from indexer.journal import Delivery, Entry, Journal
-from indexer.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_over
+from indexer.ingest.events import header
+from indexer.ingest.intake import Intake, Receipt
+from indexer.ingest.journal import Delivery, Entry, Journal
+from indexer.ingest.queue import Drainer, EmbeddedWorker, HandOver, RedisQueue, hand_over
 
 log = logging.getLogger("dshub.webhooks")
 

@@ -26,8 +26,8 @@ import botocore.awsrequest
 import botocore.config
 import botocore.exceptions
 
+from indexer.data.storage import Credentials, StorageSite
 from indexer.errors import DshubError
-from indexer.storage import Credentials, StorageSite
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from indexer.pointers import PointerError, parse_pointer
+from indexer.data.pointers import PointerError, parse_pointer
 from indexer.store import IndexStore
 
 # (project_id, path, commit) -> the file's bytes, or None when it does not exist.

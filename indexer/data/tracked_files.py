@@ -1,6 +1,6 @@
 """What a pointer tracks, as the index's file records, and the manifests of tracked directories.
 
-The one place that turns a parsed pointer output (`indexer.pointers.PointerOut`) into
+The one place that turns a parsed pointer output (`indexer.data.pointers.PointerOut`) into
 `IndexedFile` records and reads a tracked directory's `.dir` manifest from storage into the
 index. The sync jobs (which store the records) and the resolver (which answers a live read
 of a ref the index does not hold) both use it, so both give the same answer.
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from indexer.pointers import ManifestEntry, PointerOut, iter_manifest, media_type, object_key
-from indexer.storage import ObjectMissing, ObjectStore, iter_stream
+from indexer.data.pointers import ManifestEntry, PointerOut, iter_manifest, media_type, object_key
+from indexer.data.storage import ObjectMissing, ObjectStore, iter_stream
 from indexer.store.base import IndexedFile, IndexStore, ManifestRow
 
 IMPORTED = "imported"

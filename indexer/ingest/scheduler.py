@@ -7,7 +7,7 @@ processes still reconcile once per interval. Claims are atomic where the jobs al
 
 - Redis (`dshub worker`): `SET dshub:reconcile:slot:<n> NX EX` — the winner enqueues the
   `reconcile` job under its stable id (`reconcile-all`), so a reconcile still queued or
-  running absorbs the next one (see `indexer.queue`);
+  running absorbs the next one (see `indexer.ingest.queue`);
 - the journal (embedded default): a delivery whose dedupe key names the slot, submitted
   like any other; the journal's unique key lets exactly one of the gunicorn workers insert
   it, and whichever embedded worker claims the row runs it.
@@ -25,10 +25,10 @@ from collections.abc import Callable
 
 import redis
 
-from indexer import routing
-from indexer.intake import Receipt
-from indexer.journal import Delivery
-from indexer.queue import RedisQueue
+from indexer.ingest import routing
+from indexer.ingest.intake import Receipt
+from indexer.ingest.journal import Delivery
+from indexer.ingest.queue import RedisQueue
 
 log = logging.getLogger("dshub.scheduler")
 
@@ -123,7 +123,7 @@ def journal_dedupe_key(interval: float, slot: int) -> str:
 def journal_scheduler(submit: Callable[[Delivery], Receipt], interval: float) -> ReconcileScheduler:
     """The scheduler of the embedded default: the slot's journal row is the claim and the job.
 
-    `submit` is the receiver's (`indexer.receiver.Receiver.submit`): the delivery's dedupe key
+    `submit` is the receiver's (`indexer.ingest.receiver.Receiver.submit`): the delivery's dedupe key
     names the slot, so exactly one process's row is new, and that row is the reconcile job.
     """
 

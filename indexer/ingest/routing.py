@@ -1,9 +1,9 @@
 """Which jobs an event needs: `route(event)` returns `JobRequest`s, pure and deterministic.
 
-Job functions live in `indexer.jobs` and re-read GitLab, so an event only says *what* may
+Job functions live in `indexer.sync.jobs` and re-read GitLab, so an event only says *what* may
 have changed; `before`/`after` are hints. Job ids are stable per (job, project, ref), e.g.
 `sync_ref-15-<sha1 of the ref>`, so
-events for the same ref coalesce into one queued job (see `indexer.queue`).
+events for the same ref coalesce into one queued job (see `indexer.ingest.queue`).
 Refs are passed as full names (`refs/heads/main`, `refs/tags/v1`): a branch and a tag may
 share a short name.
 """
@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.events import (
+from indexer.ingest.events import (
     Event,
     GroupEvent,
     IgnoredEvent,
@@ -29,7 +29,7 @@ from indexer.events import (
     UserEvent,
 )
 
-JOBS_MODULE = "indexer.jobs"
+JOBS_MODULE = "indexer.sync.jobs"
 
 JobArg = int | str | None
 

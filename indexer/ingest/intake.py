@@ -32,8 +32,15 @@ from dataclasses import dataclass, field
 import redis
 
 from indexer.errors import DshubError
-from indexer.journal import ACCEPTED, Delivery, Entry, Journal, JournalError, UnstorableDelivery
-from indexer.queue import HandOver, RedisQueue, hand_over
+from indexer.ingest.journal import (
+    ACCEPTED,
+    Delivery,
+    Entry,
+    Journal,
+    JournalError,
+    UnstorableDelivery,
+)
+from indexer.ingest.queue import HandOver, RedisQueue, hand_over
 
 log = logging.getLogger("dshub.intake")
 

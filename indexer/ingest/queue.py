@@ -31,8 +31,8 @@ import redis
 from rq import Queue
 from rq.job import Job, get_current_job
 
-from indexer.journal import DONE, FAILED, Entry, Journal, JournalError
-from indexer.routing import JOBS_MODULE, JobRequest
+from indexer.ingest.journal import DONE, FAILED, Entry, Journal, JournalError
+from indexer.ingest.routing import JOBS_MODULE, JobRequest
 
 log = logging.getLogger("dshub.queue")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from indexer.data.storage import ObjectMeta
 from indexer.errors import DshubError, InvalidInput
-from indexer.storage import ObjectMeta
 
 log = logging.getLogger(__name__)
 

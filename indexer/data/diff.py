@@ -1,6 +1,6 @@
 """The one data diff: which tracked files two sides add, remove and modify.
 
-Used by the merge-request note and API (`indexer.mr_diff`), the CI jobs' validation report
+Used by the merge-request note and API (`indexer.sync.mr_diff`), the CI jobs' validation report
 (`dshub.ci.datadiff`) and version compare. A file is modified when its hash (md5 and hash
 kind) differs; the vocabulary is always `added`, `removed`, `modified`.
 """

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from indexer.errors import DshubError
-from indexer.gitlab_reader import GitLabReader, GitRef, ProjectInfo
-from indexer.permissions import Generation
-from indexer.pointers import PointerError, PointerOut, is_pointer_path, object_key, parse_pointer
-from indexer.storage import (
+from indexer.data.pointers import (
+    PointerError,
+    PointerOut,
+    is_pointer_path,
+    object_key,
+    parse_pointer,
+)
+from indexer.data.storage import (
     Credentials,
     LocalObjectStore,
     ObjectMissing,
@@ -27,8 +30,11 @@ from indexer.storage import (
     StorageSite,
     open_objects,
 )
+from indexer.data.tracked_files import file_of, files_of_out, load_manifest
+from indexer.errors import DshubError
+from indexer.gitlab.permissions import Generation
+from indexer.gitlab.reader import GitLabReader, GitRef, ProjectInfo
 from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, StaleRef
-from indexer.tracked_files import file_of, files_of_out, load_manifest
 
 log = logging.getLogger("dshub.sync")
 

@@ -24,18 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from indexer.errors import DshubError, InvalidInput, NotFound
-from indexer.gitlab_reader import GitLabReader, TreeEntry
-from indexer.pointers import PointerError, PointerOut, media_type, object_key, parse_pointer
-from indexer.storage import (
+from indexer.data.pointers import PointerError, PointerOut, media_type, object_key, parse_pointer
+from indexer.data.storage import (
     Credentials,
     LocalObjectStore,
     S3ObjectStore,
     StorageSite,
     open_objects,
 )
+from indexer.data.tracked_files import ELSEWHERE, IMPORTED, file_of, load_manifest
+from indexer.errors import DshubError, InvalidInput, NotFound
+from indexer.gitlab.reader import GitLabReader, TreeEntry
 from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow
-from indexer.tracked_files import ELSEWHERE, IMPORTED, file_of, load_manifest
 
 MAX_REF = 255
 MAX_PATH = 4096

@@ -21,11 +21,11 @@ from typing import Any
 
 import gitlab.exceptions
 
-from indexer.data_diff import FileChange, diff_files
+from indexer.data.diff import FileChange, diff_files
+from indexer.data.pointers import is_pointer_path, object_key
 from indexer.errors import DshubError, Unavailable
-from indexer.pointers import is_pointer_path, object_key
 from indexer.store import Dataset, IndexedFile
-from indexer.sync import SIZE_FILL_CONCURRENCY, SyncContext, pointer_files
+from indexer.sync.refs import SIZE_FILL_CONCURRENCY, SyncContext, pointer_files
 
 MAX_SIZE_LOOKUPS = 5000
 

@@ -21,9 +21,9 @@ from typing import Generic, Protocol, TypeVar
 import redis
 
 from indexer.errors import NotAuthenticated
-from indexer.gitlab_reader import GitLabReader
-from indexer.search import Viewer
-from indexer.tokens import header_safe
+from indexer.gitlab.reader import GitLabReader
+from indexer.gitlab.tokens import header_safe
+from indexer.read.search import Viewer
 
 DEFAULT_TTL = 60.0
 GENERATION_KEY = "dshub:permissions:generation"

@@ -31,9 +31,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from indexer.data.object_ids import ObjectKey, parse_object_key
+from indexer.data.storage import ObjectStore, S3ObjectStore
 from indexer.errors import DshubError, InvalidInput
-from indexer.object_ids import ObjectKey, parse_object_key
-from indexer.storage import ObjectStore, S3ObjectStore
 
 MAX_KEYS = 10_000
 THREADS = 16  # S3 requests in flight per presence request (the client pools 32 connections)

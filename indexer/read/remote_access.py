@@ -20,10 +20,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from indexer.errors import NotAuthenticated
-from indexer.gitlab_reader import REPORTER, GitLabReader
-from indexer.job_tokens import JobIdentity, job_token_from_headers, require_job_of
-from indexer.permissions import DEFAULT_TTL, Generation, TokenCache, token_from_headers, token_key
-from indexer.tokens import header_safe
+from indexer.gitlab.job_tokens import JobIdentity, job_token_from_headers, require_job_of
+from indexer.gitlab.permissions import (
+    DEFAULT_TTL,
+    Generation,
+    TokenCache,
+    token_from_headers,
+    token_key,
+)
+from indexer.gitlab.reader import REPORTER, GitLabReader
+from indexer.gitlab.tokens import header_safe
 
 DEVELOPER = 30
 # The user name GitLab runners send with CI_JOB_TOKEN (a name, not a secret).

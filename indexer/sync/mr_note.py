@@ -12,10 +12,10 @@ from typing import Any
 
 import gitlab.exceptions
 
-from indexer.data_diff import FileChange
+from indexer.data.diff import FileChange
 from indexer.errors import Unavailable
-from indexer.mr_diff import DataDiff, data_diff, read_merge_request
-from indexer.sync import SyncContext
+from indexer.sync.mr_diff import DataDiff, data_diff, read_merge_request
+from indexer.sync.refs import SyncContext
 
 MARKER = "<!-- dshub:data-diff -->"
 TABLE_ROWS = 50

@@ -26,6 +26,7 @@ import gitlab
 import gitlab.exceptions
 import requests
 
+from indexer.data.storage import Credentials
 from indexer.errors import (
     Conflict,
     DshubError,
@@ -34,9 +35,8 @@ from indexer.errors import (
     NotAuthenticated,
     Unavailable,
 )
-from indexer.site_probe import endpoint_of
-from indexer.sites import SiteRecord
-from indexer.storage import Credentials
+from indexer.sites.probe import endpoint_of
+from indexer.sites.registry import SiteRecord
 
 MAINTAINER = 40
 GUEST = 10

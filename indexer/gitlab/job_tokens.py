@@ -16,7 +16,7 @@ import gitlab
 import requests
 
 from indexer.errors import DshubError, NotAuthenticated, Unavailable
-from indexer.tokens import header_safe
+from indexer.gitlab.tokens import header_safe
 
 
 class WrongProject(DshubError):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from indexer.data.storage import StorageSite
 from indexer.errors import DshubError, InvalidInput
 from indexer.service_db import ServiceDatabase
-from indexer.storage import StorageSite
 
 _BASE_COLUMNS = (
     "name",

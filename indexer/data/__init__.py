@@ -1,0 +1,1 @@
+"""Data: DVC pointers and manifests, object keys, storage sites' bytes, previews, diffs."""

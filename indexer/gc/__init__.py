@@ -1,0 +1,1 @@
+"""Garbage collection of a storage site's unreferenced objects, and its lock."""

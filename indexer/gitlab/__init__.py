@@ -1,0 +1,1 @@
+"""GitLab's truth: the reader (service token), permissions, job tokens, token rules."""

@@ -1,0 +1,1 @@
+"""Reads: permission-filtered search, ref/path resolution, the DVC remote's access rule."""

@@ -1,0 +1,1 @@
+"""Storage sites: the registry, validation probes and a dataset's selection."""
