@@ -2,7 +2,9 @@
 
 It is the index's database (`DSHUB_INDEX_URL`): SQLite, one connection per thread, or
 PostgreSQL, a connection per use. Both stores extend `ServiceDatabase` instead of each
-opening connections its own way.
+opening connections its own way. Their tables are the index's migrations
+(`indexer/store/migrations/`), applied — once, under the index's own lock — before the
+first connection.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from indexer.store import open_index
+
 
 class ServiceDatabase:
     """Connections to the service database at `url` (sqlite:/// or postgresql://)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self._local = threading.local()
         self._postgres = urlsplit(url).scheme in ("postgresql", "postgres")
+        if migrate:  # the service database's schema is the index's migrations
+            open_index(url).close()
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import zlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,39 +35,11 @@ _BASE_COLUMNS = (
     "credentials_ref",
     "path",
 )
-# The PostgreSQL advisory lock key serialising the registry's schema set-up across processes.
-SCHEMA_LOCK = zlib.crc32(b"dshub-storage-sites-schema")
-# Added after the first release of the table; migrated in place by `_migrate`.
-_EXTRA_COLUMNS = {
-    "credentials_ref_readonly": "TEXT",
-    "validated_at": "TEXT",
-    "registered_by": "BIGINT",
-    "namespaces": "TEXT",  # JSON list; empty or NULL = every namespace may select the site
-}
-_COLUMNS = ", ".join((*_BASE_COLUMNS, *_EXTRA_COLUMNS))
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS storage_sites (
-    name TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    bucket TEXT NOT NULL DEFAULT '',
-    prefix TEXT NOT NULL DEFAULT '',
-    endpoint_url TEXT,
-    region TEXT,
-    description TEXT NOT NULL DEFAULT '',
-    access_mode TEXT NOT NULL DEFAULT 'proxy',
-    credentials_ref TEXT,
-    path TEXT
+# Every column, in order; the tables themselves are created by the service database's
+# migrations (indexer/store/migrations/*/..._storage_sites.sql).
+_COLUMNS = ", ".join(
+    (*_BASE_COLUMNS, "credentials_ref_readonly", "validated_at", "registered_by", "namespaces")
 )
-"""
-_SELECTIONS = """
-CREATE TABLE IF NOT EXISTS dataset_storage_sites (
-    project_id BIGINT PRIMARY KEY,
-    site TEXT NOT NULL,
-    selected_by BIGINT,
-    selected_at TEXT NOT NULL,
-    applied_at TEXT
-)
-"""
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 # Fields that decide where a dataset's objects live: frozen once a dataset uses the site.
 PLACEMENT_FIELDS = ("kind", "bucket", "prefix", "path")
@@ -158,28 +129,6 @@ def _time(value: Any) -> datetime | None:
 
 class SiteRegistry(ServiceDatabase):
     """Registered storage sites in the database at `url` (sqlite:/// or postgresql://)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        with self._connection() as conn:
-            if self._postgres:
-                # Processes starting together (web replicas, workers) would race their
-                # `CREATE TABLE IF NOT EXISTS` into a unique violation on pg_type; one at a
-                # time, until this transaction commits.
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            conn.execute(_SCHEMA)
-            conn.execute(_SELECTIONS)
-            self._migrate(conn)
-
-    def _migrate(self, conn: Any) -> None:
-        if self._postgres:
-            for column, kind in _EXTRA_COLUMNS.items():
-                conn.execute(f"ALTER TABLE storage_sites ADD COLUMN IF NOT EXISTS {column} {kind}")
-            return
-        present = {row[1] for row in conn.execute("PRAGMA table_info(storage_sites)")}
-        for column, kind in _EXTRA_COLUMNS.items():
-            if column not in present:
-                conn.execute(f"ALTER TABLE storage_sites ADD COLUMN {column} {kind}")
 
     # ------------------------------------------------------------------ sites
 

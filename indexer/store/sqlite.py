@@ -13,6 +13,7 @@ on a WAL snapshot, so they never see a half-written ref.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -93,7 +94,7 @@ class SqliteIndexStore(SqlIndexStore):
             for line in script.splitlines(keepends=True):
                 statement += line
                 if sqlite3.complete_statement(statement):
-                    conn.execute(statement)
+                    _execute_migration_statement(conn, statement)
                     statement = ""
             if statement.strip():
                 raise StoreError("migration ends with an incomplete statement")
@@ -225,3 +226,15 @@ class SqliteIndexStore(SqlIndexStore):
                 parts.append("f.path LIKE ? ESCAPE '\\'")
                 params.append(like_pattern(term))
         return " AND ".join(parts), params
+
+
+def _execute_migration_statement(conn: Connection, statement: str) -> None:
+    """One migration statement. `ALTER TABLE … ADD COLUMN` of a column already there counts as
+    done — SQLite's spelling of PostgreSQL's `ADD COLUMN IF NOT EXISTS`, for tables an older
+    dshub created before its migrations did."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        adds_column = re.search(r"\bALTER\s+TABLE\b.+\bADD\s+COLUMN\b", statement, re.I | re.S)
+        if not (adds_column and str(exc).startswith("duplicate column name")):
+            raise
