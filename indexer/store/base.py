@@ -13,7 +13,7 @@ import abc
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from indexer.errors import DshubError
 
@@ -359,41 +359,3 @@ class IndexStore(abc.ABC):
     @abc.abstractmethod
     def version_diff(self, project_id: int, ref: str, previous: str | None) -> VersionDiff:
         """Added/removed/changed file counts of `ref` against `previous` (None: all added)."""
-
-    # ---------------------------------------------------------------- snapshots
-
-    def snapshot(self) -> dict[str, Any]:
-        """The whole index as plain data (no timestamps the store sets), for convergence tests."""
-        result: dict[str, Any] = {}
-        for dataset in self.list_datasets():
-            refs = {}
-            for ref in self.list_refs(dataset.project_id):
-                refs[ref.ref] = {
-                    "kind": ref.kind,
-                    "commit_sha": ref.commit_sha,
-                    "status": ref.status,
-                    "files": {
-                        f.path: (
-                            f.md5,
-                            f.hash_name,
-                            f.size,
-                            f.pointer_path,
-                            f.in_directory,
-                            f.status,
-                        )
-                        for f in self.iter_ref_files(dataset.project_id, ref.ref)
-                    },
-                }
-            result[str(dataset.project_id)] = {
-                "name": dataset.name,
-                "path_with_namespace": dataset.path_with_namespace,
-                "namespace": dataset.namespace,
-                "description": dataset.description,
-                "visibility": dataset.visibility,
-                "topics": sorted(dataset.topics),
-                "default_branch": dataset.default_branch,
-                "web_url": dataset.web_url,
-                "storage_site": dataset.storage_site,
-                "refs": refs,
-            }
-        return result

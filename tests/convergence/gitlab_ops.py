@@ -3,7 +3,7 @@
 Datasets here are built with GitLab's commits API (`.dvc/config` plus single-file pointers
 whose sizes are in the pointer, so no storage site is needed). `expected_index` reads what
 GitLab says now through python-gitlab — independently of the indexer's reader — and returns
-it in the shape of `IndexStore.snapshot()`.
+it in the shape of `tests.support.index_snapshot.index_snapshot`.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _files_at(project: Any, sha: str, directories: dict[str, dict[str, Any]]) ->
 def expected_index(
     gl: gitlab.Gitlab, directories: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """GitLab's truth in `IndexStore.snapshot()` shape: every project that is a dataset.
+    """GitLab's truth in `tests.support.index_snapshot.index_snapshot` shape: every project that is a dataset.
 
     `directories` maps a `.dir` md5 to its entries `{relpath: (md5, size)}` (what was pushed
     to storage), for datasets with tracked directories.

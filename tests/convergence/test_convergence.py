@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from tests.convergence.gitlab_ops import commit, create_dataset, expected_index, write_pointer
 from tests.convergence.harness import Example, History, git
 from tests.receiver.serving import Gunicorn
+from tests.support.index_snapshot import index_snapshot
 
 OPERATIONS = (
     "push",
@@ -159,12 +160,12 @@ def test_index_only_holds_gitlab_states_and_reconcile_restores_the_truth(
             history.record(expected_index(example.gl))
             if settle:
                 example.settle()
-                problems = history.never_seen(example.store.snapshot())
+                problems = history.never_seen(index_snapshot(example.store))
                 assert not problems, problems
         example.settle()
-        problems = history.never_seen(example.store.snapshot())
+        problems = history.never_seen(index_snapshot(example.store))
         assert not problems, problems
         example.reconcile()
-        assert example.store.snapshot() == expected_index(example.gl)
+        assert index_snapshot(example.store) == expected_index(example.gl)
     finally:
         example.close()

@@ -15,6 +15,7 @@ from tests.convergence.gitlab_ops import expected_index
 from tests.convergence.harness import Example
 from tests.receiver.serving import Gunicorn
 from tests.support.dataset_repo import DatasetRepo, image_bytes
+from tests.support.index_snapshot import index_snapshot
 
 
 def test_lost_webhooks_for_a_tracked_directory_are_repaired_by_reconcile(
@@ -69,6 +70,6 @@ def test_lost_webhooks_for_a_tracked_directory_are_repaired_by_reconcile(
         }
         truth = expected_index(gl, {dir_md5: entries})
         assert truth[str(project.id)]["refs"]["v1"]["files"]["images/masks/cat0.png"][2] == 77
-        assert example.store.snapshot() == truth
+        assert index_snapshot(example.store) == truth
     finally:
         example.close()

@@ -27,6 +27,7 @@ from indexer.store import open_index
 from tests.convergence.gitlab_ops import create_dataset, expected_index
 from tests.gitlab_sandbox.server import Sandbox
 from tests.receiver.serving import ROOT, start_gunicorn
+from tests.support.index_snapshot import index_snapshot
 from tests.support.services import wait_until
 
 
@@ -149,7 +150,7 @@ def test_dshub_reconcile_repairs_drift_and_reports(
     assert main(["reconcile"]) == 0
     assert "seen 3, synced 2, removed 0, failed 0" in capsys.readouterr().out
     with open_index(env["DSHUB_INDEX_URL"]) as store:
-        assert store.snapshot() == expected_index(gitlab_admin)
+        assert index_snapshot(store) == expected_index(gitlab_admin)
 
     # Drift: dogs deleted, cats renamed and made public — no webhook told anyone.
     gitlab_admin.projects.delete(dogs.id)
@@ -158,7 +159,7 @@ def test_dshub_reconcile_repairs_drift_and_reports(
     assert main(["reconcile"]) == 0
     assert "removed 1" in capsys.readouterr().out
     with open_index(env["DSHUB_INDEX_URL"]) as store:
-        assert store.snapshot() == expected_index(gitlab_admin)
+        assert index_snapshot(store) == expected_index(gitlab_admin)
 
 
 def test_dshub_reconcile_exits_1_when_a_project_fails(
@@ -210,7 +211,7 @@ def test_dshub_worker_reconciles_on_schedule(
             wait_until(lambda: cats.id in store.dataset_ids(), 30, "a scheduled reconcile")
             create_dataset(gitlab_admin, group, "dogs", files={"b.csv": ("b", 1)})
             truth = expected_index(gitlab_admin)
-            wait_until(lambda: store.snapshot() == truth, 30, "the next reconcile")
+            wait_until(lambda: index_snapshot(store) == truth, 30, "the next reconcile")
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)

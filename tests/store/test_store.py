@@ -22,6 +22,7 @@ from indexer.store import (
     open_index,
 )
 from indexer.store.sql import load_migrations
+from tests.support.index_snapshot import index_snapshot
 
 
 def dataset(project_id: int = 1, **changes: object) -> Dataset:
@@ -81,9 +82,9 @@ def test_open_index_refuses_an_unknown_url_scheme() -> None:
 
 def test_upsert_dataset_twice_leaves_one_identical_dataset(store: IndexStore) -> None:
     store.upsert_dataset(dataset())
-    first = store.snapshot()
+    first = index_snapshot(store)
     store.upsert_dataset(dataset())
-    assert store.snapshot() == first
+    assert index_snapshot(store) == first
     assert store.dataset_ids() == {1}
     got = store.get_dataset(1)
     assert got is not None and got.topics == ("medical", "retina")
@@ -108,9 +109,9 @@ def test_replace_ref_files_is_idempotent(store: IndexStore) -> None:
     store.upsert_dataset(dataset())
     files = [file("data/a.jpg"), file("data/b.jpg", size=None)]
     first = store.replace_ref_files(1, MAIN, files)
-    snap = store.snapshot()
+    snap = index_snapshot(store)
     second = store.replace_ref_files(1, MAIN, files)
-    assert store.snapshot() == snap
+    assert index_snapshot(store) == snap
     assert (second.file_count, second.total_size, second.unsized_count) == (2, 10, 1)
     assert second.generation == first.generation + 1
 
@@ -235,7 +236,7 @@ def test_remove_ref_and_remove_dataset_cascade(store: IndexStore) -> None:
     assert store.remove_dataset(1) is False
     assert store.dataset_ids() == {2}
     assert store.list_refs(1) == [] and paths(store, 1, "main") == []
-    assert sorted(store.snapshot()["2"]["refs"]) == ["main", "v1"]
+    assert sorted(index_snapshot(store)["2"]["refs"]) == ["main", "v1"]
 
 
 def test_set_sizes_fills_unknown_sizes_and_remembers_them(store: IndexStore) -> None:

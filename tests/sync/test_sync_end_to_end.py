@@ -19,6 +19,7 @@ from indexer.sync import refs as sync
 from tests.conftest import S3Bucket
 from tests.gitlab_sandbox.server import Sandbox
 from tests.support.dataset_repo import DatasetRepo, image_bytes
+from tests.support.index_snapshot import index_snapshot
 
 
 @pytest.fixture
@@ -108,9 +109,9 @@ def test_a_pushed_dataset_is_indexed_with_versions_and_sizes(
     assert indexed is not None and indexed.storage_site == "lab"
     assert indexed.topics == ("cats", "classification")
     # Idempotent: a second run changes nothing.
-    before = store.snapshot()
+    before = index_snapshot(store)
     sync.sync_project(ctx, pid)
-    assert store.snapshot() == before
+    assert index_snapshot(store) == before
 
 
 def test_push_to_the_default_branch_updates_only_changed_pointers(
