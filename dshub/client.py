@@ -7,16 +7,13 @@ The server is `DSHUB_URL` and the token `DSHUB_TOKEN`, or the `url`/`token` keys
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from dshub.config import ClientConfig
 from indexer.errors import (
     Conflict,
     DshubError,
@@ -42,46 +39,6 @@ class StorageProblem(DshubError):
     status = 502
     code = "storage_error"
     exit_code = 7
-
-
-def default_config_path() -> Path:
-    """Where the client's config file lives (`$DSHUB_CONFIG` or ~/.config/dshub/config.json)."""
-    explicit = os.environ.get("DSHUB_CONFIG")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "dshub" / "config.json"
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Server URL and token for the command line."""
-
-    url: str
-    token: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, path: Path | None = None) -> ClientConfig:
-        """Environment first (`DSHUB_URL`, `DSHUB_TOKEN`), then the config file."""
-        env = os.environ if env is None else env
-        stored: dict[str, Any] = {}
-        config_path = path or default_config_path()
-        if config_path.is_file():
-            try:
-                stored = json.loads(config_path.read_text(encoding="utf-8"))
-            except ValueError:
-                raise InvalidInput(f"{config_path} is not valid JSON") from None
-            if not isinstance(stored, dict):
-                raise InvalidInput(f"{config_path} must hold a JSON object")
-        url = env.get("DSHUB_URL") or stored.get("url")
-        if not url:
-            raise InvalidInput(
-                f'no dshub server configured: set DSHUB_URL or put "url" in {config_path}'
-            )
-        if not str(url).startswith(("http://", "https://")):
-            raise InvalidInput(f"DSHUB_URL must start with http:// or https:// (got {url!r})")
-        token = env.get("DSHUB_TOKEN") or stored.get("token")
-        return cls(url=str(url).rstrip("/"), token=str(token) if token else None)
 
 
 _ERRORS: dict[int, type[DshubError]] = {

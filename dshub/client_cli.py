@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dshub.client import ApiClient, ClientConfig
+from dshub.client import ApiClient
+from dshub.config import ClientConfig
 from dshub.download import download_file
 from indexer.errors import DshubError, InvalidInput
 

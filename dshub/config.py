@@ -3,6 +3,11 @@
 `load_settings` parses and validates all of them at once and raises `ConfigError`
 carrying one human-readable line per bad value, so an operator fixes everything in
 one go instead of one restart per typo. Nothing here imports Flask.
+
+The command line's settings (`ClientConfig`: `DSHUB_URL`, `DSHUB_TOKEN`, the config file) and
+the CI/CD jobs' (`CiVariables`: the variables dshub sets on a dataset, read when a job needs
+one) are objects of their own, so a `dshub download` or a pipeline job is never stopped by a
+malformed server variable.
 """
 
 from __future__ import annotations
@@ -10,13 +15,18 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 from urllib.parse import urlsplit
+
+from dshub.ci.errors import CiConfigError
+from indexer.errors import InvalidInput
 
 PREFIX = "DSHUB_"
 DEFAULT_WEBHOOK_MAX_BYTES = 25 * 1024 * 1024
@@ -358,3 +368,83 @@ def ensure_secret_key(settings: Settings) -> str:
         key = base64.urlsafe_b64encode(os.urandom(48)).decode("ascii")
         handle.write(key)
     return key
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def default_config_path() -> Path:
+    """Where the client's config file lives (`$DSHUB_CONFIG` or ~/.config/dshub/config.json)."""
+    explicit = os.environ.get("DSHUB_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "dshub" / "config.json"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Server URL and token for the command line."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, path: Path | None = None) -> ClientConfig:
+        """Environment first (`DSHUB_URL`, `DSHUB_TOKEN`), then the config file."""
+        env = os.environ if env is None else env
+        stored: dict[str, Any] = {}
+        config_path = path or default_config_path()
+        if config_path.is_file():
+            try:
+                stored = json.loads(config_path.read_text(encoding="utf-8"))
+            except ValueError:
+                raise InvalidInput(f"{config_path} is not valid JSON") from None
+            if not isinstance(stored, dict):
+                raise InvalidInput(f"{config_path} must hold a JSON object")
+        url = env.get("DSHUB_URL") or stored.get("url")
+        if not url:
+            raise InvalidInput(
+                f'no dshub server configured: set DSHUB_URL or put "url" in {config_path}'
+            )
+        if not str(url).startswith(("http://", "https://")):
+            raise InvalidInput(f"DSHUB_URL must start with http:// or https:// (got {url!r})")
+        token = env.get("DSHUB_TOKEN") or stored.get("token")
+        return cls(url=str(url).rstrip("/"), token=str(token) if token else None)
+
+
+# ---------------------------------------------------------------------- the CI/CD jobs
+
+
+@dataclass(frozen=True)
+class CiVariables:
+    """A read-only view of the job's environment with empty values treated as unset."""
+
+    env: Mapping[str, str]
+
+    def get(self, name: str) -> str | None:
+        """The variable's value, or None when it is unset or empty."""
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def require(self, name: str, why: str) -> str:
+        """The variable's value; raise `CiConfigError` naming it when it is unset or empty."""
+        value = self.get(name)
+        if value is None:
+            raise CiConfigError(f"{name} is not set: {why}")
+        return value
+
+    def dvc_state_dir(self) -> Path:
+        """DSHUB_CI_DVC_STATE_DIR: DVC's private state for the job (default: under the temp dir)."""
+        return Path(
+            self.get("DSHUB_CI_DVC_STATE_DIR") or Path(tempfile.gettempdir()) / "dshub-ci-dvc-state"
+        )
+
+    def expected_remote_url(self) -> str:
+        """DSHUB_DVC_REMOTE_URL: the remote `.dvc/config` must name."""
+        return self.require(
+            "DSHUB_DVC_REMOTE_URL",
+            "dshub sets it on every dataset project when its storage site is selected",
+        )

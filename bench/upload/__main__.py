@@ -31,7 +31,8 @@ from typing import Any
 import gitlab
 import psutil
 
-from dshub.client import ApiClient, ClientConfig
+from dshub.client import ApiClient
+from dshub.config import ClientConfig
 from dshub.upload import collect, upload
 from indexer.data.dvc_env import dvc_environment
 from indexer.data.storage import StorageSite

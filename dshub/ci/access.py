@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dshub.ci.environment import Access, CiVariables, apply_environment, storage_environment
+from dshub.ci.environment import Access, apply_environment, storage_environment
 from dshub.ci.proxy import DshubRemote, check_access, is_proxy_url, job_token_auth, ssl_verify_of
 from dshub.ci.remote import RemoteConfig
+from dshub.config import CiVariables
 
 _WHY_CI_JOB = (
     "GitLab gives every job its CI_JOB_TOKEN; in proxy mode the job reaches dshub's DVC "

@@ -11,12 +11,11 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dshub.ci.environment import CiVariables
+from dshub.config import CiVariables
 from indexer.errors import DshubError
 
 
@@ -53,13 +52,11 @@ def _prepare() -> tuple[Path, CiVariables]:
     """Process hygiene for DVC, then the job's directory and variables."""
     from indexer.data.dvc_env import apply_to_process
 
-    state = os.environ.get("DSHUB_CI_DVC_STATE_DIR") or os.path.join(
-        tempfile.gettempdir(), "dshub-ci-dvc-state"
-    )
-    apply_to_process(Path(state))
+    variables = CiVariables(dict(os.environ))
+    apply_to_process(variables.dvc_state_dir())
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     root = Path.cwd()  # the job runs in the clone (CI_PROJECT_DIR in GitLab)
-    return root, CiVariables(dict(os.environ))
+    return root, variables
 
 
 def _push(args: argparse.Namespace) -> int:

@@ -11,11 +11,11 @@ that names it.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
 from dshub.ci.errors import CiConfigError
+from dshub.config import CiVariables
 
 
 class Access(Enum):
@@ -30,34 +30,6 @@ _WHY = {
     Access.READ_WRITE: "the read-write storage key dshub sets on the dataset (masked, protected "
     "CI/CD variable: it reaches only pipelines on protected branches and tags)",
 }
-
-
-@dataclass(frozen=True)
-class CiVariables:
-    """A read-only view of the job's environment with empty values treated as unset."""
-
-    env: Mapping[str, str]
-
-    def get(self, name: str) -> str | None:
-        """The variable's value, or None when it is unset or empty."""
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def require(self, name: str, why: str) -> str:
-        """The variable's value; raise `CiConfigError` naming it when it is unset or empty."""
-        value = self.get(name)
-        if value is None:
-            raise CiConfigError(f"{name} is not set: {why}")
-        return value
-
-    def expected_remote_url(self) -> str:
-        """DSHUB_DVC_REMOTE_URL: the remote `.dvc/config` must name."""
-        return self.require(
-            "DSHUB_DVC_REMOTE_URL",
-            "dshub sets it on every dataset project when its storage site is selected",
-        )
 
 
 def storage_environment(variables: CiVariables, remote_url: str, access: Access) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from dshub.ci.access import remote_access
-from dshub.ci.environment import Access, CiVariables
+from dshub.ci.environment import Access
 from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.gitrepo import fetch_full_history, is_shallow, require_default_branch
 from dshub.ci.proxy import (
@@ -35,6 +35,7 @@ from dshub.ci.proxy import (
 )
 from dshub.ci.remote import RemoteConfig, read_remote, require_owned_remote
 from dshub.ci.storage import open_remote_store
+from dshub.config import CiVariables
 from indexer.data.storage import ObjectMeta
 from indexer.gc.collect import GcPlan, GcResult, collect_garbage
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from dshub.ci.access import remote_access
-from dshub.ci.environment import Access, CiVariables
+from dshub.ci.environment import Access
 from dshub.ci.errors import CiCheckFailed
 from dshub.ci.presence import ObjectRef, RemoteObjects
 from dshub.ci.proxy import DshubRemote
 from dshub.ci.remote import read_remote, require_expected_remote
+from dshub.config import CiVariables
 
 
 @dataclass(frozen=True)

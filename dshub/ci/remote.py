@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dshub.ci.environment import CiVariables
 from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.proxy import ssl_verify_of
+from dshub.config import CiVariables
 
 _SECRET_OPTIONS = ("access_key_id", "secret_access_key", "session_token", "password", "token")
 

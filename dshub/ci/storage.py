@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dshub.ci.environment import Access, CiVariables
+from dshub.ci.environment import Access
 from dshub.ci.errors import CiConfigError
 from dshub.ci.remote import RemoteConfig
+from dshub.config import CiVariables
 from indexer.data.storage import Credentials, LocalObjectStore, S3ObjectStore, StorageSite
 
 

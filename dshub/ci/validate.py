@@ -20,11 +20,12 @@ from pathlib import Path, PurePosixPath
 from dshub.ci import gitrepo
 from dshub.ci.access import remote_access
 from dshub.ci.datadiff import diff_outputs, render_markdown
-from dshub.ci.environment import Access, CiVariables
+from dshub.ci.environment import Access
 from dshub.ci.errors import CiCheckFailed
 from dshub.ci.junit import TestCase, write_junit
 from dshub.ci.presence import DirEntry, RemoteObjects, referenced_objects
 from dshub.ci.remote import read_remote, remote_problems, tls_problems
+from dshub.config import CiVariables
 from indexer.data.pointers import PointerError, PointerOut, parse_pointer
 
 SUITE = "validate-storage"

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from dshub.ci.access import remote_access
-from dshub.ci.environment import Access, CiVariables
+from dshub.ci.environment import Access
 from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.presence import ObjectRef, RemoteObjects, remote_key
 from dshub.ci.proxy import DshubRemote
 from dshub.ci.remote import RemoteConfig
+from dshub.config import CiVariables
 from tests.ci.dshub_stub import Reply, Stub, self_signed_certificate, serve_stub
 
 TOKEN = "glcbt-64_secretjobtoken1234"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dshub.ci.environment import Access, CiVariables, storage_environment
+from dshub.ci.environment import Access, storage_environment
 from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.gc import ensure_full_history, indexed_objects
 from dshub.ci.gitrepo import require_default_branch
@@ -21,6 +21,7 @@ from dshub.ci.remote import (
     require_owned_remote,
 )
 from dshub.ci.validate import ValidateOptions, decide_scope, run_validate
+from dshub.config import CiVariables
 from indexer.data.pointers import PointerError, parse_pointer
 from tests.ci.dshub_stub import Stub
 from tests.ci.harness import git, make_dataset, run

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from dshub.ci.access import remote_access
-from dshub.ci.environment import Access, CiVariables, storage_environment
+from dshub.ci.environment import Access, storage_environment
 from dshub.ci.errors import CiCheckFailed, CiConfigError
 from dshub.ci.gc import Collected, GcOptions, collect_in_dshub
 from dshub.ci.proxy import check_access, job_token_auth, service_url, ssl_verify_of
 from dshub.ci.remote import RemoteConfig
+from dshub.config import CiVariables
 from tests.ci.dshub_stub import Reply, Stub
 
 TOKEN = "glcbt-64_secretjobtoken1234"

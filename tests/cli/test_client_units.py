@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dshub.client import ClientConfig, file_path
+from dshub.client import file_path
+from dshub.config import ClientConfig
 from dshub.download import compute_hash, safe_output_name
 from indexer.errors import InvalidInput
 
