@@ -36,8 +36,11 @@ node_modules/.bin/gitlab-ci-local: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# One test process per core (at most 4: each starts its own sandboxes, gunicorns and DVC
+# runs); whole test files stay together so a module's shared world is built once.
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP) node_modules/.bin/gitlab-ci-local
-	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses=4 --dist loadfile --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test: lint typecheck lint-deploy pytest
 

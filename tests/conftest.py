@@ -8,8 +8,10 @@ cloud-metadata lookups and telemetry that would otherwise try.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ipaddress
-import itertools
+import json
 import os
 import socket
 import sys
@@ -146,22 +148,64 @@ def redis_server_url(services_dir: Path) -> Iterator[str]:
         managed.stop()
 
 
-_redis_dbs = itertools.cycle(range(1, 16))
+def _worker_slot() -> tuple[int, int]:
+    """(this process's index, how many test processes run): pytest-xdist's, or (0, 1)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return int(name.removeprefix("gw")), max(count, 1)
+
+
+class RedisDatabases:
+    """The Redis database numbers this test process may use, handed out one holder at a time.
+
+    Database 0 is never used, so a developer's own keys on the default Redis are not touched;
+    parallel test processes (pytest-xdist) share the server but never a database number. A
+    number goes back to the end of the line when released, so the next test gets the one
+    left alone longest.
+    """
+
+    def __init__(self) -> None:
+        index, count = _worker_slot()
+        self._free = collections.deque(d for d in range(1, 16) if d % count == index % count)
+
+    def acquire(self) -> int:
+        if not self._free:
+            raise RuntimeError("every Redis database of this test process is in use")
+        return self._free.popleft()
+
+    def release(self, number: int) -> None:
+        self._free.append(number)
+
+    @contextlib.contextmanager
+    def held(self, server_url: str) -> Iterator[str]:
+        """A URL of a database of its own, flushed before and after."""
+        number = self.acquire()
+        url = f"{server_url.rstrip('/')}/{number}"
+        client = redis.Redis.from_url(url)
+        try:
+            client.flushdb()
+            yield url
+        finally:
+            client.flushdb()
+            client.close()
+            self.release(number)
+
+
+_REDIS_DATABASES = RedisDatabases()
 
 
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
-    """A Redis URL whose database number belongs to this test alone (flushed before and after).
+    """A Redis URL whose database number belongs to this test alone (flushed before and after)."""
+    with _REDIS_DATABASES.held(redis_server_url) as url:
+        yield url
 
-    Database 0 is never used, so a developer's own keys on the default Redis are not touched.
-    """
-    db = next(_redis_dbs)
-    url = f"{redis_server_url.rstrip('/')}/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+
+@pytest.fixture(scope="module")
+def module_redis_url(redis_server_url: str) -> Iterator[str]:
+    """A Redis database held by one test module's shared world."""
+    with _REDIS_DATABASES.held(redis_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -242,9 +286,14 @@ def pytest_configure(config: pytest.Config) -> None:
     leakcheck.install(registry)
     registry.add(services.S3_SECRET_KEY, "moto S3 secret key")
     config.stash[_LEAKS] = []
+    config.stash[_LOG_DIRS] = []
+    if "PYTEST_XDIST_WORKER" not in os.environ and getattr(config.option, "numprocesses", None):
+        os.environ[_RELAY] = tempfile.mkdtemp(prefix="dshub-leak-relay-")
 
 
-_LEAKS = pytest.StashKey[list[leakcheck.Hit]]()
+_LEAKS = pytest.StashKey[list[str]]()
+_COUNTS = pytest.StashKey[list[int]]()
+_LOG_DIRS = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -264,13 +313,36 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             out.write(f"{leakcheck.HEADER}{report.nodeid}\n{text}")
 
 
+# Under pytest-xdist each worker checks its own secrets and logs and leaves its findings in
+# a directory the controller named (inherited through the environment); the controller
+# adds them to its own, so a leak in any worker fails the run.
+_RELAY = "DSHUB_TEST_LEAK_RELAY"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     registry = leakcheck.active()
     if registry is None:
         return
-    hits = [hit for hit in registry.scan() if hit.kind not in leakcheck.KNOWN_LEAKS_FIXED_ELSEWHERE]
+    hits = [
+        hit.describe()
+        for hit in registry.scan()
+        if hit.kind not in leakcheck.KNOWN_LEAKS_FIXED_ELSEWHERE
+    ]
+    counts = [len(registry.secrets), len(registry.files())]
+    relay = os.environ.get(_RELAY)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if relay and worker:
+        findings = {"hits": hits, "counts": counts, "log_dir": str(registry.log_dir)}
+        (Path(relay) / f"{worker}.json").write_text(json.dumps(findings))
+    elif relay:
+        for report in sorted(Path(relay).glob("*.json")):
+            findings = json.loads(report.read_text())
+            hits += findings["hits"]
+            counts = [a + b for a, b in zip(counts, findings["counts"], strict=True)]
+            session.config.stash[_LOG_DIRS].append(findings["log_dir"])
     session.config.stash[_LEAKS] = hits
+    session.config.stash[_COUNTS] = counts
     if hits:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -281,11 +353,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     known = [hit for hit in registry.scan() if hit.kind in leakcheck.KNOWN_LEAKS_FIXED_ELSEWHERE]
     hits = config.stash.get(_LEAKS, [])
-    files = registry.files()
+    secrets, files = config.stash.get(_COUNTS, [len(registry.secrets), len(registry.files())])
+    log_dirs = ", ".join([str(registry.log_dir), *config.stash.get(_LOG_DIRS, [])])
     terminalreporter.section("token-leak check")
     terminalreporter.write_line(
-        f"{len(registry.secrets)} secrets checked in {len(files)} log files "
-        f"(logs kept in {registry.log_dir})"
+        f"{secrets} secrets checked in {files} log files (logs kept in {log_dirs})"
     )
     for kind in sorted({hit.kind for hit in known}):
         places = sorted({hit.source for hit in known if hit.kind == kind})
@@ -294,6 +366,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"KNOWN LEAK (fixed elsewhere): {count} line(s) hold a {kind}, in {', '.join(places)}"
         )
     for hit in hits:
-        terminalreporter.write_line(f"LEAK: {hit.describe()}", red=True)
+        terminalreporter.write_line(f"LEAK: {hit}", red=True)
     if hits:
         terminalreporter.write_line(f"{len(hits)} log line(s) hold a secret: the run fails")

@@ -94,11 +94,11 @@ def header_sets(draw: st.DrawFn) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory: pytest.TempPathFactory, redis_server_url: str) -> Iterator[Flask]:
+def fuzz_app(tmp_path_factory: pytest.TempPathFactory, module_redis_url: str) -> Iterator[Flask]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     app = make_app(
         tmp,
-        DSHUB_REDIS_URL=f"{redis_server_url.rstrip('/')}/15",
+        DSHUB_REDIS_URL=module_redis_url,
         DSHUB_WEBHOOK_SIGNING_KEY="whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         DSHUB_WEBHOOK_MAX_BYTES="4096",
     )
