@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.services import free_port, wait_until
+from tests.support.services import ServiceUnavailable, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,12 @@ def test_first_run_serves_a_searchable_demo_dataset(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: requests.get(f"{base}/healthz", timeout=1).ok, 90, "dshub")
+        try:
+            wait_until(lambda: requests.get(f"{base}/healthz", timeout=1).ok, 120, "dshub")
+        except ServiceUnavailable as exc:
+            log.flush()
+            tail = (tmp_path / "run.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}; make run printed:\n{tail}") from exc
 
         def indexed() -> bool:
             answer = requests.get(f"{base}/api/v1/datasets/1/versions", timeout=2)
