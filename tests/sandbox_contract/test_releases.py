@@ -188,6 +188,7 @@ def test_commit_revert_honours_the_protected_default_branch(
     assert refused.value.response_code == 403
     project.branches.create({"branch": "fix", "ref": "main"})
     reverted = commit.revert(branch="fix")
+    assert isinstance(reverted, dict)
     assert reverted["message"].startswith('Revert "Break"')
     with pytest.raises(gitlab.exceptions.GitlabRevertError) as unknown:
         project.commits.get("0" * 40, lazy=True).revert(branch="main")
