@@ -418,11 +418,16 @@ class GitLabReader:
                 return
             raise _translate(exc, f"the tree of project {project_id} at {ref!r}") from exc
 
-    def changed_paths(self, project_id: int, before: str, after: str) -> list[str] | None:
-        """Paths changed between two commits, or None when GitLab cannot compare them."""
+    def changed_paths(
+        self, project_id: int, before: str, after: str, *, straight: bool = False
+    ) -> list[str] | None:
+        """Paths changed between two commits, or None when GitLab cannot compare them.
+
+        `straight`: the two trees as they are (`from..to`), not what `after` changed since
+        the merge base (GitLab's default `from...to`)."""
         try:
             result = self.client.projects.get(project_id, lazy=True).repository_compare(
-                before, after
+                before, after, straight=straight
             )
         except Exception as exc:
             if _is_not_found(exc) or getattr(exc, "response_code", None) == 400:

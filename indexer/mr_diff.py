@@ -120,7 +120,8 @@ def commits_diff(ctx: SyncContext, dataset: Dataset, base_sha: str, head_sha: st
 def fill_diff(ctx: SyncContext, dataset: Dataset, result: CommitsDiff) -> None:
     """Fill `result` with the data diff of its two commits (see the module docstring)."""
     base_sha, head_sha = result.base_sha, result.head_sha
-    changed = ctx.reader.changed_paths(dataset.project_id, base_sha, head_sha)
+    # Straight: the two trees as they are (the MR's base is already its merge base).
+    changed = ctx.reader.changed_paths(dataset.project_id, base_sha, head_sha, straight=True)
     if changed is None:
         raise Unavailable(
             f"GitLab cannot compare {base_sha[:12]}...{head_sha[:12]} "
