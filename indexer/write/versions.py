@@ -105,7 +105,10 @@ def check_version_name(name: Any) -> str:
         )
     if SHA.fullmatch(name) and len(name) == 40:
         raise InvalidInput("a version name must not look like a commit sha")
-    return validate_ref(name)
+    try:
+        return validate_ref(name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"version name: {exc.message}") from None
 
 
 def check_sha(sha: Any) -> str:
