@@ -216,6 +216,8 @@ class WriteTarget:
 def resync(project_id: int, ref: str) -> str:
     """Re-sync `ref` (`refs/heads/…`, `refs/tags/…`) in-line, waiting at most SYNC_BUDGET:
     `synced`, or `pending` when it takes longer (the webhook finishes it)."""
+    # This process's next read of the ref names the new commit, not the one cached before.
+    services().resolver.forget_ref(project_id, sync.split_ref(ref)[0])
     outcome: list[str] = []
     context = services().job_context  # the thread below has no application context
 

@@ -131,9 +131,9 @@ def _ref_arg(name: str) -> str:
 @blueprint.get("/datasets/<int:project_id>/compare")
 def compare(project_id: int) -> ResponseReturnValue:
     """Files added, removed and modified between `from` and `to`, with byte sums."""
+    dataset = api_manage._readable(current_viewer(), project_id)  # first: hidden is missing
     base, head = _ref_arg("from"), _ref_arg("to")
     limit = diff_limit()
-    dataset = api_manage._readable(current_viewer(), project_id)
     ctx = services().request_context
     shas = []
     for ref in (base, head):

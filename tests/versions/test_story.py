@@ -86,6 +86,8 @@ def test_versions_compare_revert_and_restore(world: VersionsWorld) -> None:
     commit = world.project().commits.get(body["commit"])
     assert commit.title == 'Revert "Add d"'
     assert _indexed(world) == {"a.png", "b.png"}
+    tree = world.call("GET", f"/api/v1/datasets/{world.pid}/tree", "mia").get_json()
+    assert "d.png" not in {item["name"] for item in tree["items"]}
     again = world.call("POST", f"/api/v1/datasets/{world.pid}/revert", "mia", json={"sha": sha})
     assert again.status_code == 409  # GitLab: nothing left to revert
 
@@ -124,6 +126,8 @@ def test_versions_compare_revert_and_restore(world: VersionsWorld) -> None:
     )
     assert body["index"] == "synced"
     assert _indexed(world) == FILES.keys()
+    tree = world.call("GET", f"/api/v1/datasets/{world.pid}/tree", "mia").get_json()
+    assert {i["name"] for i in tree["items"] if i["name"].endswith(".png")} == set(FILES)
     unchanged = world.call(
         "POST", f"/api/v1/datasets/{world.pid}/restore", "mia", json={"version": "v0.1.0"}
     )
