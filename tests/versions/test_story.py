@@ -60,6 +60,8 @@ def test_versions_compare_revert_and_restore(world: VersionsWorld) -> None:
     assert by_name["v0.2.0"]["release_notes"] == "Replaced b, dropped c"
     assert by_name["v0.2.0"]["author"] == {"username": "mia", "name": "mia"}
     assert by_name["v0.1.0"]["file_count"] == 3 and by_name["v0.2.0"]["file_count"] == 2
+    page = world.call("GET", "/datasets/lab/cells/-/versions", "rep").get_data(as_text=True)
+    assert "Replaced b, dropped c" in page and "by mia" in page
 
     diff = world.call(
         "GET", f"/api/v1/datasets/{world.pid}/compare?from=v0.1.0&to=v0.2.0", "rep"
