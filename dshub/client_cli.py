@@ -1,4 +1,5 @@
-"""Client sub-commands of `dshub` (download, ls, search, versions, create): REST API only, no Flask."""
+"""Client sub-commands of `dshub` (download, ls, search, versions, create, upload, version,
+compare, restore, revert): REST API only, no Flask."""
 
 from __future__ import annotations
 
@@ -97,12 +98,95 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         data = _client().get_json(f"/api/v1/datasets/{args.project_id}/versions")
     except DshubError as exc:
         return _report(exc)
-    lines = [
-        f"{item['name']:20} {str(item.get('commit_sha', ''))[:12]}  "
-        f"{item.get('file_count', '?')} files  {item.get('total_size', '?')} bytes"
-        for item in data.get("items", [])
-    ]
+    lines = []
+    for item in data.get("items", []):
+        author = (item.get("author") or {}).get("username")
+        lines.append(
+            f"{item['name']:20} {str(item.get('commit_sha', ''))[:12]}  "
+            f"{item.get('file_count', '?')} files  {item.get('total_size', '?')} bytes"
+            + (f"  by {author}" if author else "")
+        )
+        notes = str(item.get("release_notes") or "").strip()
+        lines += [f"    {line}" for line in notes.splitlines()]
     _print_json_or(args, data, lines)
+    return 0
+
+
+def _cmd_version_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name}
+    if args.ref:
+        body["ref"] = args.ref
+    if args.message:
+        body["message"] = args.message
+    try:
+        data = _client().send_json("POST", f"/api/v1/datasets/{args.project_id}/versions", body)
+    except DshubError as exc:
+        return _report(exc)
+    line = f"version {data['name']} at {str(data['commit_sha'])[:12]}"
+    _print_json_or(args, data, [line])
+    return 0
+
+
+def _cmd_version_delete(args: argparse.Namespace) -> int:
+    path = f"/api/v1/datasets/{args.project_id}/versions/{args.name}"
+    try:
+        data = _client().send_json("DELETE", path)
+    except DshubError as exc:
+        return _report(exc)
+    _print_json_or(args, data, [f"deleted version {args.name}"])
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    params = {"from": args.base, "to": args.head, "limit": args.limit}
+    try:
+        data = _client().get_json(f"/api/v1/datasets/{args.project_id}/compare", params)
+    except DshubError as exc:
+        return _report(exc)
+    signs = {"added": "+", "removed": "-", "modified": "M"}
+    lines = [f"{signs[kind]} {item['path']}" for kind in signs for item in data.get(kind, [])]
+    lines.append(
+        f"{data.get('added_total', 0)} added, {data.get('removed_total', 0)} removed, "
+        f"{data.get('modified_total', 0)} modified; +{data.get('bytes_added', 0)} "
+        f"-{data.get('bytes_removed', 0)} bytes"
+    )
+    lines += [f"note: {problem}" for problem in data.get("problems", [])]
+    _print_json_or(args, data, lines)
+    return 0
+
+
+def _revision_summary(answer: dict[str, Any]) -> list[str]:
+    lines = [f"restored  {path}" for path in answer.get("changed", [])]
+    if answer.get("commit"):
+        lines.append(f"commit {answer['commit']} on {answer.get('branch')}")
+    else:
+        lines.append("nothing changed: the branch's data already is the version's")
+    if answer.get("kept"):
+        lines.append(f"({answer['kept']})")
+    merge_request = answer.get("merge_request")
+    if merge_request:
+        lines.append(f"merge request !{merge_request.get('iid')} {merge_request.get('web_url')}")
+    return lines
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    body = {"version": args.version, **_write_options(args)}
+    try:
+        data = _client().send_json("POST", f"/api/v1/datasets/{args.project_id}/restore", body)
+    except DshubError as exc:
+        return _report(exc)
+    _print_json_or(args, data, _revision_summary(data))
+    return 0
+
+
+def _cmd_revert(args: argparse.Namespace) -> int:
+    body = {"sha": args.sha, **_write_options(args)}
+    body.pop("message", None)
+    try:
+        data = _client().send_json("POST", f"/api/v1/datasets/{args.project_id}/revert", body)
+    except DshubError as exc:
+        return _report(exc)
+    _print_json_or(args, data, _revision_summary(data))
     return 0
 
 
@@ -242,9 +326,55 @@ def register_writes(sub: Any) -> None:
     mv.set_defaults(func=_cmd_mv)
 
 
+def register_versions(sub: Any) -> None:
+    """Add `version create|delete|list`, `compare`, `restore` and `revert`."""
+    version = sub.add_parser("version", help="make, delete and list a dataset's versions")
+    actions = version.add_subparsers(dest="version_command", required=True)
+    create = actions.add_parser(
+        "create",
+        help="tag a ref as a version with release notes (never moved: make a new one)",
+    )
+    create.add_argument("--project-id", type=int, required=True)
+    create.add_argument("--ref", help="branch, tag or commit (default: the default branch)")
+    create.add_argument("-m", "--message", help="the release notes (and tag message)")
+    create.add_argument("--json", action="store_true")
+    create.add_argument("name", help="the version's name, e.g. v0.2.0")
+    create.set_defaults(func=_cmd_version_create)
+    delete = actions.add_parser("delete", help="delete a version and its release")
+    delete.add_argument("--project-id", type=int, required=True)
+    delete.add_argument("--json", action="store_true")
+    delete.add_argument("name")
+    delete.set_defaults(func=_cmd_version_delete)
+    listing = actions.add_parser("list", help="list versions with notes and author")
+    listing.add_argument("--project-id", type=int, required=True)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_cmd_versions)
+
+    compare = sub.add_parser("compare", help="files added, removed, modified between two refs")
+    compare.add_argument("--project-id", type=int, required=True)
+    compare.add_argument("--limit", type=int, default=100, help="files per list (default 100)")
+    compare.add_argument("--json", action="store_true")
+    compare.add_argument("base", metavar="FROM")
+    compare.add_argument("head", metavar="TO")
+    compare.set_defaults(func=_cmd_compare)
+
+    restore = sub.add_parser(
+        "restore", help="one commit making the branch's data that of a version"
+    )
+    _write_arguments(restore)
+    restore.add_argument("version")
+    restore.set_defaults(func=_cmd_restore)
+
+    revert = sub.add_parser("revert", help="revert one commit (GitLab's revert)")
+    _write_arguments(revert)
+    revert.add_argument("sha")
+    revert.set_defaults(func=_cmd_revert)
+
+
 def register(sub: Any) -> None:
     """Add the client sub-commands to the `dshub` argument parser."""
     register_writes(sub)
+    register_versions(sub)
     download = sub.add_parser(
         "download",
         help="download dataset files at a ref",

@@ -118,6 +118,12 @@ def list_versions(project_id: int) -> ResponseReturnValue:
                 "previous": v.previous,
                 "status": v.status,
                 "error": v.error,
+                "release_notes": v.release_notes,
+                "author": (
+                    {"username": v.author_username, "name": v.author_name}
+                    if v.author_username
+                    else None
+                ),
             }
             for v in versions
         ]

@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 from indexer.data.diff import FileChange
 from indexer.errors import NotFound
 from indexer.read import search
-from indexer.sync.mr_diff import data_diff, read_merge_request
+from indexer.sync.mr_diff import CommitsDiff, data_diff, read_merge_request
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
@@ -28,8 +28,26 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 _lock = threading.Lock()
 
 
-def _limit() -> int:
+def diff_limit() -> int:
+    """`?limit=`: how many files each list of a data diff shows (1-1000, default 100)."""
     return int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+
+
+def diff_json(diff: CommitsDiff, limit: int) -> dict[str, Any]:
+    """The lists and sums of a data diff, each list capped at `limit` with its total."""
+    body: dict[str, Any] = {
+        "pointers_changed": diff.pointers_changed,
+        "bytes_added": diff.bytes_added,
+        "bytes_removed": diff.bytes_removed,
+        "unsized": diff.unsized,
+        "problems": diff.problems,
+        "limit": limit,
+    }
+    for name in ("added", "removed", "modified"):
+        items: list[FileChange] = getattr(diff, name)
+        body[name] = [_change_json(item) for item in items[:limit]]
+        body[f"{name}_total"] = len(items)
+    return body
 
 
 def _change_json(item: FileChange) -> dict[str, Any]:
@@ -46,7 +64,7 @@ def _change_json(item: FileChange) -> dict[str, Any]:
 @blueprint.get("/datasets/<int:project_id>/merge_requests/<int:iid>/diff")
 def merge_request_diff(project_id: int, iid: int) -> ResponseReturnValue:
     """Files added, removed and modified by merge request `!iid`, with byte sums."""
-    limit = _limit()
+    limit = diff_limit()
     dataset = search.get_dataset(services().index, current_viewer(), project_id)
     if dataset is None:
         raise not_found(project_id)
@@ -55,27 +73,19 @@ def merge_request_diff(project_id: int, iid: int) -> ResponseReturnValue:
     if refs is None:
         raise NotFound(f"merge request !{iid} not found in dataset {project_id}")
     diff = data_diff(ctx, dataset, refs)
-    body: dict[str, Any] = {
-        "dataset_id": project_id,
-        "merge_request": {
-            "iid": refs.iid,
-            "title": refs.title,
-            "state": refs.state,
-            "source_branch": refs.source_branch,
-            "target_branch": refs.target_branch,
-            "base_sha": refs.base_sha,
-            "head_sha": refs.head_sha,
-            "web_url": refs.web_url,
-        },
-        "pointers_changed": diff.pointers_changed,
-        "bytes_added": diff.bytes_added,
-        "bytes_removed": diff.bytes_removed,
-        "unsized": diff.unsized,
-        "problems": diff.problems,
-        "limit": limit,
-    }
-    for name in ("added", "removed", "modified"):
-        items: list[FileChange] = getattr(diff, name)
-        body[name] = [_change_json(item) for item in items[:limit]]
-        body[f"{name}_total"] = len(items)
-    return jsonify(body)
+    return jsonify(
+        {
+            "dataset_id": project_id,
+            "merge_request": {
+                "iid": refs.iid,
+                "title": refs.title,
+                "state": refs.state,
+                "source_branch": refs.source_branch,
+                "target_branch": refs.target_branch,
+                "base_sha": refs.base_sha,
+                "head_sha": refs.head_sha,
+                "web_url": refs.web_url,
+            },
+            **diff_json(diff, limit),
+        }
+    )

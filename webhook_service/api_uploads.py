@@ -210,27 +210,33 @@ class WriteTarget:
             return "unchanged"
         if result.branch != self.info.default_branch:
             return "not indexed (not the default branch)"
-        outcome: list[str] = []
-        context = services().job_context  # the thread below has no application context
+        return resync(self.project_id, f"refs/heads/{result.branch}")
 
-        def run() -> None:
-            try:
-                outcome.append(
-                    sync.sync_ref(context, self.project_id, f"refs/heads/{result.branch}")
-                )
-            except DshubError as exc:
-                log.warning("in-line sync failed: %s", exc.message)
-            except Exception:
-                log.exception("in-line sync failed")
 
-        worker = threading.Thread(target=run, name="dshub-upload-sync", daemon=True)
-        started = time.monotonic()
-        worker.start()
-        worker.join(SYNC_BUDGET)
-        if outcome:
-            return "synced"
-        log.info("in-line sync pending", extra={"seconds": round(time.monotonic() - started, 3)})
-        return "pending"
+def resync(project_id: int, ref: str) -> str:
+    """Re-sync `ref` (`refs/heads/…`, `refs/tags/…`) in-line, waiting at most SYNC_BUDGET:
+    `synced`, or `pending` when it takes longer (the webhook finishes it)."""
+    # This process's next read of the ref names the new commit, not the one cached before.
+    services().resolver.forget_ref(project_id, sync.split_ref(ref)[0])
+    outcome: list[str] = []
+    context = services().job_context  # the thread below has no application context
+
+    def run() -> None:
+        try:
+            outcome.append(sync.sync_ref(context, project_id, ref))
+        except DshubError as exc:
+            log.warning("in-line sync failed: %s", exc.message)
+        except Exception:
+            log.exception("in-line sync failed")
+
+    worker = threading.Thread(target=run, name="dshub-upload-sync", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(SYNC_BUDGET)
+    if outcome:
+        return "synced"
+    log.info("in-line sync pending", extra={"seconds": round(time.monotonic() - started, 3)})
+    return "pending"
 
 
 def _staging(settings: Settings) -> Path:

@@ -74,6 +74,17 @@ class GitRef:
     commit_sha: str
     message: str | None
     created_at: str | None
+    release_notes: str = ""  # the tag's GitLab Release: its description and author
+    author_username: str = ""
+    author_name: str = ""
+
+    def same_release(self, ref: Any) -> bool:
+        """Whether an indexed ref already holds this tag's release notes and author."""
+        return bool(
+            ref.release_notes == self.release_notes
+            and ref.author_username == self.author_username
+            and ref.author_name == self.author_name
+        )
 
 
 @dataclass(frozen=True)
@@ -288,13 +299,34 @@ class GitLabReader:
 
     def tags(self, project_id: int) -> list[GitRef]:
         """Every tag (version) of the project with the commit it points at."""
+        project = self.client.projects.get(project_id, lazy=True)
         try:
-            tags = self.client.projects.get(project_id, lazy=True).tags.list(iterator=True)
-            return [_tag_info(tag.asdict()) for tag in tags]
+            tags = [tag.asdict() for tag in project.tags.list(iterator=True)]
         except Exception as exc:
             if _is_not_found(exc):
                 return []
             raise _translate(exc, f"tags of project {project_id}") from exc
+        releases: dict[str, dict[str, Any]] = {}
+        if any(tag.get("release") for tag in tags):
+            try:
+                for release in project.releases.list(iterator=True):
+                    attrs = release.asdict()
+                    releases[str(attrs.get("tag_name"))] = attrs
+            except Exception as exc:
+                if not _is_not_found(exc):
+                    raise _translate(exc, f"releases of project {project_id}") from exc
+        return [_tag_info(tag, releases.get(str(tag["name"]))) for tag in tags]
+
+    def _release(self, project: Any, tag: dict[str, Any]) -> dict[str, Any] | None:
+        if not tag.get("release"):
+            return None
+        try:
+            found: dict[str, Any] = project.releases.get(tag["name"]).asdict()
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise _translate(exc, f"the release {tag['name']!r}") from exc
+        return found
 
     def resolve_ref(self, project_id: int, ref: str, kind: str | None = None) -> GitRef | None:
         """The tag or branch named `ref`, or None. `kind` ("tag"/"branch") limits the lookup;
@@ -302,7 +334,8 @@ class GitLabReader:
         project = self.client.projects.get(project_id, lazy=True)
         if kind != "branch":
             try:
-                return _tag_info(project.tags.get(ref).asdict())
+                tag = project.tags.get(ref).asdict()
+                return _tag_info(tag, self._release(project, tag))
             except Exception as exc:
                 if not _is_not_found(exc):
                     raise _translate(exc, f"ref {ref!r} of project {project_id}") from exc
@@ -385,11 +418,16 @@ class GitLabReader:
                 return
             raise _translate(exc, f"the tree of project {project_id} at {ref!r}") from exc
 
-    def changed_paths(self, project_id: int, before: str, after: str) -> list[str] | None:
-        """Paths changed between two commits, or None when GitLab cannot compare them."""
+    def changed_paths(
+        self, project_id: int, before: str, after: str, *, straight: bool = False
+    ) -> list[str] | None:
+        """Paths changed between two commits, or None when GitLab cannot compare them.
+
+        `straight`: the two trees as they are (`from..to`), not what `after` changed since
+        the merge base (GitLab's default `from...to`)."""
         try:
             result = self.client.projects.get(project_id, lazy=True).repository_compare(
-                before, after
+                before, after, straight=straight
             )
         except Exception as exc:
             if _is_not_found(exc) or getattr(exc, "response_code", None) == 400:
@@ -404,12 +442,18 @@ class GitLabReader:
         return sorted(paths)
 
 
-def _tag_info(attrs: dict[str, Any]) -> GitRef:
+def _tag_info(attrs: dict[str, Any], release: dict[str, Any] | None = None) -> GitRef:
+    """A tag as GitLab lists it, with its Release's notes and author when it has one."""
     commit = attrs.get("commit") or {}
+    notes = (attrs.get("release") or {}).get("description") or ""
+    author = (release or {}).get("author") or {}
     return GitRef(
         name=str(attrs["name"]),
         kind="tag",
         commit_sha=str(commit.get("id")),
         message=attrs.get("message"),
         created_at=attrs.get("created_at") or commit.get("committed_date"),
+        release_notes=str((release or {}).get("description") or notes),
+        author_username=str(author.get("username") or ""),
+        author_name=str(author.get("name") or ""),
     )

@@ -246,6 +246,11 @@ class Resolver:
             self._refs[(pid, ref)] = (sha, now + REF_TTL)
         return Commit(ref, sha, sha == ref)
 
+    def forget_ref(self, project_id: int, ref: str) -> None:
+        """Drop the cached commit of `ref` (after this process moved it with a write)."""
+        with self._lock:
+            self._refs.pop((project_id, ref), None)
+
     def indexed_ref(self, dataset: Dataset, commit: Commit) -> str | None:
         """The name of a fully indexed ref at `commit` (the requested name preferred), or None."""
         matches = [

@@ -139,6 +139,9 @@ class Version:
     previous: str | None
     status: str
     error: str | None
+    release_notes: str = ""  # the GitLab Release's description
+    author_username: str = ""  # who made the Release
+    author_name: str = ""
 
 
 def search_datasets(
@@ -269,6 +272,9 @@ def list_versions(store: IndexStore, viewer: Viewer, project_id: int) -> list[Ve
                 previous=previous,
                 status=ref.status,
                 error=ref.error,
+                release_notes=ref.release_notes,
+                author_username=ref.author_username,
+                author_name=ref.author_name,
             )
         )
         previous = ref.ref

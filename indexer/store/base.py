@@ -76,6 +76,9 @@ class RefInfo:
     ref_date: datetime | None = None  # tag date (annotated) or commit date
     status: str = "ok"
     error: str | None = None
+    release_notes: str = ""  # the GitLab Release's description (tags only)
+    author_username: str = ""  # who made the Release
+    author_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,9 @@ class Ref:
     error: str | None
     generation: int
     indexed_at: datetime | None
+    release_notes: str = ""
+    author_username: str = ""
+    author_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

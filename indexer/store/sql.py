@@ -52,7 +52,8 @@ FILE_COLUMNS = (
 )
 REF_COLUMNS = (
     "project_id, ref, kind, commit_sha, message, ref_date, file_count, total_size, "
-    "unsized_count, status, error, generation, indexed_at"
+    "unsized_count, status, error, generation, indexed_at, release_notes, author_username, "
+    "author_name"
 )
 
 Cursor = Any
@@ -467,11 +468,14 @@ class SqlIndexStore(SqlQueries, IndexStore):
         self._x(
             conn,
             "INSERT INTO refs (project_id, ref, kind, commit_sha, message, ref_date, status, "
-            "error, generation, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+            "error, generation, indexed_at, release_notes, author_username, author_name) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
             "ON CONFLICT (project_id, ref) DO UPDATE SET kind = excluded.kind, "
             "commit_sha = excluded.commit_sha, message = excluded.message, "
             "ref_date = excluded.ref_date, status = excluded.status, error = excluded.error, "
-            "generation = refs.generation + 1, indexed_at = excluded.indexed_at",
+            "generation = refs.generation + 1, indexed_at = excluded.indexed_at, "
+            "release_notes = excluded.release_notes, "
+            "author_username = excluded.author_username, author_name = excluded.author_name",
             (
                 project_id,
                 ref.ref,
@@ -482,6 +486,9 @@ class SqlIndexStore(SqlQueries, IndexStore):
                 ref.status,
                 ref.error,
                 self._ts_in(utcnow()),
+                ref.release_notes or "",
+                ref.author_username or "",
+                ref.author_name or "",
             ),
         )
 
@@ -566,6 +573,9 @@ class SqlIndexStore(SqlQueries, IndexStore):
             error=row[10],
             generation=int(row[11]),
             indexed_at=self._ts_out(row[12]),
+            release_notes=row[13] or "",
+            author_username=row[14] or "",
+            author_name=row[15] or "",
         )
 
     # -------------------------------------------------------------------- files

@@ -46,10 +46,11 @@ class MergeRequestRefs:
 
 
 @dataclass
-class DataDiff:
-    """The data diff of one merge request (lists sorted by path)."""
+class CommitsDiff:
+    """The data diff between two commits, `base_sha` → `head_sha` (lists sorted by path)."""
 
-    merge_request: MergeRequestRefs
+    base_sha: str
+    head_sha: str
     pointers_changed: list[str] = field(default_factory=list)
     added: list[FileChange] = field(default_factory=list)
     removed: list[FileChange] = field(default_factory=list)
@@ -63,6 +64,13 @@ class DataDiff:
     def changes_pointers(self) -> bool:
         """True when the MR touches at least one pointer file."""
         return bool(self.pointers_changed)
+
+
+@dataclass
+class DataDiff(CommitsDiff):
+    """The data diff of one merge request: its merge base → its source head."""
+
+    merge_request: MergeRequestRefs = field(kw_only=True)
 
 
 def read_merge_request(ctx: SyncContext, project_id: int, iid: int) -> MergeRequestRefs | None:
@@ -97,11 +105,26 @@ def read_merge_request(ctx: SyncContext, project_id: int, iid: int) -> MergeRequ
 
 def data_diff(ctx: SyncContext, dataset: Dataset, mr: MergeRequestRefs) -> DataDiff:
     """Compute the data diff between the MR's merge base and its source head."""
-    result = DataDiff(mr)
-    changed = ctx.reader.changed_paths(dataset.project_id, mr.base_sha, mr.head_sha)
+    result = DataDiff(mr.base_sha, mr.head_sha, merge_request=mr)
+    fill_diff(ctx, dataset, result)
+    return result
+
+
+def commits_diff(ctx: SyncContext, dataset: Dataset, base_sha: str, head_sha: str) -> CommitsDiff:
+    """The data diff between any two commits of the dataset (version compare)."""
+    result = CommitsDiff(base_sha, head_sha)
+    fill_diff(ctx, dataset, result)
+    return result
+
+
+def fill_diff(ctx: SyncContext, dataset: Dataset, result: CommitsDiff) -> None:
+    """Fill `result` with the data diff of its two commits (see the module docstring)."""
+    base_sha, head_sha = result.base_sha, result.head_sha
+    # Straight: the two trees as they are (the MR's base is already its merge base).
+    changed = ctx.reader.changed_paths(dataset.project_id, base_sha, head_sha, straight=True)
     if changed is None:
         raise Unavailable(
-            f"GitLab cannot compare {mr.base_sha[:12]}...{mr.head_sha[:12]} "
+            f"GitLab cannot compare {base_sha[:12]}...{head_sha[:12]} "
             f"of project {dataset.project_id}"
         )
     result.pointers_changed = [path for path in changed if is_pointer_path(path)]
@@ -109,7 +132,7 @@ def data_diff(ctx: SyncContext, dataset: Dataset, mr: MergeRequestRefs) -> DataD
     new: dict[str, IndexedFile] = {}
     unresolved: set[str] = set()
     for pointer in result.pointers_changed:
-        for side, commit in ((old, mr.base_sha), (new, mr.head_sha)):
+        for side, commit in ((old, base_sha), (new, head_sha)):
             files, problems = pointer_files(ctx, dataset, commit, pointer)
             result.problems.extend(f"{p} (at {commit[:12]})" for p in problems)
             for item in files:
@@ -133,13 +156,12 @@ def data_diff(ctx: SyncContext, dataset: Dataset, mr: MergeRequestRefs) -> DataD
         result.bytes_removed += changed_file.old_size or 0
     for directory in sorted(unresolved):
         result.problems.append(f"{directory}: left out of the diff (manifest unavailable)")
-    return result
 
 
 def _sized(
     ctx: SyncContext,
     dataset: Dataset,
-    diff: DataDiff,
+    diff: CommitsDiff,
     old: dict[str, IndexedFile],
     new: dict[str, IndexedFile],
 ) -> dict[tuple[str, str], int]:

@@ -127,7 +127,12 @@ def sync_project(ctx: SyncContext, project_id: int) -> str:
         ctx.store.remove_ref(project_id, name)
     for name, git_ref in sorted(wanted.items()):
         current = indexed.get(name)
-        if current is None or current.commit_sha != git_ref.commit_sha or current.status != "ok":
+        if (
+            current is None
+            or current.commit_sha != git_ref.commit_sha
+            or current.status != "ok"
+            or not git_ref.same_release(current)
+        ):
             _index_ref(ctx, dataset, git_ref)
     fill_sizes(ctx, project_id)
     return "synced"
@@ -163,7 +168,12 @@ def sync_ref(
     if git_ref.kind == "branch" and ref != dataset.default_branch:
         return "ignored (not the default branch)"
     current = ctx.store.get_ref(project_id, ref)
-    if current and current.commit_sha == git_ref.commit_sha and current.status == "ok":
+    if (
+        current
+        and current.commit_sha == git_ref.commit_sha
+        and current.status == "ok"
+        and git_ref.same_release(current)
+    ):
         return "unchanged"
     outcome = None
     if before and current and current.commit_sha == before and current.status == "ok":
@@ -220,6 +230,9 @@ class _Problems:
             ref_date=_parse_time(git_ref.created_at),
             status="partial" if self.messages else "ok",
             error="; ".join(self.messages[:20]) or None,
+            release_notes=git_ref.release_notes,
+            author_username=git_ref.author_username,
+            author_name=git_ref.author_name,
         )
 
 

@@ -1,5 +1,8 @@
 """Create, edit, archive and delete datasets, and read their history — as the caller, in GitLab.
 
+A new dataset protects its `v*` tags (versions): only Maintainers create them, nobody moves
+them (see `indexer.write.versions`).
+
 Every call takes a python-gitlab client carrying the caller's own token, so GitLab decides
 what the person may do (project creation level, visibility limits, roles) and every change
 is theirs. GitLab's refusals become our errors with GitLab's reason in the message: a name
@@ -371,6 +374,15 @@ def create_project(
                 extra={"project_id": created.id},
             )
         raise error from exc
+    try:
+        # Versions are never moved and only Maintainers make them (GitLab's protected tags).
+        project.protectedtags.create({"name": "v*", "create_access_level": MAINTAINER})
+    except (gitlab.exceptions.GitlabError, requests.RequestException):
+        log.warning(
+            "could not protect the v* tags of project %s",
+            created.id,
+            extra={"project_id": created.id},
+        )
     return created
 
 

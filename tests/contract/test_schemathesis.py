@@ -25,8 +25,8 @@ Operations that change lasting state, and why they still run here:
     lets Owners only; the Maintainer is not one (403), the others are refused before.
   * Upload sessions (PUT/HEAD a file, commit, DELETE): a session id is 192 random bits and
     none is ever opened here, so every generated id is unknown (404).
-  * Every other write — PATCH /api/v1/datasets/{id}, the files' upload, delete and move, and
-    opening an upload session — runs as anonymous (401) and the stranger (GitLab: 403, or
+  * Every other write — PATCH /api/v1/datasets/{id}, the files' upload, delete and move,
+    opening an upload session, and making or deleting a version, revert and restore — runs as anonymous (401) and the stranger (GitLab: 403, or
     404 for the private dataset); the Maintainer's would succeed, so `EXCLUDED` leaves those
     pairs out, with the reason beside each.
 """
@@ -246,6 +246,12 @@ EXCLUDED: dict[tuple[str, str], str] = {
         "the Maintainer may open upload sessions: each would stay open (24 hours) in the "
         "service database"
     ),
+    ("POST /api/v1/datasets/{project_id}/versions", "maintainer"): _MAINTAINER_WRITES
+    + " (a version)",
+    ("DELETE /api/v1/datasets/{project_id}/versions/{name}", "maintainer"): _MAINTAINER_WRITES
+    + " (deletes the world's versions)",
+    ("POST /api/v1/datasets/{project_id}/revert", "maintainer"): _MAINTAINER_WRITES,
+    ("POST /api/v1/datasets/{project_id}/restore", "maintainer"): _MAINTAINER_WRITES,
 }
 CASES = [
     (label, viewer) for label in OPERATIONS for viewer in VIEWERS if (label, viewer) not in EXCLUDED

@@ -36,6 +36,7 @@ CORE_MODULES = (
     "tests.gitlab_sandbox.api_variables",
     "tests.gitlab_sandbox.api_jobs",
     "tests.gitlab_sandbox.api_merge_requests",
+    "tests.gitlab_sandbox.api_releases",
 )
 # Owned by the sandbox-repository helper; optional until they exist.
 OPTIONAL_MODULES = ("tests.gitlab_sandbox.repository_api",)

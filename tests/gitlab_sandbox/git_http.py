@@ -337,7 +337,7 @@ class GitHttpApp:
 
 def make_app(state: Any) -> GitHttpApp:
     """The smart-HTTP app wired to a `SandboxState`: tokens, permissions and `fire_push`."""
-    from tests.gitlab_sandbox import permissions
+    from tests.gitlab_sandbox import api_releases, permissions
 
     def authenticate(username: str, password: str) -> Any | None:
         user = state.user_for_token(password)
@@ -372,7 +372,7 @@ def make_app(state: Any) -> GitHttpApp:
             state, user, project, "push_protected"
         ):
             return "You are not allowed to push code to protected branches on this project."
-        return None
+        return api_releases.check_tag_push(state, user, project, updates)
 
     access = GitAccess(
         authenticate=authenticate,

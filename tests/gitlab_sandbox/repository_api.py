@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tests.gitlab_sandbox import permissions
+from tests.gitlab_sandbox import api_releases, permissions
 from tests.gitlab_sandbox.gitrepo import (
     ZERO_SHA,
     CommitError,
@@ -635,10 +635,15 @@ def _tag_json(project: Any, repo: GitRepo, tag: dict[str, Any]) -> dict[str, Any
         "message": message.rstrip("\n") if message is not None else None,
         "target": tag["target"],
         "commit": _commit_json(project, info) if info else None,
-        "release": None,
-        "protected": False,
+        "release": _tag_release(project, tag["name"]),
+        "protected": api_releases.protection(project, tag["name"]) is not None,
         "created_at": _tag_date(tag["tagger_date"]),
     }
+
+
+def _tag_release(project: Any, name: str) -> dict[str, Any] | None:
+    release = project.extra.get("releases", {}).get(name)
+    return None if release is None else {"tag_name": name, "description": release["description"]}
 
 
 def _tag_date(date: str | None) -> str | None:
@@ -693,6 +698,8 @@ def create_tag(req: Request) -> Response:
     project = _project(req, "push")
     repo = _repo(project)
     name, ref = str(param_str(req, "tag_name")), str(param_str(req, "ref"))
+    if not api_releases.may_create_tag(req.state, req.user, project, name):
+        raise forbidden(api_releases.CREATE_PROTECTED)
     user_name, email = _author(req)
     try:
         target = repo.create_tag(
@@ -712,10 +719,15 @@ def delete_tag(req: Request) -> Response:
     project = _project(req, "push")
     repo = _repo(project)
     name = req.path_params["tag_name"]
+    if repo.tag(name) is not None and not api_releases.may_delete_tag(
+        req.state, req.user, project, name
+    ):
+        raise forbidden(api_releases.DELETE_PROTECTED)
     try:
         old = repo.delete_tag(name)
     except RefError:
         raise not_found("Tag") from None
+    api_releases.forget_release(req, project, name)
     _fire(req, project, [(old, ZERO_SHA, f"refs/tags/{name}")])
     return Response(204)
 
