@@ -26,7 +26,14 @@ from urllib.parse import unquote
 
 from indexer.errors import DshubError, InvalidInput, NotFound
 from indexer.gitlab_reader import GitLabReader, TreeEntry
-from indexer.pointers import PointerError, PointerOut, media_type, object_key, parse_pointer
+from indexer.pointers import (
+    PointerError,
+    PointerOut,
+    is_pointer_path,
+    media_type,
+    object_key,
+    parse_pointer,
+)
 from indexer.storage import (
     Credentials,
     LocalObjectStore,
@@ -35,7 +42,7 @@ from indexer.storage import (
     open_objects,
 )
 from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow
-from indexer.tracked_files import ELSEWHERE, IMPORTED, file_of, load_manifest
+from indexer.tracked_files import ELSEWHERE, IMPORTED, file_of, files_of_out, load_manifest
 
 MAX_REF = 255
 MAX_PATH = 4096
@@ -358,6 +365,33 @@ class Resolver:
         """A tracked directory's entries: stored in the index once, read from storage if not."""
         objects = None if self.store.has_manifest(out.md5) else self.objects(dataset)
         return load_manifest(self.store, objects, out, dataset.storage_site)
+
+    def tracked_files(self, dataset: Dataset, commit: Commit, path: str = "") -> list[IndexedFile]:
+        """Every DVC-tracked file at `commit` at or below `path` ('' = all), by path: the
+        index's records when it holds the commit, else read live as the indexer would
+        (every pointer, directory entries from their manifests)."""
+        pid = dataset.project_id
+        indexed = self.indexed_ref(dataset, commit)
+        if indexed:
+            found: Iterable[IndexedFile] = self.store.iter_ref_files(pid, indexed)
+        else:
+            pointers = [p for p in self.reader.list_paths(pid, commit.sha) if is_pointer_path(p)]
+            with ThreadPoolExecutor(max_workers=LIVE_POINTER_READERS) as pool:
+                parsed = list(pool.map(lambda p: self._pointer_outs(dataset, commit, p), pointers))
+            found = [
+                record
+                for outs in parsed
+                for out in outs
+                for record in files_of_out(
+                    out,
+                    self.manifest(dataset, out)
+                    if out.is_dir and out.stored_elsewhere is None
+                    else None,
+                )
+            ]
+        below = path + "/"
+        chosen = [f for f in found if not path or f.path == path or f.path.startswith(below)]
+        return sorted(chosen, key=lambda f: f.path)
 
     # ---------------------------------------------------------------- folders
 

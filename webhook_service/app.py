@@ -16,6 +16,7 @@ from indexer.errors import DshubError
 from indexer.journal import JournalError
 from indexer.sites import ensure_embedded_site
 from webhook_service import (
+    api_archive,
     api_datasets,
     api_docs,
     api_files,
@@ -71,15 +72,19 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     webhooks.register(app)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(metrics.blueprint)
-    app.register_blueprint(api_datasets.blueprint)
-    app.register_blueprint(api_files.blueprint)
-    app.register_blueprint(api_sites.blueprint)
-    app.register_blueprint(api_gc.blueprint)
-    app.register_blueprint(api_merge_requests.blueprint)
-    app.register_blueprint(api_docs.blueprint)
-    app.register_blueprint(api_manage.blueprint)
-    app.register_blueprint(api_uploads.blueprint)
-    app.register_blueprint(api_upload_sessions.blueprint)
+    for api in (
+        api_datasets,
+        api_files,
+        api_archive,
+        api_sites,
+        api_gc,
+        api_merge_requests,
+        api_docs,
+        api_manage,
+        api_uploads,
+        api_upload_sessions,
+    ):
+        app.register_blueprint(api.blueprint)
     dvc_remote.init_app(app)
     csrf.init_app(app)
     ui.init_app(app)
