@@ -3,7 +3,7 @@
 `plan` turns what a commit holds (DVC-tracked files from the resolver, plain git files from
 GitLab's tree) into the zip's entries and refuses, before a byte is sent, anything a client
 could not unpack safely: an entry name that breaks the download path rules
-(`indexer.resolve.validate_path`: no absolute paths, `..`, backslashes, drive letters,
+(`indexer.resolve.validate_entry_name`: no absolute paths, `..`, backslashes, drive letters,
 control characters), two entries with one name, a name that is both a file and a folder,
 and a listing known to be incomplete (a tracked directory whose manifest is unreadable).
 Files whose bytes live elsewhere (imports) are left out and named in the manifest.
@@ -34,7 +34,7 @@ from dvc_data.hashfile.istextfile import DEFAULT_CHUNK_SIZE, istextblock
 from indexer.errors import DshubError, InvalidInput, Unprocessable
 from indexer.gitlab_reader import TreeEntry
 from indexer.pointers import LEGACY_HASH, is_pointer_path, object_key
-from indexer.resolve import validate_path
+from indexer.resolve import validate_entry_name
 from indexer.storage import CHUNK, ReadAhead
 from indexer.store import IndexedFile
 from indexer.tracked_files import ELSEWHERE, IMPORTED
@@ -109,7 +109,7 @@ def plan(tracked: Iterable[IndexedFile], git_files: Iterable[TreeEntry]) -> Plan
 
 def _check_name(name: str) -> None:
     try:
-        validate_path(name)
+        validate_entry_name(name)
     except InvalidInput as exc:
         raise Unprocessable(
             f"the dataset holds an entry named {name[:80]!r} that is not a safe file name "
@@ -246,6 +246,7 @@ def stream_zip(
             fill()
             hashes = _Hashes(entry.kind)
             with archive.open(member(entry.path), "w", force_zip64=True) as out:
+                yield sink.take()  # the local header: from here on a failure breaks the transfer
                 for chunk in current:
                     hashes.update(chunk)
                     out.write(chunk)

@@ -49,6 +49,7 @@ MAX_PATH = 4096
 MAX_SEGMENT = 255
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_DRIVE = re.compile(r"[A-Za-z]:")
 REF_TTL = 5.0  # seconds a tag/branch → commit answer is reused (tags can move)
 SITE_TTL = 30.0
 LIVE_POINTER_READERS = 8
@@ -112,6 +113,15 @@ def validate_path(path: str, *, allow_root: bool = False) -> str:
     if any(len(s.encode()) > MAX_SEGMENT for s in segments):
         raise InvalidInput(f"a path segment is longer than {MAX_SEGMENT} bytes")
     return stripped
+
+
+def validate_entry_name(path: str) -> str:
+    """A name a download writes to a client's disk (a zip entry, a `dshub get` file): the
+    path rules, and no segment that Windows reads as a drive (`C:x`) or stream (`a:b`)."""
+    clean = validate_path(path)
+    if any(_DRIVE.match(segment) for segment in clean.split("/")):
+        raise InvalidInput(f"path {_show(path)} has a segment starting with a drive letter")
+    return clean
 
 
 def _check_path_text(text: str, original: str) -> None:
