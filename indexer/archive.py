@@ -20,6 +20,7 @@ the client sees a broken transfer, never a short zip that looks complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 import time
@@ -210,6 +211,22 @@ def manifest_lines(
         yield f"# not included: {path} ({why})\n"
 
 
+def _hashed(
+    open_entry: Callable[[Entry], Iterator[bytes]], entry: Entry, hashes: _Hashes
+) -> Iterator[bytes]:
+    """The entry's chunks, hashed as they pass (on the read-ahead thread, so the hashing of
+    the files in the window runs beside the writing)."""
+    chunks = open_entry(entry)
+    try:
+        for chunk in chunks:
+            hashes.update(chunk)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def stream_zip(
     entries: list[Entry],
     open_entry: Callable[[Entry], Iterator[bytes]],
@@ -222,7 +239,7 @@ def stream_zip(
     archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True)  # type: ignore[call-overload]
     stamp = time.localtime()[:6]
     upcoming = iter(entries)
-    pending: deque[tuple[Entry, ReadAhead]] = deque()
+    pending: deque[tuple[Entry, _Hashes, ReadAhead]] = deque()
     done: list[tuple[Entry, str]] = []
     current: ReadAhead | None = None
 
@@ -231,7 +248,9 @@ def stream_zip(
             entry = next(upcoming, None)
             if entry is None:
                 return
-            pending.append((entry, ReadAhead(lambda e=entry: open_entry(e))))  # type: ignore[misc]
+            hashes = _Hashes(entry.kind)
+            source = functools.partial(_hashed, open_entry, entry, hashes)
+            pending.append((entry, hashes, ReadAhead(source)))
 
     def member(name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, stamp)
@@ -242,13 +261,12 @@ def stream_zip(
     try:
         fill()
         while pending:
-            entry, current = pending.popleft()
+            entry, hashes, current = pending.popleft()
             fill()
-            hashes = _Hashes(entry.kind)
             with archive.open(member(entry.path), "w", force_zip64=True) as out:
-                yield sink.take()  # the local header: from here on a failure breaks the transfer
+                if not done:  # the first header goes out at once: the answer is under way,
+                    yield sink.take()  # so any failure from here on breaks the transfer
                 for chunk in current:
-                    hashes.update(chunk)
                     out.write(chunk)
                     if sink.pending >= CHUNK:
                         yield sink.take()
@@ -259,7 +277,6 @@ def stream_zip(
                     f"its pointer records {entry.recorded}"
                 )
             done.append((entry, hashes.plain.hexdigest()))
-            yield sink.take()
         with archive.open(member(MANIFEST), "w", force_zip64=True) as out:
             for line in manifest_lines(header, done, left_out):
                 out.write(line.encode())
@@ -270,5 +287,5 @@ def stream_zip(
     finally:
         if current is not None:
             current.close()
-        for _, chunks in pending:
+        for _, _, chunks in pending:
             chunks.close()

@@ -150,6 +150,7 @@ class Bench:
                 sites=self.registry.get,
             )
             sync.sync_project(ctx, project.id)
+            sync.fill_sizes(ctx, project.id)  # what the worker does after indexing a directory
         return project, keys
 
     def close(self) -> None:
