@@ -11,8 +11,9 @@ Files whose bytes live elsewhere (imports) are left out and named in the manifes
 `stream_zip` writes the zip (zip64, every entry `ZIP_STORED`) into a non-seekable sink it
 drains after each write, so memory stays bounded by the read-ahead window, whatever the
 dataset's size: `WINDOW` upcoming files are fetched in parallel, each at most `READ_AHEAD`
-chunks ahead. Every file's bytes are checked against the hash its pointer records as they
-pass; the last entry, `MANIFEST.md5`, names each file's recorded hash and kind and the md5
+chunks ahead. As they pass, every file's byte count is checked against its recorded size and
+a DVC 2 file's `md5-dos2unix` recomputed (see `_Hashes` for why a DVC 3 md5 is not); the
+last entry, `MANIFEST.md5`, names each file's recorded hash and kind and the md5
 of its bytes (`md5sum -c MANIFEST.md5` checks an unpacked copy). A storage failure or a
 hash mismatch mid-stream raises out of the generator, so the server drops the connection:
 the client sees a broken transfer, never a short zip that looks complete.
@@ -63,6 +64,7 @@ class Entry:
     kind: str  # md5 | md5-dos2unix | git-sha1
     recorded: str
     key: str | None  # object key under the dataset's prefix; None for a git file
+    size: int | None = None  # as recorded (None: not known)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def plan(tracked: Iterable[IndexedFile], git_files: Iterable[TreeEntry]) -> Plan
             )
         else:
             key = object_key("", found.md5, found.hash_name, is_dir=False)
-            entries.append(Entry(found.path, found.hash_name, found.md5, key))
+            entries.append(Entry(found.path, found.hash_name, found.md5, key, found.size))
     for blob in git_files:
         if not is_plumbing(blob.path):
             _check_name(blob.path)
@@ -159,16 +161,23 @@ class _Sink:
 
 
 class _Hashes:
-    """The md5 of the bytes, and the recorded kind's hash (dvc-data's rules for DVC 2)."""
+    """What a file's bytes are checked with as they pass: their count against the recorded
+    size, DVC 2's `md5-dos2unix` recomputed (dvc-data's per-block rule), and the md5 of the
+    bytes for the manifest. For a DVC 3 (`md5`) file that md5 *is* the recorded hash, so it
+    is not recomputed here (it was 70% of the zip's CPU): `md5sum -c MANIFEST.md5` on the
+    client checks those bytes, as the client checks a single-file download."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.plain = hashlib.md5(usedforsecurity=False)
-        self.legacy = hashlib.md5(usedforsecurity=False) if kind == LEGACY_HASH else None
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+        self.count = 0
+        self.plain = None if entry.kind == "md5" else hashlib.md5(usedforsecurity=False)
+        self.legacy = hashlib.md5(usedforsecurity=False) if entry.kind == LEGACY_HASH else None
         self._block = bytearray()
 
     def update(self, chunk: bytes) -> None:
-        self.plain.update(chunk)
+        self.count += len(chunk)
+        if self.plain is not None:
+            self.plain.update(chunk)
         if self.legacy is not None:
             self._block += chunk
             while len(self._block) >= DVC_BLOCK:
@@ -181,16 +190,24 @@ class _Hashes:
         text = istextblock(block[:DEFAULT_CHUNK_SIZE]) if block else False
         self.legacy.update(dos2unix(block) if text else block)
 
-    def recorded_kind(self) -> str | None:
-        """The hash to compare with the pointer's, or None when it cannot be computed here."""
-        if self.kind == "md5":
-            return self.plain.hexdigest()
+    def check(self) -> str:
+        """The md5 of the bytes; `CorruptObject` when they are not what the pointer records."""
+        entry = self.entry
+        if entry.size is not None and self.count != entry.size:
+            raise CorruptObject(
+                f"{entry.path}: the storage site sent {self.count} bytes, its pointer records "
+                f"{entry.size}"
+            )
         if self.legacy is not None:
             if self._block:
                 self._legacy_block(bytes(self._block))
                 self._block.clear()
-            return self.legacy.hexdigest()
-        return None  # git-sha1 needs the size first; GitLab's own bytes are trusted
+            if self.legacy.hexdigest() != entry.recorded:
+                raise CorruptObject(
+                    f"{entry.path}: the storage site's bytes hash to {self.legacy.hexdigest()} "
+                    f"({entry.kind}), its pointer records {entry.recorded}"
+                )
+        return entry.recorded if self.plain is None else self.plain.hexdigest()
 
 
 def manifest_lines(
@@ -248,7 +265,7 @@ def stream_zip(
             entry = next(upcoming, None)
             if entry is None:
                 return
-            hashes = _Hashes(entry.kind)
+            hashes = _Hashes(entry)
             source = functools.partial(_hashed, open_entry, entry, hashes)
             pending.append((entry, hashes, ReadAhead(source)))
 
@@ -270,13 +287,7 @@ def stream_zip(
                     out.write(chunk)
                     if sink.pending >= CHUNK:
                         yield sink.take()
-            actual = hashes.recorded_kind()
-            if actual is not None and actual != entry.recorded:
-                raise CorruptObject(
-                    f"{entry.path}: the storage site's bytes hash to {actual} ({entry.kind}), "
-                    f"its pointer records {entry.recorded}"
-                )
-            done.append((entry, hashes.plain.hexdigest()))
+            done.append((entry, hashes.check()))
         with archive.open(member(MANIFEST), "w", force_zip64=True) as out:
             for line in manifest_lines(header, done, left_out):
                 out.write(line.encode())

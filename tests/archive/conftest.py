@@ -37,6 +37,7 @@ HOSTILE_NAMES = {
 }
 GOOD = blob(21, 4000)
 TAMPERED = blob(22, 3000)
+PROMISED = b"what the pointer promised"  # the bytes the pointer was made from
 
 
 @dataclasses.dataclass
@@ -80,10 +81,11 @@ def _build_hostile(world: World) -> Any:
     pointer("good.dvc", _dir_pointer("good", [{"md5": good, "relpath": "fine.txt"}], bucket, pid))
     clash = [{"md5": good, "relpath": "x"}, {"md5": good, "relpath": "x/y"}]
     pointer("clash.dvc", _dir_pointer("clash", clash, bucket, pid))
-    expected = md5(b"what the pointer promised")
+    expected = md5(PROMISED)
     _put(bucket, pid, object_key("", expected, "md5", is_dir=False), TAMPERED)
     pointer(
-        "bad/tampered.bin.dvc", f"outs:\n- md5: {expected}\n  hash: md5\n  path: tampered.bin\n"
+        "bad/tampered.bin.dvc",
+        f"outs:\n- md5: {expected}\n  size: {len(PROMISED)}\n  hash: md5\n  path: tampered.bin\n",
     )
     pointer("dup/same.txt.dvc", f"outs:\n- md5: {good}\n  hash: md5\n  path: same.txt\n")
     pointer("dup/same.txt", "a git file with a tracked file's name\n")
