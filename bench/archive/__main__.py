@@ -1,11 +1,13 @@
 """Whole-version downloads: `.venv/bin/python -m bench.archive`.
 
 Options: `--files 1000`, `--total-mb 1024` (the tracked directory's size, split evenly),
-`--rounds 2` (interleaved rounds per method; medians reported), `--jobs 8`.
+`--rounds 2` (interleaved rounds per method; medians reported), `--jobs 8`, `--workers 2`
+(gunicorn worker processes, dshub's default `DSHUB_WORKERS`).
 
 Builds one dataset with real git + dvc: a tracked directory `data/` of `--files` files pushed
-to moto S3 (loopback) and tagged `v1` in the GitLab sandbox, indexed into SQLite, served by
-gunicorn (gthread, one worker). Then, in the same run and on the same objects:
+to moto S3 (loopback) and tagged `v1` in the GitLab sandbox, indexed into SQLite (directory
+sizes filled as the worker does), served by gunicorn (gthread, `--workers` processes of 8
+threads). Then, in the same run and on the same objects:
 
 - the materialised zip (`GET /archive?ref=v1&materialize=1`) streamed to a file on disk,
   versus boto3 `get_object` of the same keys from moto, `--jobs` in parallel, written to
@@ -65,7 +67,7 @@ def _data(seed: int, size: int) -> bytes:
 class Bench:
     """The services and the dataset, set up once."""
 
-    def __init__(self, root: Path, files: int, total_mb: int) -> None:
+    def __init__(self, root: Path, files: int, total_mb: int, workers: int) -> None:
         self.root = root
         os.environ.update(
             {
@@ -114,7 +116,7 @@ class Bench:
             "DSHUB_LOG_LEVEL": "WARNING",
             "DSHUB_LOG_FORMAT": "text",
         }
-        self.server: Gunicorn = start_gunicorn(root / "g1", env, workers=1)
+        self.server: Gunicorn = start_gunicorn(root / "g1", env, workers=workers)
         self.token = self.sandbox.admin_token
 
     def _dataset(self, files: int) -> tuple[Any, list[str]]:
@@ -160,18 +162,21 @@ class Bench:
 
 
 class PeakRss:
-    """The gunicorn worker's peak RSS while measurements run (sampled every 20 ms)."""
+    """The largest gunicorn worker RSS while measurements run (each sampled every 20 ms)."""
 
     def __init__(self, server: Gunicorn) -> None:
-        self.worker = psutil.Process(server.process.pid).children()[0]
-        self.before = self.peak = self.worker.memory_info().rss
+        self.workers = psutil.Process(server.process.pid).children()
+        self.before = self.peak = self._largest()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
+    def _largest(self) -> int:
+        return max(int(worker.memory_info().rss) for worker in self.workers)
+
     def _sample(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, self.worker.memory_info().rss)
+            self.peak = max(self.peak, self._largest())
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -268,15 +273,17 @@ def main() -> None:
     parser.add_argument("--total-mb", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (dshub's default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dshub-bench-archive-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
-        bench = Bench(root, args.files, args.total_mb)
+        bench = Bench(root, args.files, args.total_mb, args.workers)
         print(
             f"setup {time.perf_counter() - started:.1f} s; {platform.platform()}, "
             f"{os.cpu_count()} CPUs, Python {platform.python_version()}; "
-            f"{args.files} files x {bench.size / MB:.2f} MiB = {bench.total / MB:.0f} MiB"
+            f"{args.files} files x {bench.size / MB:.2f} MiB = {bench.total / MB:.0f} MiB; "
+            f"gunicorn {args.workers} workers"
         )
         try:
             report(bench, root, args)
@@ -332,7 +339,7 @@ def report(bench: Bench, root: Path, args: argparse.Namespace) -> None:
         f"  dshub get / dvc pull time: {get_ratio:.2f}x (target <= 1.0x: {_ok(get_ratio <= 1.0)})"
     )
     print(
-        f"  gunicorn worker RSS during the zips: {rss.before / MB:.0f} MiB before, peak {rss.peak / MB:.0f} MiB"
+        f"  largest gunicorn worker RSS during the zips: {rss.before / MB:.0f} MiB before, peak {rss.peak / MB:.0f} MiB"
     )
 
 
