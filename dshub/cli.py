@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from dshub import __version__, admin_cli, client_cli, receiver_cli
+from dshub import get as get_cli
 from dshub.ci.cli import add_ci_parser
 from dshub.config import DOCUMENTED, ConfigError, load_settings
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("list", help="list every setting").set_defaults(func=_cmd_config_list)
 
     client_cli.register(sub)
+    get_cli.register(sub)
     receiver_cli.register(sub)
     admin_cli.register(sub)
     add_ci_parser(sub)

@@ -91,34 +91,39 @@ def download_file(
     params = {"ref": ref} if ref else {}
     path = file_path(project_id, dataset_path)
 
-    try:
-        head = client.request("HEAD", path, params=params)
-    except DshubError:
-        # A HEAD answer has no body: ask again with GET to get the server's own message.
-        client.request("GET", path, params=params, stream=True).close()
-        raise
-    etag = _strip_quotes(head.headers.get("ETag"))
-    hash_name = head.headers.get("X-Dshub-Hash", "md5")
-    total = int(head.headers.get("Content-Length", "0"))
-
     offset = partial.stat().st_size if partial.exists() else 0
-    if offset > total:
-        offset = 0
+    etag: str | None = None
+    hash_name, total = "md5", 0
     headers: dict[str, str] = {}
-    if 0 < offset < total and etag:
-        headers = {"Range": f"bytes={offset}-", "If-Range": f'"{etag}"'}
-    elif offset == total and total:
-        headers = {}  # the .part file is complete already; verify it below
+    if offset:
+        # A partial file: ask what the whole one is before resuming (or restarting) it.
+        try:
+            head = client.request("HEAD", path, params=params)
+        except DshubError:
+            # A HEAD answer has no body: ask again with GET to get the server's own message.
+            client.request("GET", path, params=params, stream=True).close()
+            raise
+        etag = _strip_quotes(head.headers.get("ETag"))
+        hash_name = head.headers.get("X-Dshub-Hash", "md5")
+        total = int(head.headers.get("Content-Length", "0"))
+        if offset > total:
+            offset = 0
+        if 0 < offset < total and etag:
+            headers = {"Range": f"bytes={offset}-", "If-Range": f'"{etag}"'}
     response = None
-    if not (offset == total and total):
+    if not (offset and offset == total):
         response = client.request(
             "GET", path, params=params, headers=headers, stream=True, allow_redirects=False
         )
+        if etag is None:  # no HEAD was needed: the GET names the hash and the size
+            etag = _strip_quotes(response.headers.get("ETag"))
+            hash_name = response.headers.get("X-Dshub-Hash", "md5")
         if response.status_code in (301, 302, 303, 307, 308):
             # DSHUB_DOWNLOAD_MODE=redirect: follow to the presigned URL *without* our token.
             response = follow_redirect(response.headers["Location"], headers)
         if response.status_code != 206:
             offset = 0  # the server sent the whole file: start over
+            total = int(response.headers.get("Content-Length", "0") or 0)
     resumed_from = offset
 
     if response is not None:

@@ -11,7 +11,6 @@ the caller may not read is a 404 identical to one that does not exist.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 from itertools import islice
@@ -32,7 +31,7 @@ from indexer.data.previews import (
     check_previewable,
     preview_size,
 )
-from indexer.data.storage import ObjectMissing, S3ObjectStore, safe_key
+from indexer.data.storage import ObjectMissing, ReadAhead, S3ObjectStore, safe_key
 from indexer.errors import InvalidInput
 from indexer.read import search
 from indexer.read.resolve import (
@@ -57,7 +56,6 @@ IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 PRESIGN_SECONDS = 300
 PER_PAGE, MAX_PER_PAGE, MAX_PAGE = 100, 1000, 10**6
-READ_AHEAD = 2  # chunks (MiB) a download reads ahead of its client
 _lock = threading.Lock()
 
 
@@ -252,54 +250,8 @@ def _exact(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
         log.error("object shorter than its recorded size", extra={"sent": sent, "size": length})
 
 
-_END = object()
-
-
-def _read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
-    """Read the next chunks from storage on a helper thread while this one writes to the client.
-
-    One thread alternates (receive 1 MiB, then send 1 MiB); overlapping the two sockets made
-    100 MB downloads ~10% faster in an A/B run. At most `depth` chunks wait in memory. When the
-    client goes away the server closes this generator, which stops the reader and closes the
-    storage stream.
-    """
-    pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                pending.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def pump() -> None:
-        outcome: Any = _END
-        try:
-            for chunk in chunks:
-                if not offer(chunk):
-                    break
-        except Exception as exc:  # raised again on the writing thread
-            outcome = exc
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        offer(outcome)
-
-    threading.Thread(target=pump, name="dshub-read-ahead", daemon=True).start()
-    try:
-        while True:
-            item = pending.get()
-            if item is _END:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        stop.set()
+def _read_ahead(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    return ReadAhead(lambda: chunks)
 
 
 def _slice(chunks: Iterator[bytes], start: int, end: int) -> Iterator[bytes]:

@@ -16,6 +16,7 @@ from indexer.errors import DshubError
 from indexer.ingest.journal import JournalError
 from indexer.sites.registry import ensure_embedded_site
 from webhook_service import (
+    api_archive,
     api_datasets,
     api_docs,
     api_files,
@@ -75,6 +76,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     for api in (
         api_datasets,
         api_files,
+        api_archive,
         api_sites,
         api_gc,
         api_merge_requests,

@@ -352,14 +352,27 @@ class GitLabReader:
 
     def list_paths(self, project_id: int, ref: str) -> Iterator[str]:
         """Every file path (blobs only) in the repository at `ref`."""
+        return (entry.path for entry in self.list_blobs(project_id, ref))
+
+    def list_blobs(self, project_id: int, ref: str, path: str = "") -> Iterator[TreeEntry]:
+        """Every file (blob) in the repository at `ref`, below `path` ('' = all), with its id."""
         project = self.client.projects.get(project_id, lazy=True)
         try:
             for entry in project.repository_tree(
-                ref=ref, recursive=True, iterator=True, pagination="keyset", per_page=100
+                ref=ref,
+                path=path,
+                recursive=True,
+                iterator=True,
+                pagination="keyset",
+                per_page=100,
             ):
                 if entry.get("type") == "blob":
-                    yield str(entry["path"])
+                    yield TreeEntry(
+                        str(entry["name"]), str(entry["path"]), "blob", str(entry["id"])
+                    )
         except Exception as exc:
+            if path and _is_not_found(exc):
+                return
             raise _translate(exc, f"the tree of project {project_id} at {ref!r}") from exc
 
     def read_file(self, project_id: int, path: str, ref: str) -> bytes | None:

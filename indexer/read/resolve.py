@@ -24,7 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from indexer.data.pointers import PointerError, PointerOut, media_type, object_key, parse_pointer
+from indexer.data.pointers import (
+    PointerError,
+    PointerOut,
+    is_pointer_path,
+    media_type,
+    object_key,
+    parse_pointer,
+)
 from indexer.data.storage import (
     Credentials,
     LocalObjectStore,
@@ -32,7 +39,7 @@ from indexer.data.storage import (
     StorageSite,
     open_objects,
 )
-from indexer.data.tracked_files import ELSEWHERE, IMPORTED, file_of, load_manifest
+from indexer.data.tracked_files import ELSEWHERE, IMPORTED, file_of, files_of_out, load_manifest
 from indexer.errors import DshubError, InvalidInput, NotFound
 from indexer.gitlab.reader import GitLabReader, TreeEntry
 from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow
@@ -42,6 +49,7 @@ MAX_PATH = 4096
 MAX_SEGMENT = 255
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_DRIVE = re.compile(r"[A-Za-z]:")
 REF_TTL = 5.0  # seconds a tag/branch → commit answer is reused (tags can move)
 SITE_TTL = 30.0
 LIVE_POINTER_READERS = 8
@@ -105,6 +113,15 @@ def validate_path(path: str, *, allow_root: bool = False) -> str:
     if any(len(s.encode()) > MAX_SEGMENT for s in segments):
         raise InvalidInput(f"a path segment is longer than {MAX_SEGMENT} bytes")
     return stripped
+
+
+def validate_entry_name(path: str) -> str:
+    """A name a download writes to a client's disk (a zip entry, a `dshub get` file): the
+    path rules, and no segment that Windows reads as a drive (`C:x`) or stream (`a:b`)."""
+    clean = validate_path(path)
+    if any(_DRIVE.match(segment) for segment in clean.split("/")):
+        raise InvalidInput(f"path {_show(path)} has a segment starting with a drive letter")
+    return clean
 
 
 def _check_path_text(text: str, original: str) -> None:
@@ -363,6 +380,33 @@ class Resolver:
         """A tracked directory's entries: stored in the index once, read from storage if not."""
         objects = None if self.store.has_manifest(out.md5) else self.objects(dataset)
         return load_manifest(self.store, objects, out, dataset.storage_site)
+
+    def tracked_files(self, dataset: Dataset, commit: Commit, path: str = "") -> list[IndexedFile]:
+        """Every DVC-tracked file at `commit` at or below `path` ('' = all), by path: the
+        index's records when it holds the commit, else read live as the indexer would
+        (every pointer, directory entries from their manifests)."""
+        pid = dataset.project_id
+        indexed = self.indexed_ref(dataset, commit)
+        if indexed:
+            found: Iterable[IndexedFile] = self.store.iter_ref_files(pid, indexed)
+        else:
+            pointers = [p for p in self.reader.list_paths(pid, commit.sha) if is_pointer_path(p)]
+            with ThreadPoolExecutor(max_workers=LIVE_POINTER_READERS) as pool:
+                parsed = list(pool.map(lambda p: self._pointer_outs(dataset, commit, p), pointers))
+            found = [
+                record
+                for outs in parsed
+                for out in outs
+                for record in files_of_out(
+                    out,
+                    self.manifest(dataset, out)
+                    if out.is_dir and out.stored_elsewhere is None
+                    else None,
+                )
+            ]
+        below = path + "/"
+        chosen = [f for f in found if not path or f.path == path or f.path.startswith(below)]
+        return sorted(chosen, key=lambda f: f.path)
 
     # ---------------------------------------------------------------- folders
 

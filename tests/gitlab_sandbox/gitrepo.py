@@ -857,10 +857,15 @@ class GitRepo:
         return bz2.compress(data) if fmt == "tar.bz2" else data
 
 
-def archive_prefix(project_path: str, ref: str, sha: str, path: str | None = None) -> str:
-    """GitLab's archive folder name: `<project>-<ref>[-<sha> when ref is not the sha][-<path>]`."""
+def archive_prefix(
+    project_path: str, ref: str, sha: str, path: str | None = None, *, append_sha: bool = True
+) -> str:
+    """GitLab's archive folder (and file) name: `<project>-<ref>[-<sha>][-<path>]`.
+
+    `Gitlab::Git::Repository#archive_prefix`: the API always passes `append_sha: true`, so
+    the sha is there even when the ref is the sha itself; `/` in the ref and path become `-`."""
     segments = [project_path, ref.replace("/", "-")]
-    if ref != sha:
+    if append_sha:
         segments.append(sha)
     if path and path.strip("/"):
         segments.append(path.strip("/").replace("/", "-"))
