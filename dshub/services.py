@@ -20,6 +20,7 @@ from dshub.config import Settings
 from indexer import jobs
 from indexer.errors import Unavailable
 from indexer.gitlab_reader import GitLabReader
+from indexer.lru import LruCache
 from indexer.permissions import Generation, PermissionResolver, generation_for
 from indexer.queue import HandOver
 from indexer.receiver import Receiver
@@ -34,6 +35,7 @@ log = logging.getLogger("dshub.services")
 T = TypeVar("T")
 
 REQUEST_TIMEOUT = 10.0  # a request must not hang on GitLab: one retry, no sleeping on 429
+COMMIT_FACTS_ENTRIES = 1024  # README cards and last commits, each fixed by a commit sha
 
 
 def request_reader(settings: Settings, token: str | None) -> GitLabReader:
@@ -151,6 +153,12 @@ class Services:
             "resolver",
             lambda: Resolver(self.index, self.service_reader, self.sites.get, self.credentials),
         )
+
+    @property
+    def commit_facts(self) -> LruCache[tuple[str, int, str, str], Any]:
+        """What the web UI learnt from GitLab that a commit sha fixes for good — a README card,
+        the last commit touching a path — keyed by (kind, dataset id, sha, path)."""
+        return self._once("commit_facts", lambda: LruCache(COMMIT_FACTS_ENTRIES))
 
     @property
     def receiver(self) -> Receiver:

@@ -153,6 +153,8 @@ class DvcObject:
     media_type: str
     key: str
     in_directory: bool
+    in_storage: bool | None = None  # as sync's batch presence check found it (None: unknown)
+    pointer_path: str | None = None  # the `.dvc` file in git that tracks it
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ class TreeItem:
     hash_name: str | None = None
     media_type: str | None = None
     blob_id: str | None = None
+    in_storage: bool | None = None  # DVC files: the site held the object at the last sync
 
     @property
     def order(self) -> str:
@@ -448,6 +451,8 @@ def _object_of(found: IndexedFile) -> DvcObject:
         media_type=found.media_type,
         key=object_key("", found.md5, found.hash_name, is_dir=False),
         in_directory=found.in_directory,
+        in_storage=found.in_storage,
+        pointer_path=found.pointer_path,
     )
 
 
@@ -464,6 +469,7 @@ def _tree_item(directory: str, name: str, found: IndexedFile | None) -> TreeItem
         md5=found.md5,
         hash_name=found.hash_name,
         media_type=found.media_type,
+        in_storage=found.in_storage,
     )
 
 

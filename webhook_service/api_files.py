@@ -390,6 +390,7 @@ def _item_json(project_id: int, ref: str, item: TreeItem) -> dict[str, Any]:
         "hash_name": item.hash_name,
         "blob_id": item.blob_id,
         "media_type": item.media_type,
+        "in_storage": item.in_storage,
         "download_url": url,
         "preview_url": preview,
     }

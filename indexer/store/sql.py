@@ -49,6 +49,7 @@ FILE_COLUMNS = (
     "in_directory",
     "status",
     "note",
+    "in_storage",
 )
 REF_COLUMNS = (
     "project_id, ref, kind, commit_sha, message, ref_date, file_count, total_size, "
@@ -502,6 +503,7 @@ class SqlIndexStore(SqlQueries, IndexStore):
                 bool(f.in_directory),
                 f.status,
                 f.note,
+                f.in_storage,
             )
             for f in files
         )
@@ -678,6 +680,52 @@ class SqlIndexStore(SqlQueries, IndexStore):
                         (size * int(count), int(count), project_id, ref),
                     )
         return updated
+
+    def iter_presence_keys(
+        self, project_id: int, *, unchecked_only: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """The distinct (md5, hash_name) of the dataset's stored files, by md5, read in pages."""
+        unchecked = " AND (in_storage IS NULL OR in_storage = ?)" if unchecked_only else ""
+        extra: list[Any] = [False] if unchecked_only else []
+        after = ("", "")
+        while True:
+            with self._read() as conn:
+                rows = self._x(
+                    conn,
+                    "SELECT DISTINCT md5, hash_name FROM files WHERE project_id = ? "
+                    f"AND status = 'ok'{unchecked} AND (md5 > ? OR (md5 = ? AND hash_name > ?)) "
+                    "ORDER BY md5, hash_name LIMIT ?",
+                    (project_id, *extra, after[0], after[0], after[1], PAGE),
+                ).fetchall()
+            yield from ((str(md5), str(hash_name)) for md5, hash_name in rows)
+            if len(rows) < PAGE:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def set_presence(self, project_id: int, states: Mapping[tuple[str, str], bool]) -> int:
+        """Record whether the site holds each (md5, hash_name) object, on every ref's files."""
+        changed = 0
+        with self._write() as conn:
+            for (md5, hash_name), present in states.items():
+                cursor = self._x(
+                    conn,
+                    "UPDATE files SET in_storage = ? WHERE project_id = ? AND md5 = ? "
+                    "AND hash_name = ? AND status = 'ok' "
+                    "AND (in_storage IS NULL OR in_storage <> ?)",
+                    (bool(present), project_id, md5, hash_name, bool(present)),
+                )
+                changed += max(cursor.rowcount, 0)
+        return changed
+
+    def forget_presence(self, project_id: int) -> int:
+        """Make every file of the dataset's presence unknown (it has no usable site now)."""
+        with self._write() as conn:
+            cursor = self._x(
+                conn,
+                "UPDATE files SET in_storage = NULL WHERE project_id = ? AND in_storage IS NOT NULL",
+                (project_id,),
+            )
+            return max(int(cursor.rowcount), 0)
 
     # ---------------------------------------------------------------- manifests
 
