@@ -313,12 +313,14 @@ class IndexStore(abc.ABC):
 
     @abc.abstractmethod
     def iter_directory(
-        self, project_id: int, ref: str, directory: str
+        self, project_id: int, ref: str, directory: str, offset: int = 0
     ) -> Iterator[tuple[str, IndexedFile | None]]:
         """One level of `directory` ('' = root) in `ref`: `(name, file)` for a file and
-        `(name, None)` for a subdirectory, in path order (a subdirectory sorts as `name/`).
+        `(name, None)` for a subdirectory, in path order (a subdirectory sorts as `name/`),
+        from entry number `offset` on.
 
-        Subtrees are skipped, not read, so a level with few entries is cheap whatever its depth.
+        Subtrees are skipped, not read, so a level with few entries is cheap whatever its depth;
+        so are the first `offset` entries (page N of a 10,000-file folder costs like page 1).
         """
 
     @abc.abstractmethod

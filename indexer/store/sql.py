@@ -600,14 +600,17 @@ class SqlIndexStore(SqlQueries, IndexStore):
         return None if row is None else file_row(row).file
 
     def iter_directory(
-        self, project_id: int, ref: str, directory: str
+        self, project_id: int, ref: str, directory: str, offset: int = 0
     ) -> Iterator[tuple[str, IndexedFile | None]]:
-        """One level of `directory` in `ref` (files and subdirectory names), skipping subtrees."""
+        """One level of `directory` in `ref` (files and subdirectory names), skipping subtrees;
+        `offset` entries are skipped in the database (`_skip_entries`), not read."""
         prefix = directory.strip("/") + "/" if directory.strip("/") else ""
         # Paths under `prefix` are exactly those in [prefix, prefix[:-1] + "0"): "0" follows "/".
         upper = prefix[:-1] + "0" if prefix else None
-        lower = prefix
-        while True:
+        lower: str | None = prefix
+        if offset > 0:
+            lower = self._skip_entries(project_id, ref, prefix, upper, offset)
+        while lower is not None:
             bounds = " AND f.path < ?" if upper is not None else ""
             params: list[Any] = [project_id, ref, lower]
             if upper is not None:
@@ -634,6 +637,47 @@ class SqlIndexStore(SqlQueries, IndexStore):
             else:
                 if len(rows) < DIRECTORY_PAGE:
                     return
+
+    def _skip_entries(
+        self, project_id: int, ref: str, prefix: str, upper: str | None, offset: int
+    ) -> str | None:
+        """The lowest path of the level's entry number `offset` (None past the end), found with
+        a few indexed queries per subfolder among the skipped entries: files in a row are
+        skipped with OFFSET, each subfolder (one entry, any number of rows) with a jump."""
+        remaining, lower = offset, prefix
+        in_subfolder = "substr(f.path, ?) LIKE ?"  # the pattern is a parameter (psycopg's %)
+        while True:
+            bound = " AND f.path < ?" if upper is not None else ""
+            scope: list[Any] = [project_id, ref, lower] + ([upper] if upper is not None else [])
+            with self._read() as conn:
+                ahead = self._one(
+                    conn,
+                    "SELECT f.path FROM files f WHERE f.project_id = ? AND f.ref = ? "
+                    f"AND f.path >= ?{bound} ORDER BY f.path LIMIT 1 OFFSET ?",
+                    (*scope, remaining),
+                )
+                # The first row in a subfolder before that one: the rows before it are files.
+                until = [project_id, ref, lower] + ([ahead[0]] if ahead else scope[3:])
+                limit = " AND f.path < ?" if len(until) > 3 else ""
+                sub = self._one(
+                    conn,
+                    "SELECT min(f.path) FROM files f WHERE f.project_id = ? AND f.ref = ? "
+                    f"AND f.path >= ?{limit} AND {in_subfolder}",
+                    (*until, len(prefix) + 1, "%/%"),
+                )
+                if sub is None or sub[0] is None:
+                    return None if ahead is None else str(ahead[0])
+                files = self._one(
+                    conn,
+                    "SELECT count(*) FROM files f WHERE f.project_id = ? AND f.ref = ? "
+                    "AND f.path >= ? AND f.path < ?",
+                    (project_id, ref, lower, sub[0]),
+                )[0]
+            name = str(sub[0])[len(prefix) :].partition("/")[0]
+            remaining -= int(files) + 1  # those files, then the subfolder itself
+            lower = prefix + name + "0"
+            if remaining <= 0:
+                return lower
 
     def unsized_md5s(self, limit: int = 1000) -> list[tuple[int, str, str]]:
         """Up to `limit` (project_id, md5, hash_name) of objects whose size is still unknown."""

@@ -209,6 +209,11 @@ def test_sync_marks_files_whose_objects_the_site_does_not_hold(
     level = {item.name: item for item in resolver.list_level(indexed, commit, "images")}
     assert level["cat1.png"].in_storage is False and level["cat0.png"].in_storage is True
     assert level["masks"].in_storage is None  # a folder: no mark
+    # Any page of a level: the store skips the entries before it, the same entries follow.
+    whole = [item.path for item in resolver.list_level(indexed, commit, "")]
+    assert {"README.md", "images", "model.bin"} <= set(whole)
+    for offset in range(1, len(whole) + 2):
+        assert [i.path for i in resolver.list_level(indexed, commit, "", offset)] == whole[offset:]
     target = resolver.resolve(indexed, commit, "model.bin")
     assert isinstance(target, DvcObject) and target.in_storage is False
     # A push re-checks what was missing and checks what is new. `dvc push` sends model.bin

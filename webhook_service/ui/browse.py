@@ -152,8 +152,8 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
     path = validate_path(path, allow_root=True) if path else ""
     at = place(dataset)
     page = page_number()
-    level = services().resolver.list_level(dataset, at.commit, path)
-    chosen: list[TreeItem] = list(islice(level, (page - 1) * PER_PAGE, page * PER_PAGE + 1))
+    level = services().resolver.list_level(dataset, at.commit, path, offset=(page - 1) * PER_PAGE)
+    chosen: list[TreeItem] = list(islice(level, PER_PAGE + 1))
     if page > 1 and not chosen:
         raise NotFound(f"Page {page} of this folder is empty; go back to page 1.")
     more = len(chosen) > PER_PAGE
