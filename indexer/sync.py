@@ -367,7 +367,11 @@ def check_storage(ctx: SyncContext, project_id: int, *, everything: bool = False
     lost from the site show. Returns the number of files whose mark changed, None when the
     site could not answer (the marks stay as they were)."""
     dataset = ctx.store.get_dataset(project_id)
-    objects = ctx.object_store(dataset) if dataset is not None else None
+    try:
+        objects = ctx.object_store(dataset) if dataset is not None else None
+    except DshubError as exc:  # a site this process cannot open (e.g. its credentials)
+        log.warning("presence of dataset %s not checked: %s", project_id, exc.message)
+        return None
     if objects is None:
         return ctx.store.forget_presence(project_id)
     keys = ctx.store.iter_presence_keys(project_id, unchecked_only=not everything)
