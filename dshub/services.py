@@ -24,6 +24,7 @@ from indexer.gitlab.reader import GitLabReader
 from indexer.ingest.queue import HandOver
 from indexer.ingest.receiver import Receiver
 from indexer.ingest.scheduler import ReconcileScheduler, journal_scheduler
+from indexer.read.lru import LruCache
 from indexer.read.resolve import Resolver
 from indexer.sites.registry import SiteRegistry
 from indexer.store import IndexStore, open_index
@@ -34,6 +35,7 @@ log = logging.getLogger("dshub.services")
 T = TypeVar("T")
 
 REQUEST_TIMEOUT = 10.0  # a request must not hang on GitLab: one retry, no sleeping on 429
+COMMIT_FACTS_ENTRIES = 1024  # README cards and last commits, each fixed by a commit sha
 
 
 def request_reader(settings: Settings, token: str | None) -> GitLabReader:
@@ -151,6 +153,12 @@ class Services:
             "resolver",
             lambda: Resolver(self.index, self.service_reader, self.sites.get, self.credentials),
         )
+
+    @property
+    def commit_facts(self) -> LruCache[tuple[str, int, str, str], Any]:
+        """What the web UI learnt from GitLab that a commit sha fixes for good — a README card,
+        the last commit touching a path — keyed by (kind, dataset id, sha, path)."""
+        return self._once("commit_facts", lambda: LruCache(COMMIT_FACTS_ENTRIES))
 
     @property
     def receiver(self) -> Receiver:

@@ -158,6 +158,7 @@ def list_files() -> ResponseReturnValue:
                 "pointer_path": item.row.file.pointer_path,
                 "in_directory": item.row.file.in_directory,
                 "status": item.row.file.status,
+                "in_storage": item.row.file.in_storage,
                 "highlights": item.highlights,
             }
             for item in result.items

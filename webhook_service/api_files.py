@@ -309,8 +309,8 @@ def tree(project_id: int) -> ResponseReturnValue:
     dataset = readable_dataset(project_id)
     files = services().resolver
     commit = files.commit(dataset, ref)
-    level = files.list_level(dataset, commit, path)
-    chosen = list(islice(level, (page - 1) * per_page, page * per_page + 1))
+    level = files.list_level(dataset, commit, path, offset=(page - 1) * per_page)
+    chosen = list(islice(level, per_page + 1))
     more = len(chosen) > per_page
     shown_ref = ref or commit.ref
     return jsonify(
@@ -342,6 +342,7 @@ def _item_json(project_id: int, ref: str, item: TreeItem) -> dict[str, Any]:
         "hash_name": item.hash_name,
         "blob_id": item.blob_id,
         "media_type": item.media_type,
+        "in_storage": item.in_storage,
         "download_url": url,
         "preview_url": preview,
     }

@@ -1,7 +1,8 @@
 """Server time of the web UI's pages: `.venv/bin/python -m bench.ui`.
 
 Options: `--datasets 10000`, `--folder-files 10000`, `--requests 200`,
-`--backend sqlite|postgres|both` (default both).
+`--backend sqlite|postgres|both` (default both), `--pages datasets,details,folder` (which
+groups of rows to measure; default all).
 
 Per backend: an index of `--datasets` datasets (bench.search's shapes, one file each, so
 the datasets page's facets and result summaries have refs to read), plus one real public
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import gitlab
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 
 from bench.index_manifest.postgres import postgres_database
@@ -196,7 +198,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(url: str, workdir: Path, datasets: int, files: int, requests: int) -> None:
+PAGE_GROUPS = ("datasets", "details", "folder")
+
+
+def measure(
+    url: str,
+    workdir: Path,
+    datasets: int,
+    files: int,
+    requests: int,
+    *,
+    groups: tuple[str, ...] = PAGE_GROUPS,
+) -> None:
     with sandbox_process(workdir / "gitlab") as sandbox:
         store = open_index(url)
         started = time.perf_counter()
@@ -221,84 +234,31 @@ def measure(url: str, workdir: Path, datasets: int, files: int, requests: int) -
         rows: list[tuple[str, list[float], float | None]] = []
         client = app.test_client()
         signed_in(client, resolver, USER_TOKEN, user)
-        rows.append(
-            (
-                "datasets page 1 (user, 2,000 private)",
-                timed(client, lambda n: "/", requests),
-                TARGET_MS,
+        if "datasets" in groups:
+            _datasets_rows(rows, client, requests)
+        if "details" in groups:
+            rows.append(("details page", timed(client, lambda n: base, requests), TARGET_MS))
+        if "folder" in groups:
+            _folder_rows(
+                rows,
+                client,
+                real,
+                sandbox=sandbox,
+                app=app,
+                files=files,
+                requests=requests,
+                rng=rng,
             )
-        )
-        rows.append(
-            (
-                "datasets pages 1-10 (user)",
-                timed(client, lambda n: f"/?page={n % 10 + 1}", requests),
-                TARGET_MS,
+        if "datasets" in groups:
+            admin_client = app.test_client()
+            signed_in(admin_client, resolver, ADMIN_TOKEN, Viewer(user_id=1, is_admin=True))
+            rows.append(
+                (
+                    "datasets page 1 (admin, baseline)",
+                    timed(admin_client, lambda n: "/", requests),
+                    TARGET_MS,
+                )
             )
-        )
-        rows.append(
-            (
-                "datasets search q=retina (user)",
-                timed(client, lambda n: "/?q=retina", requests),
-                TARGET_MS,
-            )
-        )
-        rows.append(
-            (
-                "  API GET /api/v1/datasets, same viewer",
-                timed(client, lambda n: "/api/v1/datasets", requests),
-                None,
-            )
-        )
-        rows.append(("details page", timed(client, lambda n: base, requests), TARGET_MS))
-        rows.append(
-            (
-                f"folder of {files:,}, page 1",
-                timed(client, lambda n: f"{base}/-/tree/images", requests),
-                FOLDER_TARGET_MS,
-            )
-        )
-        last = max(1, -(-files // 100))
-        rows.append(
-            (
-                f"folder of {files:,}, pages 1-{last} at random",
-                timed(
-                    client, lambda n: f"{base}/-/tree/images?page={rng.randint(1, last)}", requests
-                ),
-                FOLDER_TARGET_MS,
-            )
-        )
-        tree = f"/api/v1/datasets/{real.project_id}/tree?path=images"
-        rows.append(
-            (
-                f"  API tree, pages 1-{last} at random",
-                timed(client, lambda n: f"{tree}&page={rng.randint(1, last)}", requests),
-                None,
-            )
-        )
-        reader = GitLabReader(sandbox.url, sandbox.admin_token)
-        sha = services(app).index.get_ref(real.project_id, "main")
-        rows.append(
-            (
-                "(one GitLab tree listing, for scale)",
-                _timed_call(
-                    lambda: list(
-                        reader.list_tree(real.project_id, sha.commit_sha if sha else "main")
-                    ),
-                    requests,
-                ),
-                None,
-            )
-        )
-        admin_client = app.test_client()
-        signed_in(admin_client, resolver, ADMIN_TOKEN, Viewer(user_id=1, is_admin=True))
-        rows.append(
-            (
-                "datasets page 1 (admin, baseline)",
-                timed(admin_client, lambda n: "/", requests),
-                TARGET_MS,
-            )
-        )
-        baseline = pct(rows[-1][1], 0.95)
         print(f"  {'page':44} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'target':>8}")
         for label, values, target in rows:
             p95 = pct(values, 0.95)
@@ -308,8 +268,92 @@ def measure(url: str, workdir: Path, datasets: int, files: int, requests: int) -
                 f"  {label:44} {statistics.median(values):>8.1f} {p95:>8.1f} {max(values):>8.1f} "
                 f"{bound:>8} {verdict}"
             )
-        user_p95 = pct(rows[0][1], 0.95)
-        print(f"  datasets page p95, user vs admin baseline: {user_p95 / baseline:.2f}x")
+        if "datasets" in groups:
+            user_p95, baseline = pct(rows[0][1], 0.95), pct(rows[-1][1], 0.95)
+            print(f"  datasets page p95, user vs admin baseline: {user_p95 / baseline:.2f}x")
+
+
+Rows = list[tuple[str, list[float], float | None]]
+
+
+def _datasets_rows(rows: Rows, client: FlaskClient, requests: int) -> None:
+    rows.append(
+        (
+            "datasets page 1 (user, 2,000 private)",
+            timed(client, lambda n: "/", requests),
+            TARGET_MS,
+        )
+    )
+    rows.append(
+        (
+            "datasets pages 1-10 (user)",
+            timed(client, lambda n: f"/?page={n % 10 + 1}", requests),
+            TARGET_MS,
+        )
+    )
+    rows.append(
+        (
+            "datasets search q=retina (user)",
+            timed(client, lambda n: "/?q=retina", requests),
+            TARGET_MS,
+        )
+    )
+    rows.append(
+        (
+            "  API GET /api/v1/datasets, same viewer",
+            timed(client, lambda n: "/api/v1/datasets", requests),
+            None,
+        )
+    )
+
+
+def _folder_rows(
+    rows: Rows,
+    client: FlaskClient,
+    real: Dataset,
+    *,
+    sandbox: GitLab,
+    app: Flask,
+    files: int,
+    requests: int,
+    rng: random.Random,
+) -> None:
+    base = f"/datasets/{real.path_with_namespace}"
+    rows.append(
+        (
+            f"folder of {files:,}, page 1",
+            timed(client, lambda n: f"{base}/-/tree/images", requests),
+            FOLDER_TARGET_MS,
+        )
+    )
+    last = max(1, -(-files // 100))
+    rows.append(
+        (
+            f"folder of {files:,}, pages 1-{last} at random",
+            timed(client, lambda n: f"{base}/-/tree/images?page={rng.randint(1, last)}", requests),
+            FOLDER_TARGET_MS,
+        )
+    )
+    tree = f"/api/v1/datasets/{real.project_id}/tree?path=images"
+    rows.append(
+        (
+            f"  API tree, pages 1-{last} at random",
+            timed(client, lambda n: f"{tree}&page={rng.randint(1, last)}", requests),
+            None,
+        )
+    )
+    reader = GitLabReader(sandbox.url, sandbox.admin_token)
+    sha = services(app).index.get_ref(real.project_id, "main")
+    rows.append(
+        (
+            "(one GitLab tree listing, for scale)",
+            _timed_call(
+                lambda: list(reader.list_tree(real.project_id, sha.commit_sha if sha else "main")),
+                requests,
+            ),
+            None,
+        )
+    )
 
 
 @contextlib.contextmanager
@@ -327,7 +371,11 @@ def main() -> None:
     parser.add_argument("--folder-files", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--pages", default=",".join(PAGE_GROUPS), help="groups to measure")
     args = parser.parse_args()
+    groups = tuple(g.strip() for g in args.pages.split(",") if g.strip())
+    if not set(groups) <= set(PAGE_GROUPS):
+        parser.error(f"--pages takes a comma-separated subset of {', '.join(PAGE_GROUPS)}")
     print(
         f"machine: {platform.machine()} {os.cpu_count()} CPU, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}; load {os.getloadavg()[0]:.1f}; {args.datasets:,} datasets, "
@@ -338,7 +386,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="dshub-bench-ui-") as tmp:
             print(f"\n== {backend}")
             with index_url(backend, Path(tmp)) as url:
-                measure(url, Path(tmp), args.datasets, args.folder_files, args.requests)
+                measure(
+                    url, Path(tmp), args.datasets, args.folder_files, args.requests, groups=groups
+                )
 
 
 if __name__ == "__main__":

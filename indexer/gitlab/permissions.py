@@ -196,7 +196,12 @@ class PermissionResolver:
         reader = self.reader_for_token(token)
         user = reader.current_user()
         readable = frozenset() if user.is_admin else reader.readable_private_project_ids()
-        return Viewer(user_id=user.id, readable_private_ids=readable, is_admin=user.is_admin)
+        return Viewer(
+            user_id=user.id,
+            readable_private_ids=readable,
+            is_admin=user.is_admin,
+            username=user.username,
+        )
 
     def forget(self, token: str) -> None:
         """Drop one token's cached answer (e.g. after GitLab refused it)."""

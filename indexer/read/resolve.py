@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain, islice
 from urllib.parse import unquote
 
 from indexer.data.pointers import (
@@ -53,6 +54,7 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 REF_TTL = 5.0  # seconds a tag/branch → commit answer is reused (tags can move)
 SITE_TTL = 30.0
 LIVE_POINTER_READERS = 8
+MERGE_SKIP_GIT_ITEMS = 100  # more git entries in a level than this: merge from its start
 
 ObjectStore = LocalObjectStore | S3ObjectStore
 
@@ -170,6 +172,8 @@ class DvcObject:
     media_type: str
     key: str
     in_directory: bool
+    in_storage: bool | None = None  # as sync's batch presence check found it (None: unknown)
+    pointer_path: str | None = None  # the `.dvc` file in git that tracks it
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ class TreeItem:
     hash_name: str | None = None
     media_type: str | None = None
     blob_id: str | None = None
+    in_storage: bool | None = None  # DVC files: the site held the object at the last sync
 
     @property
     def order(self) -> str:
@@ -410,30 +415,72 @@ class Resolver:
 
     # ---------------------------------------------------------------- folders
 
-    def list_level(self, dataset: Dataset, commit: Commit, path: str) -> Iterator[TreeItem]:
-        """One folder level merging git and DVC entries, in path order; `NotFound` if no folder."""
+    def list_level(
+        self, dataset: Dataset, commit: Commit, path: str, offset: int = 0
+    ) -> Iterator[TreeItem]:
+        """One folder level merging git and DVC entries, in path order, from entry number
+        `offset` on; `NotFound` if there is no such folder. From the index, the entries before
+        `offset` are skipped by the store (`IndexStore.iter_directory`), not built."""
         pid = dataset.project_id
         git_items = sorted(
             (_git_item(e) for e in self.reader.list_tree(pid, commit.sha, path)),
             key=lambda item: item.order,
         )
+        plain = [item for item in git_items if not _is_pointer(item)]
         indexed = self.indexed_ref(dataset, commit)
-        dvc_items: Iterable[TreeItem]
+        merged: Iterator[TreeItem]
         if indexed:
-            dvc_items = (
-                _tree_item(path, name, found)
-                for name, found in self.store.iter_directory(pid, indexed, path)
-            )
+            merged, skip = self._indexed_level(pid, indexed, path, plain, offset)
         else:
-            dvc_items = self._live_level(dataset, commit, path, git_items)
-        merged = _merge((item for item in git_items if not _is_pointer(item)), iter(dvc_items))
-        first = next(merged, None)
+            live = self._live_level(dataset, commit, path, git_items)
+            merged, skip = _merge(iter(plain), iter(live)), offset
+        rest = islice(merged, skip, None)
+        first = next(rest, None)
         if first is None:
-            if path:
+            if path and not (offset and self._level_exists(dataset, commit, path, plain)):
                 raise NotFound(f"no folder {path} in dataset {pid} at {commit.ref!r}")
             return
         yield first
-        yield from merged
+        yield from rest
+
+    def _dvc_level(self, pid: int, ref: str, path: str, offset: int) -> Iterator[TreeItem]:
+        for name, found in self.store.iter_directory(pid, ref, path, offset):
+            yield _tree_item(path, name, found)
+
+    def _indexed_level(
+        self, pid: int, ref: str, path: str, plain: list[TreeItem], offset: int
+    ) -> tuple[Iterator[TreeItem], int]:
+        """The merged level from about `offset` on, and how many of its items to drop still.
+
+        DVC entries before `offset` are skipped in the store: all but as many as there are git
+        entries of their own (not also DVC entries, which merge into one), whose place among
+        the DVC entries is then counted."""
+        start = offset - len(plain)
+        if start <= 0 or len(plain) > MERGE_SKIP_GIT_ITEMS:
+            return _merge(iter(plain), self._dvc_level(pid, ref, path, 0)), offset
+        own = [item for item in plain if not self._in_index(pid, ref, item)]
+        start = offset - len(own)
+        if start <= 0:
+            return _merge(iter(plain), self._dvc_level(pid, ref, path, 0)), offset
+        dvc = self._dvc_level(pid, ref, path, start)
+        first = next(dvc, None)
+        if first is None:  # the offset is past the DVC entries: walk from the start
+            return _merge(iter(plain), self._dvc_level(pid, ref, path, 0)), offset
+        before = sum(1 for item in own if item.order < first.order)
+        later = [item for item in plain if item.order >= first.order]
+        # `first` is entry number start + before of the merged level.
+        return _merge(iter(later), chain([first], dvc)), offset - start - before
+
+    def _in_index(self, pid: int, ref: str, item: TreeItem) -> bool:
+        """Whether the index has an entry of the same name and kind at this level."""
+        if item.type == "file":
+            return self.store.get_file(pid, ref, item.path) is not None
+        return next(self.store.iter_directory(pid, ref, item.path), None) is not None
+
+    def _level_exists(
+        self, dataset: Dataset, commit: Commit, path: str, plain: list[TreeItem]
+    ) -> bool:
+        return bool(plain) or next(self.list_level(dataset, commit, path), None) is not None
 
     def _live_level(
         self, dataset: Dataset, commit: Commit, path: str, git_items: list[TreeItem]
@@ -497,6 +544,8 @@ def _object_of(found: IndexedFile) -> DvcObject:
         media_type=found.media_type,
         key=object_key("", found.md5, found.hash_name, is_dir=False),
         in_directory=found.in_directory,
+        in_storage=found.in_storage,
+        pointer_path=found.pointer_path,
     )
 
 
@@ -513,6 +562,7 @@ def _tree_item(directory: str, name: str, found: IndexedFile | None) -> TreeItem
         md5=found.md5,
         hash_name=found.hash_name,
         media_type=found.media_type,
+        in_storage=found.in_storage,
     )
 
 

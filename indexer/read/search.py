@@ -48,6 +48,7 @@ class Viewer:
     user_id: int | None = None
     readable_private_ids: frozenset[int] = frozenset()
     is_admin: bool = False
+    username: str | None = None  # GitLab's user name, for display
 
     @classmethod
     def anonymous(cls) -> Viewer:

@@ -108,6 +108,8 @@ class IndexedFile:
     """One DVC-tracked file at a ref. `in_directory` files come from a `.dir` manifest (size may be null).
 
     `status` is `ok`, `imported` (data in another repository) or `error` (see `note`).
+    `in_storage` is whether the storage site held the object when sync last checked (the
+    batch presence check); None when not checked yet, or not applicable (no site, imported).
     """
 
     path: str
@@ -119,6 +121,7 @@ class IndexedFile:
     in_directory: bool = False
     status: str = "ok"
     note: str | None = None
+    in_storage: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,12 +319,14 @@ class IndexStore(abc.ABC):
 
     @abc.abstractmethod
     def iter_directory(
-        self, project_id: int, ref: str, directory: str
+        self, project_id: int, ref: str, directory: str, offset: int = 0
     ) -> Iterator[tuple[str, IndexedFile | None]]:
         """One level of `directory` ('' = root) in `ref`: `(name, file)` for a file and
-        `(name, None)` for a subdirectory, in path order (a subdirectory sorts as `name/`).
+        `(name, None)` for a subdirectory, in path order (a subdirectory sorts as `name/`),
+        from entry number `offset` on.
 
-        Subtrees are skipped, not read, so a level with few entries is cheap whatever its depth.
+        Subtrees are skipped, not read, so a level with few entries is cheap whatever its depth;
+        so are the first `offset` entries (page N of a 10,000-file folder costs like page 1).
         """
 
     @abc.abstractmethod
@@ -337,6 +342,23 @@ class IndexStore(abc.ABC):
 
         Sizes are remembered, so files indexed later with the same md5 get them too.
         """
+
+    @abc.abstractmethod
+    def iter_presence_keys(
+        self, project_id: int, *, unchecked_only: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """The distinct (md5, hash_name) objects of the dataset's stored files (status `ok`),
+        by md5, read in pages; `unchecked_only`: those not known to be in storage (never
+        checked, or missing at the last check)."""
+
+    @abc.abstractmethod
+    def set_presence(self, project_id: int, states: Mapping[tuple[str, str], bool]) -> int:
+        """Record, on every ref's files of the dataset, whether the storage site holds each
+        (md5, hash_name) object; returns the number of files whose mark changed."""
+
+    @abc.abstractmethod
+    def forget_presence(self, project_id: int) -> int:
+        """Make the presence of every file of the dataset unknown (no usable site now)."""
 
     # ---------------------------------------------------------------- manifests
 

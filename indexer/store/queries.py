@@ -36,7 +36,7 @@ DATASET_COLUMNS = (
 )
 SELECT_FILE = (
     "SELECT f.id, f.project_id, f.ref, f.commit_sha, f.path, f.md5, f.hash_name, f.size, "
-    "f.media_type, f.pointer_path, f.in_directory, f.status, f.note FROM files f"
+    "f.media_type, f.pointer_path, f.in_directory, f.status, f.note, f.in_storage FROM files f"
 )
 SORTS = {
     "relevance": "hits.rank, lower(d.name), d.project_id",
@@ -311,6 +311,7 @@ def file_row(row: Sequence[Any]) -> FileRow:
             in_directory=bool(row[10]),
             status=row[11],
             note=row[12],
+            in_storage=None if row[13] is None else bool(row[13]),
         ),
     )
 

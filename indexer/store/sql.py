@@ -49,6 +49,7 @@ FILE_COLUMNS = (
     "in_directory",
     "status",
     "note",
+    "in_storage",
 )
 REF_COLUMNS = (
     "project_id, ref, kind, commit_sha, message, ref_date, file_count, total_size, "
@@ -509,6 +510,7 @@ class SqlIndexStore(SqlQueries, IndexStore):
                 bool(f.in_directory),
                 f.status,
                 f.note,
+                f.in_storage,
             )
             for f in files
         )
@@ -608,14 +610,17 @@ class SqlIndexStore(SqlQueries, IndexStore):
         return None if row is None else file_row(row).file
 
     def iter_directory(
-        self, project_id: int, ref: str, directory: str
+        self, project_id: int, ref: str, directory: str, offset: int = 0
     ) -> Iterator[tuple[str, IndexedFile | None]]:
-        """One level of `directory` in `ref` (files and subdirectory names), skipping subtrees."""
+        """One level of `directory` in `ref` (files and subdirectory names), skipping subtrees;
+        `offset` entries are skipped in the database (`_skip_entries`), not read."""
         prefix = directory.strip("/") + "/" if directory.strip("/") else ""
         # Paths under `prefix` are exactly those in [prefix, prefix[:-1] + "0"): "0" follows "/".
         upper = prefix[:-1] + "0" if prefix else None
-        lower = prefix
-        while True:
+        lower: str | None = prefix
+        if offset > 0:
+            lower = self._skip_entries(project_id, ref, prefix, upper, offset)
+        while lower is not None:
             bounds = " AND f.path < ?" if upper is not None else ""
             params: list[Any] = [project_id, ref, lower]
             if upper is not None:
@@ -642,6 +647,47 @@ class SqlIndexStore(SqlQueries, IndexStore):
             else:
                 if len(rows) < DIRECTORY_PAGE:
                     return
+
+    def _skip_entries(
+        self, project_id: int, ref: str, prefix: str, upper: str | None, offset: int
+    ) -> str | None:
+        """The lowest path of the level's entry number `offset` (None past the end), found with
+        a few indexed queries per subfolder among the skipped entries: files in a row are
+        skipped with OFFSET, each subfolder (one entry, any number of rows) with a jump."""
+        remaining, lower = offset, prefix
+        in_subfolder = "substr(f.path, ?) LIKE ?"  # the pattern is a parameter (psycopg's %)
+        while True:
+            bound = " AND f.path < ?" if upper is not None else ""
+            scope: list[Any] = [project_id, ref, lower] + ([upper] if upper is not None else [])
+            with self._read() as conn:
+                ahead = self._one(
+                    conn,
+                    "SELECT f.path FROM files f WHERE f.project_id = ? AND f.ref = ? "
+                    f"AND f.path >= ?{bound} ORDER BY f.path LIMIT 1 OFFSET ?",
+                    (*scope, remaining),
+                )
+                # The first row in a subfolder before that one: the rows before it are files.
+                until = [project_id, ref, lower] + ([ahead[0]] if ahead else scope[3:])
+                limit = " AND f.path < ?" if len(until) > 3 else ""
+                sub = self._one(
+                    conn,
+                    "SELECT min(f.path) FROM files f WHERE f.project_id = ? AND f.ref = ? "
+                    f"AND f.path >= ?{limit} AND {in_subfolder}",
+                    (*until, len(prefix) + 1, "%/%"),
+                )
+                if sub is None or sub[0] is None:
+                    return None if ahead is None else str(ahead[0])
+                files = self._one(
+                    conn,
+                    "SELECT count(*) FROM files f WHERE f.project_id = ? AND f.ref = ? "
+                    "AND f.path >= ? AND f.path < ?",
+                    (project_id, ref, lower, sub[0]),
+                )[0]
+            name = str(sub[0])[len(prefix) :].partition("/")[0]
+            remaining -= int(files) + 1  # those files, then the subfolder itself
+            lower = prefix + name + "0"
+            if remaining <= 0:
+                return lower
 
     def unsized_md5s(self, limit: int = 1000) -> list[tuple[int, str, str]]:
         """Up to `limit` (project_id, md5, hash_name) of objects whose size is still unknown."""
@@ -688,6 +734,52 @@ class SqlIndexStore(SqlQueries, IndexStore):
                         (size * int(count), int(count), project_id, ref),
                     )
         return updated
+
+    def iter_presence_keys(
+        self, project_id: int, *, unchecked_only: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """The distinct (md5, hash_name) of the dataset's stored files, by md5, read in pages."""
+        unchecked = " AND (in_storage IS NULL OR in_storage = ?)" if unchecked_only else ""
+        extra: list[Any] = [False] if unchecked_only else []
+        after = ("", "")
+        while True:
+            with self._read() as conn:
+                rows = self._x(
+                    conn,
+                    "SELECT DISTINCT md5, hash_name FROM files WHERE project_id = ? "
+                    f"AND status = 'ok'{unchecked} AND (md5 > ? OR (md5 = ? AND hash_name > ?)) "
+                    "ORDER BY md5, hash_name LIMIT ?",
+                    (project_id, *extra, after[0], after[0], after[1], PAGE),
+                ).fetchall()
+            yield from ((str(md5), str(hash_name)) for md5, hash_name in rows)
+            if len(rows) < PAGE:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def set_presence(self, project_id: int, states: Mapping[tuple[str, str], bool]) -> int:
+        """Record whether the site holds each (md5, hash_name) object, on every ref's files."""
+        changed = 0
+        with self._write() as conn:
+            for (md5, hash_name), present in states.items():
+                cursor = self._x(
+                    conn,
+                    "UPDATE files SET in_storage = ? WHERE project_id = ? AND md5 = ? "
+                    "AND hash_name = ? AND status = 'ok' "
+                    "AND (in_storage IS NULL OR in_storage <> ?)",
+                    (bool(present), project_id, md5, hash_name, bool(present)),
+                )
+                changed += max(cursor.rowcount, 0)
+        return changed
+
+    def forget_presence(self, project_id: int) -> int:
+        """Make every file of the dataset's presence unknown (it has no usable site now)."""
+        with self._write() as conn:
+            cursor = self._x(
+                conn,
+                "UPDATE files SET in_storage = NULL WHERE project_id = ? AND in_storage IS NOT NULL",
+                (project_id,),
+            )
+            return max(int(cursor.rowcount), 0)
 
     # ---------------------------------------------------------------- manifests
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from indexer.data.object_ids import ObjectKey, parse_object_key
 from indexer.data.pointers import (
     PointerError,
     PointerOut,
@@ -22,6 +23,7 @@ from indexer.data.pointers import (
     object_key,
     parse_pointer,
 )
+from indexer.data.presence import MAX_KEYS, check_presence
 from indexer.data.storage import (
     Credentials,
     LocalObjectStore,
@@ -135,6 +137,7 @@ def sync_project(ctx: SyncContext, project_id: int) -> str:
         ):
             _index_ref(ctx, dataset, git_ref)
     fill_sizes(ctx, project_id)
+    check_storage(ctx, project_id, everything=True)
     return "synced"
 
 
@@ -184,6 +187,7 @@ def sync_ref(
         _index_ref(ctx, dataset, git_ref)
         outcome = "indexed"
     fill_sizes(ctx, project_id)
+    check_storage(ctx, project_id)
     return outcome
 
 
@@ -369,6 +373,54 @@ def fill_sizes(ctx: SyncContext, project_id: int | None = None, limit: int = 500
     with ThreadPoolExecutor(max_workers=SIZE_FILL_CONCURRENCY) as pool:
         sizes = dict(found for found in pool.map(head, pending) if found)
     return ctx.store.set_sizes(sizes) if sizes else 0
+
+
+# ------------------------------------------------------------------------------ presence
+
+
+def check_storage(ctx: SyncContext, project_id: int, *, everything: bool = False) -> int | None:
+    """Record whether the storage site holds each object the dataset's files name
+    (`IndexedFile.in_storage`), asking the site in batches (`indexer.data.presence`), never once
+    per row at read time. A ref sync checks the objects not known to be stored (new ones,
+    and those missing last time); a project sync (reconcile) re-checks every object, so bytes
+    lost from the site show. Returns the number of files whose mark changed, None when the
+    site could not answer (the marks stay as they were)."""
+    dataset = ctx.store.get_dataset(project_id)
+    try:
+        objects = ctx.object_store(dataset) if dataset is not None else None
+    except DshubError as exc:  # a site this process cannot open (e.g. its credentials)
+        log.warning("presence of dataset %s not checked: %s", project_id, exc.message)
+        return None
+    if objects is None:
+        return ctx.store.forget_presence(project_id)
+    keys = ctx.store.iter_presence_keys(project_id, unchecked_only=not everything)
+    changed = 0
+    batch: list[ObjectKey] = []
+    try:
+        for md5, hash_name in keys:
+            try:
+                parsed = parse_object_key(object_key("", md5, hash_name, is_dir=False))
+            except PointerError:
+                continue  # an entry sync recorded as broken; it has no object to look for
+            if parsed is not None:
+                batch.append(parsed)
+            if len(batch) >= MAX_KEYS:
+                changed += _record_presence(ctx, project_id, objects, batch)
+                batch = []
+        if batch:
+            changed += _record_presence(ctx, project_id, objects, batch)
+    except DshubError as exc:
+        log.warning("presence check of dataset %s failed: %s", project_id, exc.message)
+        return None
+    return changed
+
+
+def _record_presence(ctx: SyncContext, project_id: int, objects: Any, keys: list[ObjectKey]) -> int:
+    missing: set[str] = set()
+    for checked in check_presence(objects, keys):
+        missing |= checked.missing
+    states = {(key.md5, key.hash_name): key.key not in missing for key in keys}
+    return ctx.store.set_presence(project_id, states)
 
 
 # ------------------------------------------------------------------------------ reconcile

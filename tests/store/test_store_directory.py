@@ -66,6 +66,26 @@ def test_directory_level_pages_through_large_flat_directories(store: IndexStore)
     level = _level(store, "flat")
     assert [name for name, _ in level] == [*names, "s"]
     assert level[-1] == ("s", "dir")
+    for offset in (1, DIRECTORY_PAGE, count - 1, count, count + 1):
+        tail = [name for name, _ in store.iter_directory(1, "main", "flat", offset)]
+        assert tail == [*names, "s"][offset:], offset
+
+
+def test_presence_is_recorded_per_object_on_every_ref(store: IndexStore) -> None:
+    store.upsert_dataset(dataset())
+    shared, lost = "a" * 32, "b" * 32
+    store.replace_ref_files(1, MAIN, [file("x", md5=shared), file("y", md5=lost)])
+    store.replace_ref_files(1, RefInfo("v1", "tag", "b" * 40), [file("old/x", md5=shared)])
+    assert sorted(store.iter_presence_keys(1)) == [(shared, "md5"), (lost, "md5")]
+    assert store.set_presence(1, {(shared, "md5"): True, (lost, "md5"): False}) == 3
+    marks = {f.path: f.in_storage for ref in ("main", "v1") for f in store.iter_ref_files(1, ref)}
+    assert marks == {"x": True, "y": False, "old/x": True}
+    assert store.set_presence(1, {(shared, "md5"): True}) == 0  # nothing changed
+    assert list(store.iter_presence_keys(1, unchecked_only=True)) == [(lost, "md5")]
+    found = store.get_file(1, "main", "y")
+    assert found is not None and found.in_storage is False
+    assert store.forget_presence(1) == 3
+    assert {f.in_storage for f in store.iter_ref_files(1, "main")} == {None}
 
 
 def test_directory_level_only_reads_its_own_ref(store: IndexStore) -> None:
@@ -92,7 +112,12 @@ def test_directory_levels_match_a_naive_listing(store: IndexStore, paths: list[s
             (name, "file" if found is not None else "dir")
             for name, found in store.iter_directory(project_id, "main", directory)
         ]
-        assert got == _naive_level(paths, directory), directory
+        expected = _naive_level(paths, directory)
+        assert got == expected, directory
+        for offset in range(1, len(expected) + 2):  # skipped in the database, same entries
+            skipped = store.iter_directory(project_id, "main", directory, offset)
+            names = [(name, "file" if found is not None else "dir") for name, found in skipped]
+            assert names == expected[offset:], (directory, offset)
 
 
 def _no_file_dir_clash(paths: list[str]) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 from indexer.data.storage import StorageSite
 from indexer.gitlab.reader import GitLabReader
 from indexer.read import search
+from indexer.read.resolve import DvcObject, Resolver
 from indexer.read.search import Viewer
 from indexer.sites.registry import SiteRegistry
 from indexer.store import IndexStore
@@ -177,3 +178,59 @@ def test_missing_manifest_is_marked_not_fatal(
     files = {f.path: f for f in store.iter_ref_files(pid, "v0.1.0")}
     assert files["model.bin"].status == "ok"
     assert files["images"].status == "error"
+
+
+def _object_key(pid: int, md5: str) -> str:
+    return f"team/{pid}/files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def test_sync_marks_files_whose_objects_the_site_does_not_hold(
+    ctx: sync.SyncContext, store: IndexStore, dataset: dict[str, Any], s3_bucket: S3Bucket
+) -> None:
+    pid, repo = dataset["project"].id, dataset["repo"]
+    sync.sync_project(ctx, pid)
+    for ref in ("main", "v0.1.0"):
+        marks = {f.path: f.in_storage for f in store.iter_ref_files(pid, ref)}
+        assert set(marks.values()) == {True}, (ref, marks)
+    # The bytes of one directory entry and of one single-file pointer are lost from S3.
+    client = s3_bucket.client()
+    for data in (image_bytes(1), image_bytes(99, 4096)):
+        client.delete_object(Bucket=s3_bucket.name, Key=_object_key(pid, _md5(data)))
+    lost = {"images/cat1.png", "model.bin"}
+    # A ref sync with nothing new does not look again; a project sync (reconcile) does.
+    sync.sync_project(ctx, pid)
+    for ref in ("main", "v0.1.0"):
+        marks = {f.path: f.in_storage for f in store.iter_ref_files(pid, ref)}
+        assert {path for path, present in marks.items() if present is False} == lost, ref
+        assert all(marks[path] is True for path in set(marks) - lost)
+    # The tree and the file carry the mark, read from the index (no request to the site).
+    resolver = Resolver(store, ctx.reader, ctx.sites, {})
+    indexed = store.get_dataset(pid)
+    assert indexed is not None
+    commit = resolver.commit(indexed, "v0.1.0")
+    level = {item.name: item for item in resolver.list_level(indexed, commit, "images")}
+    assert level["cat1.png"].in_storage is False and level["cat0.png"].in_storage is True
+    assert level["masks"].in_storage is None  # a folder: no mark
+    # Any page of a level: the store skips the entries before it, the same entries follow.
+    whole = [item.path for item in resolver.list_level(indexed, commit, "")]
+    assert {"README.md", "images", "model.bin"} <= set(whole)
+    for offset in range(1, len(whole) + 2):
+        assert [i.path for i in resolver.list_level(indexed, commit, "", offset)] == whole[offset:]
+    target = resolver.resolve(indexed, commit, "model.bin")
+    assert isinstance(target, DvcObject) and target.in_storage is False
+    # A push re-checks what was missing and checks what is new. `dvc push` sends model.bin
+    # again; it trusts the directory's `.dir` on the remote, so the entry is put back here.
+    client.put_object(
+        Bucket=s3_bucket.name, Key=_object_key(pid, _md5(image_bytes(1))), Body=image_bytes(1)
+    )
+    repo.write("labels.csv", b"file,label\ncat0.png,cat\n")
+    repo.track("labels.csv")
+    second = repo.commit_and_push("Add labels")
+    sync.sync_ref(ctx, pid, "main", before=dataset["first"], after=second)
+    main = {f.path: f.in_storage for f in store.iter_ref_files(pid, "main")}
+    assert main["images/cat1.png"] is True and main["labels.csv"] is True
+    assert main["model.bin"] is True
+    # Without a usable storage site, presence is unknown, not "missing".
+    dataset["project"].variables.delete("DSHUB_STORAGE_SITE")
+    sync.sync_project(ctx, pid)
+    assert {f.in_storage for f in store.iter_ref_files(pid, "main")} == {None}

@@ -20,6 +20,16 @@ from tests.receiver.serving import Gunicorn, start_gunicorn
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 XSS_FILE = '<img src=x onerror="window.__pwned=3">.txt'
 MANY = 205  # files in tricks/tricky's folder `many/`: three pages of 100
+LOST = "pics/victim.bin"  # pets/dogs' file whose bytes are deleted from the site
+
+
+def _lose_bytes(world: World) -> None:
+    """Delete the object of `LOST` from the `disk` site and re-sync, so the index marks it."""
+    data = world.files[f"dogs/{LOST}"]
+    digest = md5(data)
+    stored = world.local_site / "sets" / str(world.dogs.id) / "files" / "md5" / digest[:2]
+    (stored / digest[2:]).unlink()
+    world.sync(world.dogs.id)
 
 
 def _add_markup_dataset(world: World) -> None:
@@ -89,6 +99,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
         (root / "work").mkdir()
         build(made, root / "work", dvc_environment(root / "dvc-state"))
         _add_markup_dataset(made)
+        _lose_bytes(made)
         yield made
     finally:
         sandbox.stop()

@@ -210,3 +210,62 @@ def test_every_page_passes_axe_and_is_captured(
                 )
         context.close()
     assert failures == {}, "\n".join(f"{k}: {v}" for k, v in failures.items())
+
+
+def test_missing_bytes_broken_previews_and_who_committed(
+    browser: Browser, server: Gunicorn, world: World, artifacts: Path
+) -> None:
+    context = new_context(browser, server.url, world.tokens["reporter"])
+    page = context.new_page()
+    # Signed in by cookie alone (no sign-in form in this browser): the header names the user.
+    page.goto("/datasets/pets/dogs/-/tree/pics?ref=v1")
+    expect(page.locator(".who")).to_contain_text("@reporter")
+
+    # "not in storage" on exactly the file whose bytes the site lost (sync recorded it).
+    rows = page.locator("table.file-table tbody tr")
+    lost = rows.filter(has=page.get_by_role("link", name="victim.bin", exact=True))
+    expect(lost.locator(".badge.missing")).to_have_text("not in storage")
+    expect(page.locator(".badge.missing")).to_have_count(1)
+    tree = context.request.get(f"/api/v1/datasets/{world.dogs.id}/tree?path=pics&ref=v1").json()
+    marks = {item["name"]: item["in_storage"] for item in tree["items"]}
+    assert marks["victim.bin"] is False and marks["photo.jpg"] is True, marks
+    assert marks[".gitignore"] is None  # a git file: nothing to check
+    # Pages start at an offset in the store; git and DVC entries (a folder in both, at the
+    # root) still merge into the same level, page by page.
+    for folder in ("", "pics"):
+        api = f"/api/v1/datasets/{world.dogs.id}/tree?path={folder}&ref=v1"
+        whole = [item["path"] for item in context.request.get(api).json()["items"]]
+        for per_page in (1, 2, 3):
+            paged: list[str] = []
+            for number in range(1, len(whole) // per_page + 2):
+                answer = context.request.get(f"{api}&page={number}&per_page={per_page}").json()
+                paged += [item["path"] for item in answer["items"]]
+            assert paged == whole, (folder, per_page)
+
+    # The file page says so too, and who committed the file (linked to GitLab).
+    page.get_by_role("link", name="victim.bin", exact=True).click()
+    expect(page.locator("#file-title .badge.missing")).to_be_visible()
+    expect(page.locator(".notice")).to_contain_text("did not hold this file's bytes")
+    committed = page.locator(".committed-by")
+    expect(committed).to_contain_text("Test User")
+    sha = world.shas["dogs"]
+    expect(committed.get_by_role("link")).to_have_text(re.compile(rf"^{sha[:8]}"))
+    href = committed.get_by_role("link").get_attribute("href") or ""
+    assert href == f"{world.dogs.web_url}/-/commit/{sha}", href
+    page.screenshot(path=str(artifacts / "file-not-in-storage-1280.png"), full_page=True)
+    page.goto("/datasets/pets/dogs/-/blob/pics/photo.jpg?ref=v1")
+    expect(page.locator(".badge.missing")).to_have_count(0)
+
+    # A preview that cannot be decoded shows the placeholder, not a broken image.
+    page.goto("/datasets/pets/dogs/-/tree/pics?ref=v1&previews=1")
+    good = page.get_by_role("img", name="Preview of photo.jpg")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=good.element_handle())
+    tile = page.locator(".tile").filter(has=page.get_by_role("link", name="fake.png"))
+    tile.scroll_into_view_if_needed()
+    expect(tile.locator(".thumb.none")).to_have_text("PNG")
+    expect(page.get_by_role("img", name="Preview of fake.png")).to_have_count(0)
+    page.screenshot(path=str(artifacts / "tree-broken-preview-1280.png"), full_page=True)
+    page.goto("/datasets/pets/dogs/-/blob/pics/fake.png?ref=v1")
+    expect(page.locator(".large-preview .thumb.none")).to_contain_text("No preview")
+    expect(page.get_by_role("img", name="Preview of fake.png")).to_have_count(0)
+    context.close()

@@ -11,8 +11,6 @@ the API's `Resolver` for refs, folders and files), so a dataset the caller may n
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import islice
 from urllib.parse import quote
@@ -22,9 +20,12 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from indexer.errors import DshubError, NotFound
+from indexer.gitlab.permissions import token_from_headers
 from indexer.read import search
 from indexer.read.resolve import Commit, Folder, GitFile, TreeItem, validate_path, validate_ref
 from indexer.store import Dataset, Ref
+from indexer.write import datasets as write
+from indexer.write.datasets import Commit as HistoryCommit
 from webhook_service.api_sites import site_json
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
@@ -151,8 +152,8 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
     path = validate_path(path, allow_root=True) if path else ""
     at = place(dataset)
     page = page_number()
-    level = services().resolver.list_level(dataset, at.commit, path)
-    chosen: list[TreeItem] = list(islice(level, (page - 1) * PER_PAGE, page * PER_PAGE + 1))
+    level = services().resolver.list_level(dataset, at.commit, path, offset=(page - 1) * PER_PAGE)
+    chosen: list[TreeItem] = list(islice(level, PER_PAGE + 1))
     if page > 1 and not chosen:
         raise NotFound(f"Page {page} of this folder is empty; go back to page 1.")
     more = len(chosen) > PER_PAGE
@@ -253,25 +254,18 @@ def rows_of(links: _Links, items: list[TreeItem]) -> list[Row]:
     return rows
 
 
-_readme_cache: OrderedDict[tuple[int, str], Markup | None] = OrderedDict()
-_readme_lock = threading.Lock()
-README_CACHE_ENTRIES = 256
-
-
 def _readme(dataset: Dataset, at: Place) -> Markup | None:
-    """The README card at the commit; kept per (dataset, commit sha), which never changes."""
-    key = (dataset.project_id, at.commit.sha)
-    with _readme_lock:
-        if key in _readme_cache:
-            _readme_cache.move_to_end(key)
-            return _readme_cache[key]
-    card = _read_readme(dataset, at)
-    if card is _UNREACHABLE:
-        return None  # GitLab unreachable: the page still shows, without the card; not cached
-    with _readme_lock:
-        _readme_cache[key] = card
-        while len(_readme_cache) > README_CACHE_ENTRIES:
-            _readme_cache.popitem(last=False)
+    """The README card at the commit; kept per (dataset, commit sha), which never changes, in
+    the process's `Services.commit_facts` (not when GitLab could not be read)."""
+
+    def read() -> tuple[Markup | None, bool]:
+        card = _read_readme(dataset, at)
+        if card is _UNREACHABLE:
+            return None, False  # the page still shows, without the card; asked again next time
+        return card, True
+
+    key = ("readme", dataset.project_id, at.commit.sha, "")
+    card: Markup | None = services().commit_facts.get_or_make(key, read)
     return card
 
 
@@ -390,6 +384,7 @@ def _blob(dataset: Dataset, path: str) -> ResponseReturnValue:
     if isinstance(target, GitFile):
         facts = {"Stored in": "git", "Size": target.size, "Git blob": target.blob_id}
         media = target.media_type
+        changed_by = _last_commit(dataset, at, path)
     else:
         facts = {
             "Stored in": f"storage site {dataset.storage_site or '(none selected)'}",
@@ -398,6 +393,7 @@ def _blob(dataset: Dataset, path: str) -> ResponseReturnValue:
             "Hash": target.hash_name,
         }
         media = target.media_type
+        changed_by = _last_commit(dataset, at, target.pointer_path or f"{path}.dvc")
     return render_template(
         "ui/file.html",
         dataset=dataset,
@@ -406,9 +402,33 @@ def _blob(dataset: Dataset, path: str) -> ResponseReturnValue:
         name=path.rsplit("/", 1)[-1],
         media_type=media,
         facts=facts,
+        target=target,
+        changed_by=changed_by,
         links=links,
         large=LARGE_PREVIEW,
     )
+
+
+def _last_commit(dataset: Dataset, at: Place, path: str) -> HistoryCommit | None:
+    """Who committed it: the last commit up to the viewed one that touched `path` (the file's
+    pointer, or the git file itself), asked of GitLab with the caller's own token and kept
+    per (dataset, commit sha, path) — history up to a commit never changes. None when GitLab
+    cannot say now (the page shows without it)."""
+
+    def ask() -> tuple[HistoryCommit | None, bool]:
+        token = token_from_headers(dict(request.headers), dict(request.cookies))
+        try:
+            client = services().request_reader(token).client
+            page = write.commits(
+                client, dataset.project_id, ref=at.commit.sha, path=path, page=1, per_page=1
+            )
+        except DshubError:
+            return None, False
+        return (page.items[0] if page.items else None), True
+
+    key = ("last-commit", dataset.project_id, at.commit.sha, path)
+    found: HistoryCommit | None = services().commit_facts.get_or_make(key, ask)
+    return found
 
 
 def _versions(dataset: Dataset) -> ResponseReturnValue:

@@ -16,9 +16,10 @@ from datetime import timedelta
 from flask import redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 
-from indexer.errors import NotAuthenticated
+from indexer.errors import DshubError, NotAuthenticated
 from indexer.gitlab.permissions import token_key
 from webhook_service.app_settings import services
+from webhook_service.auth import current_viewer
 from webhook_service.csrf import SESSION_COOKIE
 from webhook_service.ui import blueprint
 
@@ -38,8 +39,14 @@ def current_user() -> SignedIn | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    known = session.get("token") == token_key(token)[:32]
-    return SignedIn(username=session.get("username") if known else None)
+    if session.get("token") == token_key(token)[:32] and session.get("username"):
+        return SignedIn(username=session["username"])
+    # A cookie set elsewhere (a fresh browser, curl -b): the viewer GitLab resolved for this
+    # request knows the name (the permission cache holds it; no extra GitLab call).
+    try:
+        return SignedIn(username=current_viewer().username)
+    except DshubError:
+        return SignedIn(username=None)
 
 
 def safe_next(target: str | None) -> str:

@@ -21,3 +21,34 @@ document.addEventListener("click", async (event) => {
     }
   }
 });
+
+// A preview the server could not make (a corrupt image, bytes missing from storage) shows
+// the same placeholder as a file without one, not the browser's broken-image icon and alt
+// text. `error` does not bubble, so it is caught on the way down; previews that failed
+// before this deferred script ran are found by their state.
+function showPlaceholder(img) {
+  const label = img.dataset.placeholder;
+  if (label === undefined || !img.isConnected) {
+    return;
+  }
+  const box = document.createElement("span");
+  box.className = img.className.replace(/\bthumb\b/, "") + " thumb none failed";
+  box.textContent = label;
+  box.title = "No preview: the image could not be read";
+  box.setAttribute("aria-hidden", "true");
+  img.replaceWith(box);
+}
+document.addEventListener(
+  "error",
+  (event) => {
+    if (event.target instanceof HTMLImageElement) {
+      showPlaceholder(event.target);
+    }
+  },
+  true,
+);
+for (const img of document.querySelectorAll("img[data-placeholder]")) {
+  if (img.complete && img.naturalWidth === 0 && img.currentSrc) {
+    showPlaceholder(img);
+  }
+}
