@@ -136,3 +136,25 @@ def test_the_core_is_foldered_by_what_it_does() -> None:
     assert flat == ["__init__.py", "errors.py", "json_input.py", "service_db.py"], flat
     folders = sorted(p.name for p in (ROOT / "indexer").iterdir() if (p / "__init__.py").exists())
     assert folders == ["data", "gc", "gitlab", "ingest", "read", "sites", "store", "sync", "write"]
+
+
+def test_every_library_production_code_imports_is_declared() -> None:
+    """A library the code imports is a dependency in pyproject.toml, not a transitive accident."""
+    import tomllib
+
+    declared = {
+        re.split(r"[<>=\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+            "dependencies"
+        ]
+    }
+    # import name -> distribution name, where they differ
+    distribution = {"PIL": "pillow", "gitlab": "python-gitlab", "yaml": "pyyaml",
+                    "dvc_data": "dvc-data", "markdown_it": "markdown-it-py",
+                    "prometheus_client": "prometheus-client"}  # fmt: skip
+    imported: set[str] = set()
+    for package in PRODUCTION_PACKAGES:
+        imported |= {name.split(".")[0] for name in _imports(package)}
+    third_party = imported - set(sys.stdlib_module_names) - set(PRODUCTION_PACKAGES) - {"_typeshed"}
+    missing = sorted(n for n in third_party if distribution.get(n, n).lower() not in declared)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

@@ -1,17 +1,20 @@
-"""A small thread-safe least-recently-used cache, for facts that never change once known.
+"""A thread-safe least-recently-used cache (cachetools' `LRUCache` behind a lock), for facts that
+never change once known and for pooled clients.
 
-Instances are owned by the composition root (`dshub.services.Services`), never by a module,
-so each process (and each test's application) has its own and `Services.close()` drops it.
-Used for what is fixed by a commit sha: a dataset's README card at a commit, the last commit
-that touched a path up to a commit.
+Instances are owned by their owner (the composition root `dshub.services.Services`, the
+resolver), never by a module, so each process (and each test's application) has its own and
+`Services.close()` drops it. Used for what is fixed by a commit sha: a dataset's README card
+at a commit, the last commit that touched a path up to a commit; and the resolver's object
+stores per site.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+from cachetools import LRUCache
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -24,7 +27,9 @@ class LruCache(Generic[K, V]):
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._entries: OrderedDict[K, tuple[V]] = OrderedDict()  # boxed: None is an answer
+        self._entries: LRUCache[K, tuple[V]] = LRUCache(
+            maxsize=max_entries
+        )  # boxed: None is an answer
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -34,18 +39,12 @@ class LruCache(Generic[K, V]):
     def lookup(self, key: K) -> tuple[V] | None:
         """`(answer,)` when `key` is held, else None; marks it recently used."""
         with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
+            return self._entries.get(key)
 
     def put(self, key: K, value: V) -> None:
         """Keep `value` for `key`, evicting the least recently used beyond `max_entries`."""
         with self._lock:
             self._entries[key] = (value,)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
 
     def get_or_make(self, key: K, make: Callable[[], tuple[V, bool]]) -> V:
         """The held answer, else `make()` → (answer, keep): kept only when `keep` (an answer

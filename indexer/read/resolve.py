@@ -18,7 +18,6 @@ import posixpath
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from indexer.data.storage import (
 from indexer.data.tracked_files import ELSEWHERE, IMPORTED, file_of, files_of_out, load_manifest
 from indexer.errors import DshubError, InvalidInput, NotFound
 from indexer.gitlab.reader import GitLabReader, TreeEntry
+from indexer.read.lru import LruCache
 from indexer.store import Dataset, IndexedFile, IndexStore, ManifestRow
 
 MAX_REF = 255
@@ -240,7 +240,7 @@ class Resolver:
         self._lock = threading.Lock()
         self._refs: dict[tuple[int, str], tuple[str, float]] = {}
         self._site_cache: dict[str, tuple[StorageSite | None, float]] = {}
-        self._object_stores: OrderedDict[tuple[StorageSite, int], ObjectStore] = OrderedDict()
+        self._object_stores: LruCache[tuple[StorageSite, int], ObjectStore] = LruCache(256)
 
     # ---------------------------------------------------------------- refs
 
@@ -310,18 +310,10 @@ class Resolver:
     def objects(self, dataset: Dataset) -> ObjectStore:
         """Byte access confined to `<site prefix>/<project_id>/` on the dataset's own site."""
         site = self.site(dataset)
-        key = (site, dataset.project_id)
-        with self._lock:
-            found = self._object_stores.get(key)
-            if found is not None:
-                self._object_stores.move_to_end(key)
-                return found
-        opened = open_objects(site, dataset.project_id, self.credentials)
-        with self._lock:
-            self._object_stores[key] = opened
-            while len(self._object_stores) > 256:
-                self._object_stores.popitem(last=False)
-        return opened
+        return self._object_stores.get_or_make(
+            (site, dataset.project_id),
+            lambda: (open_objects(site, dataset.project_id, self.credentials), True),
+        )
 
     # ---------------------------------------------------------------- files
 
