@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 # The figures taken from each benchmark's output: name -> (benchmark, how to read it).
-STREAM = re.compile(r"^dshub stream \(requests, token header\)\s+([\d.]+)\s+([\d.]+)", re.M)
+STREAM = re.compile(r"^dshub stream\s+([\d.]+)\s+([\d.]+)", re.M)
 
 
 def run(tree: Path, argv: list[str]) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 from importlib import metadata
@@ -20,7 +21,13 @@ from indexer.data.dvc_env import dvc_environment
 from indexer.errors import Unavailable
 
 DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore")
-PIPELINE = Path(__file__).resolve().parents[2] / "gitlab-ci" / "dataset.gitlab-ci.yml"
+# Where the dataset pipeline is: in a source checkout, the repository's own folder (an
+# editable install's copy under share/ may be older); installed, the wheel's data files
+# (`<prefix>/share/dshub/`, pyproject.toml's `data-files`).
+PIPELINE_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "gitlab-ci" / "dataset.gitlab-ci.yml",
+    Path(sysconfig.get_path("data")) / "share" / "dshub" / "gitlab-ci" / "dataset.gitlab-ci.yml",
+)
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
 
@@ -71,7 +78,13 @@ def _run_dvc_init(state_dir: Path) -> dict[str, str]:
 
 def pipeline_text() -> str:
     """The shipped dataset pipeline (`.gitlab-ci.yml` of every new dataset)."""
-    return PIPELINE.read_text(encoding="utf-8")
+    for candidate in PIPELINE_CANDIDATES:
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise Unavailable(
+        "the dataset pipeline (share/dshub/gitlab-ci/dataset.gitlab-ci.yml) is not installed: "
+        "reinstall dshub from its wheel"
+    )
 
 
 def readme_text(

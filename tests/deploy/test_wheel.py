@@ -216,3 +216,22 @@ def test_dshub_serve_from_the_wheel_indexes_searches_and_downloads(served: str) 
         # No UI yet: `/` is the API's JSON 404 (not a crash, not a stray page).
         assert home.status_code == 404
         assert home.json()["error"]["code"] == "not_found"
+
+
+def test_the_installed_write_path_finds_the_shipped_dataset_pipeline(
+    installed: Installed, tmp_path: Path
+) -> None:
+    # A new dataset's first commit holds the pipeline: read from the wheel's share/, not a checkout.
+    code = "from indexer.write.skeleton import pipeline_text; print(pipeline_text())"
+    result = subprocess.run(
+        [str(installed.bin / "python"), "-c", code],
+        cwd=tmp_path,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip() == (ROOT / "gitlab-ci" / "dataset.gitlab-ci.yml").read_text().strip()
+    )
