@@ -4,6 +4,7 @@ against gunicorn + the GitLab sandbox + moto S3 (see conftest)."""
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,21 @@ def test_reader_journey(browser: Browser, server: Gunicorn, world: World, tmp_pa
         page.get_by_role("link", name="Download cat0.png").click()
     assert download.value.suggested_filename == "cat0.png"
     assert Path(download.value.path()).read_bytes() == world.files["images/cat0.png"]
+
+    # "download data": the real files of this folder at this version, as one zip.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="download data").click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        names = {n.rsplit("/", 1)[-1]: n for n in archive.namelist()}
+        assert archive.read(names["cat0.png"]) == world.files["images/cat0.png"]
+        assert "MANIFEST.md5" in names
+    # "download files": the dataset's repository (pointers, no data), as GitLab archives it.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="download files").click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        listed = archive.namelist()
+        assert any(n.endswith(".dvc") for n in listed), listed
+        assert not any(n.endswith("cat0.png") for n in listed), listed
 
     page.get_by_role("link", name="Copy link to cat0.png").click()
     expect(page.get_by_role("status").first).to_have_text("Link copied to the clipboard.")
