@@ -154,9 +154,16 @@ def measured_wrk(
     return result
 
 
-def run_wrk(url: str, body: Path, duration: int, connections: int) -> WrkResult:
-    """One wrk run; CPU share = wrk's user+system time / (wall time x CPU count)."""
+def run_wrk(
+    url: str, body: Path | None, duration: int, connections: int, path: str = "/webhooks/gitlab"
+) -> WrkResult:
+    """One wrk run; CPU share = wrk's user+system time / (wall time x CPU count).
+
+    With a `body` (a `push_template`), every request is a push delivery (`push.lua`);
+    without, plain GETs of `path`.
+    """
     env = dict(os.environ, BENCH_PUSH_BODY=str(body), BENCH_TOKEN=TOKEN)
+    script = ["-s", str(HERE / "push.lua")] if body is not None else []
     argv = [
         "wrk",
         "-t1",
@@ -165,9 +172,8 @@ def run_wrk(url: str, body: Path, duration: int, connections: int) -> WrkResult:
         "--latency",
         "--timeout",
         "5s",
-        "-s",
-        str(HERE / "push.lua"),
-        url + "/webhooks/gitlab",
+        *script,
+        url + path,
     ]
     started = time.monotonic()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -808,9 +808,12 @@ class SqlIndexStore(SqlQueries, IndexStore):
             count = self._one(
                 conn, "SELECT count(*) FROM manifest_entries WHERE dir_md5 = ?", (dir_md5,)
             )[0]
+            # Two workers may store the same manifest at once (PostgreSQL, read committed):
+            # both passed the check above, the entries are the same, the first row stands.
             self._x(
                 conn,
-                "INSERT INTO manifests (dir_md5, entry_count, stored_at) VALUES (?, ?, ?)",
+                "INSERT INTO manifests (dir_md5, entry_count, stored_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (dir_md5) DO NOTHING",
                 (dir_md5, int(count), self._ts_in(utcnow())),
             )
             return int(count)

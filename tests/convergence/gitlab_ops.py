@@ -130,15 +130,19 @@ def _files_at(project: Any, sha: str, directories: dict[str, dict[str, Any]]) ->
 
 
 def expected_index(
-    gl: gitlab.Gitlab, directories: dict[str, dict[str, Any]] | None = None
+    gl: gitlab.Gitlab,
+    directories: dict[str, dict[str, Any]] | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, Any]:
     """GitLab's truth in `tests.support.index_snapshot.index_snapshot` shape: every project that is a dataset.
 
     `directories` maps a `.dir` md5 to its entries `{relpath: (md5, size)}` (what was pushed
-    to storage), for datasets with tracked directories.
+    to storage), for datasets with tracked directories. `only`: just these project ids.
     """
     result: dict[str, Any] = {}
     for listed in gl.projects.list(get_all=True):
+        if only is not None and str(listed.id) not in only:
+            continue
         project = gl.projects.get(listed.id)
         branch = project.default_branch
         if not branch or _read(project, ".dvc/config", branch) is None:
