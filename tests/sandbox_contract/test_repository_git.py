@@ -358,7 +358,9 @@ def test_archives_put_every_entry_under_gitlabs_prefix(repo: GitRepo) -> None:
     sha = _commit(repo, [_create("a.txt", "A"), _create("d/b.txt", "B")])
     prefix = archive_prefix("proj", "main", sha)
     assert prefix == f"proj-main-{sha}"
-    assert archive_prefix("proj", sha, sha, "d/") == f"proj-{sha}-d"
+    # The API passes append_sha: true, so a sha as the ref appears twice (GitLab does so).
+    assert archive_prefix("proj", sha, sha, "d/") == f"proj-{sha}-{sha}-d"
+    assert archive_prefix("proj", sha, sha, "d/", append_sha=False) == f"proj-{sha}-d"
     data = repo.archive("main", "tar.gz", prefix)
     assert data is not None
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
