@@ -25,8 +25,8 @@ from indexer.gitlab.permissions import token_from_headers
 from indexer.read import archive
 from indexer.read.resolve import Commit, validate_path
 from indexer.store import Dataset
-from webhook_service.api_datasets import not_found
-from webhook_service.api_files import IMMUTABLE, REVALIDATE, _ref_arg, readable_dataset
+from webhook_service.api_datasets import not_found, readable_dataset
+from webhook_service.api_files import IMMUTABLE, REVALIDATE, _ref_arg
 from webhook_service.app_settings import services
 from webhook_service.params import int_arg
 

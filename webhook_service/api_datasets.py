@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from indexer.errors import NotFound
 from indexer.ingest.events import MAX_ID
 from indexer.read import search
+from indexer.read.search import Viewer
 from indexer.store import Dataset
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
@@ -59,6 +60,15 @@ def not_found(project_id: int) -> NotFound:
     return NotFound(f"dataset {project_id} not found")
 
 
+def readable_dataset(project_id: int, viewer: Viewer | None = None) -> Dataset:
+    """The dataset if the caller (or `viewer`) may read it; otherwise the one 404 for 'absent
+    or not yours'."""
+    dataset = search.get_dataset(services().index, viewer or current_viewer(), project_id)
+    if dataset is None:
+        raise not_found(project_id)
+    return dataset
+
+
 @blueprint.get("/datasets")
 def list_datasets() -> ResponseReturnValue:
     """Search datasets: `q`, `namespace`, `topic`, `visibility`, `media_type`, `sort`, pages."""
@@ -90,10 +100,7 @@ def list_datasets() -> ResponseReturnValue:
 @blueprint.get("/datasets/<int:project_id>")
 def get_dataset(project_id: int) -> ResponseReturnValue:
     """One dataset the caller may read."""
-    dataset = search.get_dataset(services().index, current_viewer(), project_id)
-    if dataset is None:
-        raise not_found(project_id)
-    return jsonify(dataset_json(dataset))
+    return jsonify(dataset_json(readable_dataset(project_id)))
 
 
 @blueprint.get("/datasets/<int:project_id>/versions")

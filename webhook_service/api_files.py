@@ -33,7 +33,6 @@ from indexer.data.previews import (
 )
 from indexer.data.storage import ObjectMissing, ReadAhead, S3ObjectStore, safe_key
 from indexer.errors import InvalidInput
-from indexer.read import search
 from indexer.read.resolve import (
     Commit,
     DvcObject,
@@ -44,9 +43,8 @@ from indexer.read.resolve import (
     validate_ref,
 )
 from indexer.store import Dataset
-from webhook_service.api_datasets import not_found
+from webhook_service.api_datasets import readable_dataset
 from webhook_service.app_settings import services, settings_of
-from webhook_service.auth import current_viewer
 from webhook_service.params import int_arg, parse_int
 
 blueprint = Blueprint("api_files", __name__, url_prefix="/api/v1")
@@ -67,14 +65,6 @@ def _previews() -> PreviewCache:
             cache = PreviewCache(settings_of(app).data_dir / "previews")
             app.extensions[PREVIEWS] = cache
         return cache
-
-
-def readable_dataset(project_id: int) -> Dataset:
-    """The dataset if the caller may read it; otherwise the one 404 for 'absent or not yours'."""
-    dataset = search.get_dataset(services().index, current_viewer(), project_id)
-    if dataset is None:
-        raise not_found(project_id)
-    return dataset
 
 
 def _ref_arg() -> str | None:

@@ -22,12 +22,10 @@ from flask.typing import ResponseReturnValue
 
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
 from indexer.gitlab.permissions import token_from_headers
-from indexer.read import search
 from indexer.read.search import Viewer
-from indexer.store import Dataset
 from indexer.sync import refs as sync
 from indexer.write import datasets as write
-from webhook_service.api_datasets import dataset_json, not_found
+from webhook_service.api_datasets import dataset_json, not_found, readable_dataset
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer, refresh_viewer
 from webhook_service.bodies import json_object
@@ -119,20 +117,13 @@ def _token() -> str:
     return token
 
 
-def _writer() -> tuple[Viewer, gitlab.Gitlab]:
+def caller_client() -> tuple[Viewer, gitlab.Gitlab]:
     """The signed-in caller and a python-gitlab client carrying their own token."""
     token = _token()
     viewer = current_viewer()
     if not viewer.signed_in:
         raise NotAuthenticated("sign in with your GitLab token to manage datasets")
     return viewer, services().request_reader(token).client
-
-
-def _readable(viewer: Viewer, project_id: int) -> Dataset:
-    dataset = search.get_dataset(services().index, viewer, project_id)
-    if dataset is None:
-        raise not_found(project_id)
-    return dataset
 
 
 def _as_dataset_404(project_id: int, work: Any) -> Any:
@@ -161,10 +152,7 @@ def _reindex(project_id: int, *, everyone: bool = False) -> Viewer:
 
 
 def _answer(viewer: Viewer, project_id: int, status: int = 200) -> Response:
-    dataset = search.get_dataset(services().index, viewer, project_id)
-    if dataset is None:
-        raise not_found(project_id)
-    response = jsonify(dataset_json(dataset))
+    response = jsonify(dataset_json(readable_dataset(project_id, viewer)))
     response.status_code = status
     if status == 201:
         response.headers["Location"] = f"/api/v1/datasets/{project_id}"
@@ -177,7 +165,7 @@ def _answer(viewer: Viewer, project_id: int, status: int = 200) -> Response:
 @blueprint.get("/namespaces")
 def list_namespaces() -> ResponseReturnValue:
     """Where the caller may create a dataset, each with the highest visibility it allows."""
-    _, client = _writer()
+    _, client = caller_client()
     choices = write.creatable_namespaces(client, services().settings.namespaces)
     return jsonify(
         items=[
@@ -196,7 +184,7 @@ def list_namespaces() -> ResponseReturnValue:
 @blueprint.post("/datasets")
 def create_dataset() -> ResponseReturnValue:
     """Create a dataset as the caller: 201 with the dataset as `GET /datasets/<id>` shows it."""
-    viewer, client = _writer()
+    viewer, client = caller_client()
     body = _json_object(CREATE_FIELDS, CREATE_EXAMPLE)
     spec = write.NewDataset(
         name=_text(body, "name", MAX_NAME, required=True) or "",
@@ -239,7 +227,7 @@ def create_dataset() -> ResponseReturnValue:
 @blueprint.patch("/datasets/<int:project_id>")
 def edit_dataset(project_id: int) -> ResponseReturnValue:
     """Change name, description, topics or visibility (GitLab decides who may)."""
-    viewer, client = _writer()
+    viewer, client = caller_client()
     body = _json_object(EDIT_FIELDS, EDIT_EXAMPLE)
     if not body:
         raise InvalidInput(f"give at least one of {', '.join(EDIT_FIELDS)}")
@@ -249,7 +237,7 @@ def edit_dataset(project_id: int) -> ResponseReturnValue:
         topics=_topics(body),
         visibility=_visibility(body),
     )
-    before = _readable(viewer, project_id)
+    before = readable_dataset(project_id, viewer)
     _as_dataset_404(project_id, lambda: write.edit_project(client, project_id, changes))
     widened = changes.visibility is not None and changes.visibility != before.visibility
     viewer = _reindex(project_id, everyone=widened)
@@ -257,8 +245,8 @@ def edit_dataset(project_id: int) -> ResponseReturnValue:
 
 
 def _archive(project_id: int, archived: bool) -> ResponseReturnValue:
-    viewer, client = _writer()
-    _readable(viewer, project_id)
+    viewer, client = caller_client()
+    readable_dataset(project_id, viewer)
     _as_dataset_404(project_id, lambda: write.set_archived(client, project_id, archived))
     viewer = _reindex(project_id)
     store = services().index
@@ -284,8 +272,8 @@ def unarchive_dataset(project_id: int) -> ResponseReturnValue:
 @blueprint.delete("/datasets/<int:project_id>")
 def delete_dataset(project_id: int) -> ResponseReturnValue:
     """GitLab's delete, as the caller: the dataset leaves the index; its bytes stay until gc."""
-    viewer, client = _writer()
-    _readable(viewer, project_id)
+    viewer, client = caller_client()
+    readable_dataset(project_id, viewer)
     _as_dataset_404(project_id, lambda: write.delete_project(client, project_id))
     # GitLab accepted the delete (202): drop the dataset now rather than asking GitLab,
     # which may keep a project pending deletion for a while.
@@ -299,7 +287,7 @@ def delete_dataset(project_id: int) -> ResponseReturnValue:
 def list_commits(project_id: int) -> ResponseReturnValue:
     """Who changed what, when: `ref` (default branch), `path`, `page`, `per_page` (≤ 100)."""
     viewer = current_viewer()
-    dataset = _readable(viewer, project_id)
+    dataset = readable_dataset(project_id, viewer)
     token = token_from_headers(dict(request.headers), dict(request.cookies))
     client = services().request_reader(token).client
     page = int_arg("page", 1, 1, MAX_PAGE)

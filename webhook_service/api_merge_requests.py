@@ -15,11 +15,9 @@ from flask.typing import ResponseReturnValue
 
 from indexer.data.diff import FileChange
 from indexer.errors import NotFound
-from indexer.read import search
 from indexer.sync.mr_diff import CommitsDiff, data_diff, read_merge_request
-from webhook_service.api_datasets import not_found
+from webhook_service.api_datasets import readable_dataset
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer
 from webhook_service.params import int_arg
 
 blueprint = Blueprint("api_merge_requests", __name__, url_prefix="/api/v1")
@@ -65,9 +63,7 @@ def _change_json(item: FileChange) -> dict[str, Any]:
 def merge_request_diff(project_id: int, iid: int) -> ResponseReturnValue:
     """Files added, removed and modified by merge request `!iid`, with byte sums."""
     limit = diff_limit()
-    dataset = search.get_dataset(services().index, current_viewer(), project_id)
-    if dataset is None:
-        raise not_found(project_id)
+    dataset = readable_dataset(project_id)
     ctx = services().request_context
     refs = read_merge_request(ctx, project_id, iid)
     if refs is None:

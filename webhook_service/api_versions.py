@@ -32,10 +32,10 @@ from indexer.store import Dataset
 from indexer.sync.mr_diff import commits_diff
 from indexer.write import versions
 from webhook_service import api_manage
+from webhook_service.api_datasets import readable_dataset
 from webhook_service.api_merge_requests import diff_json, diff_limit
 from webhook_service.api_uploads import flag_param, json_body, resync, text_param
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer
 
 log = logging.getLogger("dshub.versions")
 blueprint = Blueprint("api_versions", __name__, url_prefix="/api/v1")
@@ -57,9 +57,9 @@ class _Caller:
     """The signed-in caller, the dataset (readable, else the one 404) and their GitLab project."""
 
     def __init__(self, project_id: int) -> None:
-        viewer, client = api_manage._writer()
+        viewer, client = api_manage.caller_client()
         self.project_id = project_id
-        self.dataset: Dataset = api_manage._readable(viewer, project_id)
+        self.dataset: Dataset = readable_dataset(project_id, viewer)
         self.project = client.projects.get(project_id, lazy=True)
         self.token = token_from_headers(dict(request.headers), dict(request.cookies)) or ""
         self.user_id = viewer.user_id
@@ -131,7 +131,7 @@ def _ref_arg(name: str) -> str:
 @blueprint.get("/datasets/<int:project_id>/compare")
 def compare(project_id: int) -> ResponseReturnValue:
     """Files added, removed and modified between `from` and `to`, with byte sums."""
-    dataset = api_manage._readable(current_viewer(), project_id)  # first: hidden is missing
+    dataset = readable_dataset(project_id)  # first: hidden is missing
     base, head = _ref_arg("from"), _ref_arg("to")
     limit = diff_limit()
     ctx = services().request_context
