@@ -74,6 +74,17 @@ class TagPushEvent:
 
 
 @dataclass(frozen=True)
+class ReleaseEvent:
+    """A GitLab Release of a tag was created, edited or deleted (project and group hooks only:
+    system hooks carry no release events). The tag itself may be unchanged: only the notes."""
+
+    project_id: int
+    tag: str
+    action: str | None
+    kind: str = "release"
+
+
+@dataclass(frozen=True)
 class RefChange:
     """One ref moved by a `repository_update` system hook."""
 
@@ -155,6 +166,7 @@ class IgnoredEvent:
 Event = (
     PushEvent
     | TagPushEvent
+    | ReleaseEvent
     | RepositoryUpdateEvent
     | MergeRequestEvent
     | ProjectEvent
@@ -343,6 +355,14 @@ def _repository_update(data: Mapping[str, Any], _name: str) -> Event:
     return RepositoryUpdateEvent(project_id, tuple(parsed))
 
 
+def _release(data: Mapping[str, Any], _name: str) -> Event:
+    project_id = _int(data, "project.id", "project_id")
+    # GitLab sends the bare tag name (`v1.1`); the ref rules apply to its full name.
+    ref = _ref({"ref": f"refs/tags/{_str(data, 'tag')}"}, "ref", "refs/tags/")
+    action = data.get("action")
+    return ReleaseEvent(project_id, ref, action if isinstance(action, str) else None)
+
+
 def _merge_request(data: Mapping[str, Any], _name: str) -> Event:
     project_id = _int(data, "object_attributes.target_project_id", "project.id")
     iid = _int(data, "object_attributes.iid")
@@ -393,6 +413,7 @@ _HOOKS: dict[str, tuple[frozenset[str], _Parser]] = {
     "Push Hook": (frozenset({"push"}), _push),
     "Tag Push Hook": (frozenset({"tag_push"}), _tag_push),
     "Merge Request Hook": (frozenset({"merge_request"}), _merge_request),
+    "Release Hook": (frozenset({"release"}), _release),
     "Project Hook": (frozenset({"project_create", "project_destroy"}), _project),
     "Subgroup Hook": (
         frozenset({"subgroup_create", "subgroup_destroy"}),

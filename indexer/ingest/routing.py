@@ -24,6 +24,7 @@ from indexer.ingest.events import (
     ProjectEvent,
     PushEvent,
     RefChange,
+    ReleaseEvent,
     RepositoryUpdateEvent,
     TagPushEvent,
     UserEvent,
@@ -133,6 +134,10 @@ def route(event: Event) -> list[JobRequest]:
     match event:
         case PushEvent() | TagPushEvent():
             jobs.append(_ref_job(event.project_id, event))
+        case ReleaseEvent():
+            # The notes live in GitLab's Release, read with the tag: re-sync the tag (a ref
+            # at an unchanged commit only has its release fields compared and updated).
+            jobs.append(sync_ref_job(event.project_id, event.tag, None, None))
         case RepositoryUpdateEvent():
             jobs.extend(_ref_job(event.project_id, change) for change in event.changes)
         case MergeRequestEvent():

@@ -36,7 +36,7 @@ from indexer.data.tracked_files import file_of, files_of_out, load_manifest
 from indexer.errors import DshubError
 from indexer.gitlab.permissions import Generation
 from indexer.gitlab.reader import GitLabReader, GitRef, ProjectInfo
-from indexer.store import Dataset, IndexedFile, IndexStore, RefInfo, StaleRef
+from indexer.store import Dataset, IndexedFile, IndexStore, Ref, RefInfo, StaleRef
 
 log = logging.getLogger("dshub.sync")
 
@@ -171,13 +171,10 @@ def sync_ref(
     if git_ref.kind == "branch" and ref != dataset.default_branch:
         return "ignored (not the default branch)"
     current = ctx.store.get_ref(project_id, ref)
-    if (
-        current
-        and current.commit_sha == git_ref.commit_sha
-        and current.status == "ok"
-        and git_ref.same_release(current)
-    ):
-        return "unchanged"
+    if current and current.commit_sha == git_ref.commit_sha and current.status == "ok":
+        same = _same_commit(ctx, project_id, git_ref, current)
+        if same is not None:
+            return same
     outcome = None
     if before and current and current.commit_sha == before and current.status == "ok":
         outcome = _sync_incrementally(ctx, dataset, git_ref, before)
@@ -189,6 +186,23 @@ def sync_ref(
     fill_sizes(ctx, project_id)
     check_storage(ctx, project_id)
     return outcome
+
+
+def _same_commit(ctx: SyncContext, project_id: int, git_ref: GitRef, current: Ref) -> str | None:
+    """A ref already indexed at its commit: nothing to do, or only its Release changed.
+
+    None when the ref moved meanwhile and must be indexed in full.
+    """
+    if git_ref.same_release(current):
+        return "unchanged"
+    # Same commit, new Release notes or author (a release webhook): the files stand.
+    try:
+        ctx.store.apply_ref_changes(
+            project_id, _Problems().ref_info(git_ref), expected_commit=git_ref.commit_sha
+        )
+    except StaleRef:
+        return None
+    return "release updated"
 
 
 def _sync_incrementally(

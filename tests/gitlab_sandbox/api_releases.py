@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.gitlab_sandbox import permissions
+from tests.gitlab_sandbox import permissions, push_events
 from tests.gitlab_sandbox.entities import user_basic
 from tests.gitlab_sandbox.gitrepo import ZERO_SHA, GitRepo, Person, RefError
 from tests.gitlab_sandbox.http import (
@@ -271,6 +271,7 @@ def create_release(req: Request) -> Response:
                 req.state.fire_push(project, user, [(ZERO_SHA, target, f"refs/tags/{tag_name}")])
         now = req.state.now()
         release = {
+            "id": req.state.next_id("release"),
             "tag_name": tag_name,
             "name": param_str(req, "name") or tag_name,
             "description": param_str(req, "description") or "",
@@ -279,7 +280,60 @@ def create_release(req: Request) -> Response:
             "author_id": req.user.id if req.user else None,
         }
         _releases(project)[tag_name] = release
+    _fire_release(req, project, release, "create")
     return Response(201, _release_json(req, project, release))
+
+
+@router.route("PUT", "/api/v4/projects/:id/releases/:tag_name")
+def update_release(req: Request) -> Response:
+    """Edit a release's `name`, `description` or `released_at` (Developer+, as creating)."""
+    project = req.state.find_project(req.path_params["id"], req.user, "push")
+    with req.state.mutation():
+        release = _releases(project).get(req.path_params["tag_name"])
+        if release is None:
+            raise not_found()
+        for key in ("name", "description", "released_at"):
+            value = param_str(req, key)
+            if value is not None:
+                release[key] = value
+    _fire_release(req, project, release, "update")
+    return Response(200, _release_json(req, project, release))
+
+
+def _fire_release(req: Request, project: Any, release: dict[str, Any], action: str) -> None:
+    """Deliver GitLab's Release Hook (`object_kind: release`, `action` create/update/delete)
+    to the project's hooks with `releases_events` — system hooks get no release events."""
+    dispatcher = req.state.webhooks
+    if dispatcher is None:
+        return
+    shown = _release_json(req, project, release)
+    commit = shown["commit"] or {}
+    project_json = req.state.project_json(project, None, with_access=False)
+    body = {
+        "id": release.get("id"),
+        "created_at": release["created_at"],
+        "description": release["description"],
+        "name": release["name"],
+        "released_at": release["released_at"],
+        "tag": release["tag_name"],
+        "object_kind": "release",
+        "project": {
+            **push_events.project_hook_attrs(project_json),
+            "ci_config_path": project_json.get("ci_config_path"),
+        },
+        "url": shown["_links"]["self"],
+        "action": action,
+        "assets": shown["assets"],
+        "commit": {
+            "id": commit.get("id"),
+            "message": commit.get("message"),
+            "title": commit.get("title"),
+            "timestamp": commit.get("committed_date"),
+            "url": commit.get("web_url"),
+            "author": {"name": commit.get("author_name"), "email": commit.get("author_email")},
+        },
+    }
+    dispatcher.project_event(project, body, "releases_events")
 
 
 @router.route("DELETE", "/api/v4/projects/:id/releases/:tag_name")
@@ -290,4 +344,5 @@ def delete_release(req: Request) -> Response:
         release = _releases(project).pop(req.path_params["tag_name"], None)
     if release is None:
         raise not_found()
+    _fire_release(req, project, release, "delete")
     return Response(200, _release_json(req, project, release))

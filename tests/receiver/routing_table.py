@@ -53,7 +53,7 @@ TABLE: dict[str, tuple[str, list[JobRequest] | None]] = {
         [invalidate_permissions_job(group_id=10), reconcile_job()],
     ),
     "feature_flag.json": ("Feature Flag Hook", None),
-    "release.json": ("Release Hook", None),
+    "release.json": ("Release Hook", [sync_ref_job(2, "refs/tags/v1.1", None, None)]),
     "milestone.json": ("Milestone Hook", None),
     "emoji.json": ("Emoji Hook", None),
     "access_token_project.json": ("Resource Access Token Hook", None),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gitlab
 import pytest
+
+from tests.gitlab_sandbox.fixtures import WebhookReceiver
+from tests.sandbox_contract.payload_shape import load_example, shape_differences
 
 Client = Callable[..., tuple[Any, gitlab.Gitlab]]
 DEVELOPER, MAINTAINER, REPORTER = 30, 40, 20
@@ -193,3 +197,37 @@ def test_commit_revert_honours_the_protected_default_branch(
     with pytest.raises(gitlab.exceptions.GitlabRevertError) as unknown:
         project.commits.get("0" * 40, lazy=True).revert(branch="main")
     assert unknown.value.response_code == 404
+
+
+def test_release_hooks_on_create_update_delete_match_gitlab_payload(
+    gitlab_admin: gitlab.Gitlab, project: Any, webhook_receiver: WebhookReceiver
+) -> None:
+    """Project hooks with `releases_events` get GitLab's Release Hook for each change (`PUT`
+    edits a release); hooks without the flag get none."""
+    project.hooks.create(
+        {"url": webhook_receiver.url, "releases_events": True, "push_events": False}
+    )
+    project.hooks.create({"url": webhook_receiver.url + "/off", "push_events": False})
+    release = project.releases.create({"tag_name": "v1", "ref": "main", "description": "one"})
+    release.description = "one, edited"
+    release.save()
+    assert project.releases.get("v1").description == "one, edited"
+    project.releases.delete("v1")
+    hooks = [
+        h for h in webhook_receiver.wait_for(3) if h.headers.get("X-Gitlab-Event") == "Release Hook"
+    ]
+    bodies = [h.json() for h in hooks]
+    assert [b["action"] for b in bodies] == ["create", "update", "delete"]
+    assert [b["description"] for b in bodies] == ["one", "one, edited", "one, edited"]
+    assert {b["tag"] for b in bodies} == {"v1"} and {b["project"]["id"] for b in bodies} == {
+        project.id
+    }
+    # The sandbox's releases hold no asset links and commits carry no author's name here.
+    example = load_example("release")
+    example["assets"]["links"] = []
+    assert shape_differences(example, bodies[0], nullable={"$.commit.author.name"}) == []
+    time.sleep(0.5)  # the hook without `releases_events` had its chance
+    released = [
+        h for h in webhook_receiver.received if h.headers.get("X-Gitlab-Event") == "Release Hook"
+    ]
+    assert len(released) == 3

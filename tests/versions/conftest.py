@@ -37,6 +37,7 @@ from webhook_service.app_settings import services as app_services
 
 ROLES = {"mia": 40, "dev": 30, "rep": 20}
 KEYS = {"access_key_id": services.S3_ACCESS_KEY, "secret_access_key": services.S3_SECRET_KEY}
+HOOK_SECRET = "versions-hook-secret"
 FILES = {"a.png": b"A" * 1000, "b.png": b"B" * 2000, "c.png": b"C" * 3000}
 
 
@@ -132,6 +133,7 @@ def world(
             "DSHUB_STORAGE_CREDENTIALS_FILE": str(creds),
             "DSHUB_RECONCILE_INTERVAL": "0",
             "DSHUB_LOG_FORMAT": "text",
+            "DSHUB_WEBHOOK_SECRET": HOOK_SECRET,
         }
         for key, value in dvc_environment(root / "dvc-state", base={}).items():
             os.environ.setdefault(key, value)

@@ -9,13 +9,14 @@ import contextlib
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from dshub import cli
-from tests.versions.conftest import FILES, VersionsWorld
+from tests.versions.conftest import FILES, HOOK_SECRET, VersionsWorld
 from webhook_service.app_settings import services as app_services
 
 DATA_PATHS = ("a.png.dvc", "b.png.dvc", "c.png.dvc", "d.png.dvc", ".gitignore")
@@ -185,6 +186,37 @@ def test_the_command_line(world: VersionsWorld) -> None:
     assert "v0.3.0" not in {t.name for t in world.project().tags.list(get_all=True)}
     code, _, err = _dshub(world, "mia", "version", "delete", "--project-id", pid, "v0.3.0")
     assert code != 0 and "no version v0.3.0" in err
+
+
+def test_release_notes_edited_in_gitlab_arrive_by_the_release_hook(world: VersionsWorld) -> None:
+    """Notes changed in GitLab (not through dshub) reach the versions listing through
+    GitLab's Release Hook: the tag is re-read, its files left as they were."""
+    _version(world, "mia", name="v0.9.0", ref="main", message="Before the edit")
+    store = app_services(world.app).index
+    files_before = sorted(f.path for f in store.iter_ref_files(world.pid, "v0.9.0"))
+    assert files_before
+    world.project().hooks.create(
+        {
+            "url": world.url + "/webhooks/gitlab",
+            "token": HOOK_SECRET,
+            "push_events": False,
+            "releases_events": True,
+        }
+    )
+    release = world.project().releases.get("v0.9.0")
+    release.description = "Three cells, notes edited in GitLab"
+    release.save()
+
+    def notes() -> str:
+        listing = world.call("GET", f"/api/v1/datasets/{world.pid}/versions", "rep").get_json()
+        return str(next(i["release_notes"] for i in listing["items"] if i["name"] == "v0.9.0"))
+
+    deadline = time.monotonic() + 30
+    while notes() != "Three cells, notes edited in GitLab" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outcomes = [(d.event, d.outcome, d.status) for d in world.sandbox.deliveries()]
+    assert notes() == "Three cells, notes edited in GitLab", outcomes
+    assert sorted(f.path for f in store.iter_ref_files(world.pid, "v0.9.0")) == files_before
 
 
 @pytest.fixture
