@@ -205,7 +205,9 @@ def create_dataset() -> ResponseReturnValue:
     )
     written = time.perf_counter()
     try:
-        viewer = _reindex(created.id)
+        # Readable now by its creator and the namespace's members, whichever process they
+        # reach next: every process's cached answers go (the shared generation).
+        viewer = _reindex(created.id, everyone=True)
     except DshubError as exc:
         # The dataset exists in GitLab: say so, so a retry does not just meet a 409.
         raise Unavailable(
