@@ -75,7 +75,9 @@ def _branches(dataset: Dataset) -> list[str]:
     return [default, *(n for n in names if n != default)]
 
 
-def versions_page(dataset: Dataset, outcome: Outcome | None = None, status: int = 200) -> Any:
+def versions_page(
+    dataset: Dataset, outcome: Outcome | None = None, status: int = 200
+) -> ResponseReturnValue:
     """The versions of `dataset`, newest first, with the forms the caller may use."""
     listed = search.list_versions(services().index, current_viewer(), dataset.project_id)
     if listed is None:  # removed between the lookup and here: the one 404
@@ -110,7 +112,7 @@ def _form(fields: tuple[str, ...]) -> dict[str, str]:
 
 def _refused(
     caller: api_versions.Caller, form: str, exc: DshubError, values: dict[str, str]
-) -> Any:
+) -> ResponseReturnValue:
     outcome = Outcome(form=form, error=exc.message, values=values)
     return versions_page(caller.dataset, outcome, exc.status)
 
@@ -174,7 +176,7 @@ def restore_version(project_id: int) -> ResponseReturnValue:
     return versions_page(caller.dataset, outcome, 201 if revision.commit else 200)
 
 
-def _confirm(dataset: Dataset, action: str, values: dict[str, str]) -> Any:
+def _confirm(dataset: Dataset, action: str, values: dict[str, str]) -> ResponseReturnValue:
     return render_template("ui/version_confirm.html", dataset=dataset, action=action, values=values)
 
 
