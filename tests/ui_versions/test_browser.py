@@ -45,6 +45,19 @@ def _loaded(page: Page, name: str) -> None:
     )
 
 
+def _corner(page: Page, name: str) -> list[int]:
+    """The RGB of a thumbnail's top-right corner (away from the drawn diagonal)."""
+    script = """img => {
+        const canvas = document.createElement("canvas");
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const drawing = canvas.getContext("2d");
+        drawing.drawImage(img, 0, 0);
+        return Array.from(drawing.getImageData(canvas.width - 4, 3, 1, 1).data).slice(0, 3);
+    }"""
+    rgb: list[int] = page.get_by_role("img", name=name).evaluate(script)
+    return rgb
+
+
 def _create(page: Page, name: str, notes: str) -> None:
     page.get_by_label("Version name").fill(name)
     page.get_by_label("Release notes").fill(notes)
@@ -88,6 +101,8 @@ def test_versions_journey(
     _loaded(page, "img/one.png at v0.1.0")
     _loaded(page, "img/one.png at v0.2.0")
     _loaded(page, "img/three.png at v0.2.0")
+    red, blue = _corner(page, "img/one.png at v0.1.0"), _corner(page, "img/one.png at v0.2.0")
+    assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0], (red, blue)  # each side's bytes
     before = page.get_by_role("img", name="img/one.png at v0.1.0").bounding_box()
     after = page.get_by_role("img", name="img/one.png at v0.2.0").bounding_box()
     assert before and after and after["x"] > before["x"] and abs(after["y"] - before["y"]) < 2
