@@ -10,7 +10,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from tests.ui_versions.conftest import BACKEND
-from tests.versions.conftest import VersionsWorld
+from tests.versions.conftest import FILES, VersionsWorld
 from webhook_service.csrf import token_for
 
 pytestmark = BACKEND
@@ -113,3 +113,26 @@ def test_delete_needs_the_confirmation(world: VersionsWorld) -> None:
     assert gone.status_code == 303
     listed = world.call("GET", f"/api/v1/datasets/{world.pid}/versions", "mia").get_json()
     assert "v0.0.9" not in str(listed)
+
+
+def test_restore_on_a_new_branch_opens_a_merge_request(world: VersionsWorld) -> None:
+    made = _post(world, "mia", "versions", name="v0.0.2", message="before the change")
+    assert made.status_code == 303, made.get_data(as_text=True)[:1000]
+    changed = world.upload("mia", {"a.png": b"changed" * 10}, message="Change a.png")
+    assert changed.status_code == 201, changed.get_json()
+    fields = {"version": "v0.0.2", "new_branch": "restore-v002", "merge_request": "true"}
+    asked = _post(world, "mia", "restore", **fields)
+    assert asked.status_code == 200
+    text = asked.get_data(as_text=True)
+    assert "One new commit on branch <strong>restore-v002</strong>" in text
+    assert "with a merge request back into main" in text
+    done = _post(world, "mia", "restore", **fields, confirmed="1")
+    page = done.get_data(as_text=True)
+    assert done.status_code == 201, page[:2000]
+    assert "Restored version v0.0.2 on restore-v002." in page
+    mrs = world.project().mergerequests.list(source_branch="restore-v002", get_all=True)
+    assert len(mrs) == 1 and f"!{mrs[0].iid}</a>" in page
+    restored = world.call(
+        "GET", f"/api/v1/datasets/{world.pid}/files/a.png?ref=restore-v002", "mia"
+    )
+    assert restored.data == FILES["a.png"]
