@@ -139,8 +139,14 @@ def dataset_page(rest: str) -> ResponseReturnValue:
         return _tree(dataset, path.strip("/"), home=not action)
     if view == "blob" and path:
         return _blob(dataset, path)
-    if view == "versions" and not path:
-        return _versions(dataset)
+    if view in ("versions", "compare") and not path:
+        from webhook_service.ui import versions  # imports this module
+
+        return (
+            versions.versions_page(dataset)
+            if view == "versions"
+            else versions.compare_page(dataset)
+        )
     raise NotFound(f"There is no page {action[:100]} for this dataset.")
 
 
@@ -429,10 +435,3 @@ def _last_commit(dataset: Dataset, at: Place, path: str) -> HistoryCommit | None
     key = ("last-commit", dataset.project_id, at.commit.sha, path)
     found: HistoryCommit | None = services().commit_facts.get_or_make(key, ask)
     return found
-
-
-def _versions(dataset: Dataset) -> ResponseReturnValue:
-    versions = search.list_versions(services().index, current_viewer(), dataset.project_id)
-    if versions is None:  # removed between `find` and here: the same 404
-        raise _absent(dataset.path_with_namespace)
-    return render_template("ui/versions.html", dataset=dataset, versions=versions)
