@@ -400,15 +400,6 @@ def select_site(project_id: int) -> ResponseReturnValue:
     return jsonify(apply_site(project_id, name, viewer)), 201
 
 
-def may_select(project_id: int) -> bool:
-    """Whether the caller may choose the dataset's site (the rule `select_site` enforces)."""
-    try:
-        _check_maintainer(settings_of(current_app), _signed_in(), project_id)
-    except (Forbidden, NotFound, NotAuthenticated):
-        return False
-    return True
-
-
 def apply_site(project_id: int, name: str, viewer: Viewer | None = None) -> dict[str, Any]:
     """Select storage site `name` for the dataset as the caller (Maintainer, checked here):
     the `.dvc/config` commit and the CI/CD variables; the API's 201 body. The UI's "Apply"
