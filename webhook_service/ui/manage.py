@@ -45,7 +45,7 @@ _FIELD_WORDS = {
     "description": ("description",),
     "visibility": ("visibility", "gitlab refused the visibility"),
     "tags": ("topics", "each topic", "at most"),
-    "to": ("to ",),
+    "to": ("to ", "to:"),
     "message": ("message",),
     "new_branch": ("merge_request", "new_branch"),
 }
