@@ -36,6 +36,7 @@ from webhook_service.ui import blueprint
 from webhook_service.ui.browse import dataset_url
 
 MAINTAINER = 40
+OWNER = 50  # GitLab: archiving and deleting a project need the Owner role
 HISTORY_PER_PAGE = 20
 CREATE_FIELDS = ("name", "namespace", "description", "visibility", "tags")
 # Which form field an API message is about, by the words it starts with.
@@ -84,7 +85,7 @@ def role(dataset: Dataset) -> int:
     if not viewer.signed_in or not token:
         return 0
     if viewer.is_admin:
-        return 50
+        return OWNER
     try:
         access = (
             services()
@@ -389,10 +390,11 @@ def revert(project_id: int) -> ResponseReturnValue:
 
 
 def _settings_page(dataset: Dataset, errors: FormErrors, values: dict[str, str]) -> Any:
-    _need(dataset, MAINTAINER, "change the settings of this dataset")
+    level = _need(dataset, MAINTAINER, "change the settings of this dataset")
     page = render_template(
         "ui/settings.html",
         dataset=dataset,
+        owner=level >= OWNER,
         errors=errors.fields,
         values=values,
         visibilities=write.VISIBILITIES,
