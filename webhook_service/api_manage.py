@@ -307,7 +307,7 @@ def delete(project_id: int) -> None:
 
 def commit_history(
     project_id: int, ref: str | None, path: str | None, page: int, per_page: int
-) -> tuple[str, write.CommitPage]:
+) -> tuple[str | None, write.CommitPage]:
     """The commits of `ref` (default branch) touching `path`, read with the caller's token,
     of a dataset the caller may read (else the one 404); the history page uses it too."""
     dataset = readable_dataset(project_id, current_viewer())

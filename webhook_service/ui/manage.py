@@ -343,7 +343,9 @@ def _history_path(dataset: Dataset, path: str) -> str | None:
     return path
 
 
-def _revert_form(dataset: Dataset, errors: FormErrors, values: dict[str, str]) -> Any:
+def _revert_form(
+    dataset: Dataset, errors: FormErrors, values: dict[str, str]
+) -> ResponseReturnValue:
     level = _need(dataset, DEVELOPER, "revert a commit of this dataset")
     sha = values.get("sha", "")
     page = render_template(
@@ -389,7 +391,9 @@ def revert(project_id: int) -> ResponseReturnValue:
 # ------------------------------------------------------------------ settings
 
 
-def _settings_page(dataset: Dataset, errors: FormErrors, values: dict[str, str]) -> Any:
+def _settings_page(
+    dataset: Dataset, errors: FormErrors, values: dict[str, str]
+) -> ResponseReturnValue:
     level = _need(dataset, MAINTAINER, "change the settings of this dataset")
     page = render_template(
         "ui/settings.html",
