@@ -91,6 +91,13 @@ def test_settings_errors_and_typed_delete(ui_world: UiWorld) -> None:
     assert answer.status_code == 400
     assert "name must not be empty" in _error_of(answer.get_data(as_text=True), "name")
 
+    # Deleting is for Owners (GitLab's rule): a Maintainer is refused before anything else.
+    answer = client.post(
+        f"/-/datasets/{pid}/delete", data={"csrf_token": csrf, "confirm": "imaging/seed"}
+    )
+    assert answer.status_code == 403
+    assert "Owner role" in answer.get_data(as_text=True)
+    client, csrf = ui_world.form_client("admin")
     answer = client.post(f"/-/datasets/{pid}/delete", data={"csrf_token": csrf, "confirm": "seed"})
     assert answer.status_code == 400
     assert "imaging/seed exactly" in _error_of(answer.get_data(as_text=True), "confirm")

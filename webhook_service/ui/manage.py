@@ -107,7 +107,7 @@ def _need(dataset: Dataset, level: int, what: str) -> int:
         raise NotAuthenticated(f"sign in with your GitLab token to {what}")
     have = role(dataset)
     if have < level:
-        needed = "Maintainer" if level >= MAINTAINER else "Developer"
+        needed = {OWNER: "Owner", MAINTAINER: "Maintainer"}.get(level, "Developer")
         raise Forbidden(f"to {what} you need the {needed} role or more in its GitLab project")
     return have
 
@@ -450,7 +450,7 @@ def settings_save(project_id: int) -> ResponseReturnValue:
 @blueprint.post("/-/datasets/<int:project_id>/<any(archive, unarchive):action>")
 def archive(project_id: int, action: str) -> ResponseReturnValue:
     """GitLab's archive or unarchive through the API's function."""
-    _dataset(project_id)
+    _need(_dataset(project_id), OWNER, f"{action} this dataset")
     api_manage.set_archived(project_id, action == "archive")
     return redirect(f"/-/datasets/{project_id}/settings", code=303)
 
@@ -459,6 +459,7 @@ def archive(project_id: int, action: str) -> ResponseReturnValue:
 def delete(project_id: int) -> ResponseReturnValue:
     """Delete after the dataset's path was typed; then the list with a notice."""
     dataset = _dataset(project_id)
+    _need(dataset, OWNER, "delete this dataset")
     typed = (request.form.get("confirm") or "").strip()
     if typed != dataset.path_with_namespace:
         errors = FormErrors()
