@@ -205,13 +205,19 @@ def _revision_json(project_id: int, revision: versions.Revision, index: str) -> 
 @blueprint.post("/datasets/<int:project_id>/revert")
 def revert(project_id: int) -> ResponseReturnValue:
     """GitLab's revert of commit `sha` on `branch` (or a `new_branch` from it)."""
-    caller = Caller(project_id)
     body = _body(REVERT_FIELDS, '{"sha": "1a2b3c4d", "branch": "main"}')
+    return jsonify(revert_as_caller(project_id, body)), 201
+
+
+def revert_as_caller(project_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """Revert `body["sha"]` (the API's revert fields) as the caller; the API's 201 body.
+    The UI's "revert this commit" calls this too."""
+    caller = Caller(project_id)
     sha = versions.check_sha(body.get("sha"))
     revision = versions.revert_commit(caller.project, project_id, sha, _target(body, caller))
     index = caller.reindex(f"refs/heads/{revision.branch}")
     log.info("commit reverted", extra={"project_id": project_id, "user_id": caller.user_id})
-    return jsonify(_revision_json(project_id, revision, index)), 201
+    return _revision_json(project_id, revision, index)
 
 
 @blueprint.post("/datasets/<int:project_id>/restore")

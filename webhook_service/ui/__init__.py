@@ -73,7 +73,14 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Register the UI's routes, template helpers, error pages and security headers."""
-    from webhook_service.ui import browse, datasets, session, sites, versions  # noqa: F401
+    from webhook_service.ui import (  # noqa: F401 (routes)
+        browse,
+        datasets,
+        manage,
+        session,
+        sites,
+        versions,
+    )
 
     app.register_blueprint(blueprint)
     # The signed session only holds the user name shown in the header; keep it first-party.
@@ -96,5 +103,6 @@ def init_app(app: Flask) -> None:
         breadcrumbs=formatting.breadcrumbs,
         page_window=formatting.page_window,
         current_user=session.current_user,
+        dataset_role=manage.role,
         return_to=lambda: formatting.return_path(request.path, request.args.items(multi=True)),
     )

@@ -302,19 +302,29 @@ class SiteView:
     registered: bool = True
 
 
+def selected_site(dataset: Dataset) -> str | None:
+    """The dataset's site: the index's, else an applied selection the index has not synced yet
+    (just after "Apply", before the queued sync ran)."""
+    if dataset.storage_site:
+        return dataset.storage_site
+    selection = services().sites.selection(dataset.project_id)
+    return selection.site if selection and selection.applied_at else None
+
+
 def _site(dataset: Dataset) -> SiteView:
-    if not dataset.storage_site:
+    name = selected_site(dataset)
+    if not name:
         return SiteView(name=None)
-    record = services().sites.record(dataset.storage_site)
+    record = services().sites.record(name)
     if record is None:
-        return SiteView(name=dataset.storage_site, registered=False)
+        return SiteView(name=name, registered=False)
     site = record.site
     return SiteView(site.name, site.kind, site.access_mode, site.description or "")
 
 
 def _candidates(dataset: Dataset) -> list[dict[str, object]]:
     """Sites a signed-in user may pick from (`?site_q=` filters), when none is selected."""
-    if dataset.storage_site or not current_viewer().signed_in:
+    if selected_site(dataset) or not current_viewer().signed_in:
         return []
     q = (request.args.get("site_q") or "")[:200]
     return [site_json(record) for record in services().sites.records(q or None)[:10]]
