@@ -49,7 +49,7 @@ def _paths(body: dict[str, Any]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(p, str) and p.strip("/") for p in value):
-        raise InvalidInput("paths must be a list of dataset paths (e.g. [\"cats\", \"a.png\"])")
+        raise InvalidInput('paths must be a list of dataset paths (e.g. ["cats", "a.png"])')
     if len(value) > projects.MAX_PATHS:
         raise InvalidInput(f"at most {projects.MAX_PATHS} paths per project")
     return tuple(p.strip("/") for p in value)

@@ -17,6 +17,7 @@ viewer may see that carry it).
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,8 @@ from dvc.utils.serialize import dumps_yaml
 from dvc_data.hashfile.meta import Meta
 
 from indexer.data.pointers import PointerError, PointerOut, is_pointer_path, parse_pointer
-from indexer.gitlab.reader import CONSUMER_TOPIC
 from indexer.errors import InvalidInput, NotFound, Unprocessable
+from indexer.gitlab.reader import CONSUMER_TOPIC
 from indexer.read.resolve import validate_ref
 from indexer.write import skeleton
 from indexer.write.datasets import _call, resolve_namespace, translate
@@ -88,7 +89,7 @@ def uses_topic(dataset_id: int) -> str:
 # --------------------------------------------------------------------------- the pointers
 
 
-class _ImportStage(Stage):
+class _ImportStage(Stage):  # type: ignore[misc]  # dvc is untyped
     """Just enough of a stage for DVC's `compute_md5`: its dumped form."""
 
     def __init__(self, data: dict[str, Any]) -> None:  # no repo: nothing is read
@@ -150,6 +151,7 @@ def chosen_outputs(available: dict[str, PointerOut], paths: tuple[str, ...]) -> 
 
 def project_files(
     outs: list[PointerOut],
+    *,
     url: str,
     rev: str,
     rev_lock: str,
@@ -218,11 +220,20 @@ def create_consumer_project(
         f"creating a project in {namespace.full_path!r}", lambda: client.projects.create(attrs)
     )
     readme = readme_text(
-        spec.name, str(source.path_with_namespace), spec.ref, str(project.http_url_to_repo), outs,
-        dshub_url,
+        spec.name,
+        dataset=str(source.path_with_namespace),
+        rev=spec.ref,
+        clone_url=str(project.http_url_to_repo),
+        outs=outs,
+        dshub_url=dshub_url,
     )
     files, imports = project_files(
-        outs, url, spec.ref, rev_lock, skeleton.dvc_init_files(dvc_state_dir), readme
+        outs,
+        url=url,
+        rev=spec.ref,
+        rev_lock=rev_lock,
+        dvc_files=skeleton.dvc_init_files(dvc_state_dir),
+        readme=readme,
     )
     actions = [{"action": "create", "file_path": p, "content": t} for p, t in files.items()]
     try:
@@ -236,10 +247,8 @@ def create_consumer_project(
         )
     except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
         error = translate(exc, "the project's first commit")
-        try:
-            project.delete()
-        except (gitlab.exceptions.GitlabError, requests.RequestException):
-            pass  # best effort; the error below says what failed
+        with contextlib.suppress(gitlab.exceptions.GitlabError, requests.RequestException):
+            project.delete()  # best effort; the error below says what failed
         raise error from exc
     return StartedProject(
         id=int(project.id),
@@ -263,7 +272,9 @@ class ConsumerProject:
     web_url: str
 
 
-def consumer_projects(client: gitlab.Gitlab, dataset_id: int, limit: int = 20) -> list[ConsumerProject]:
+def consumer_projects(
+    client: gitlab.Gitlab, dataset_id: int, limit: int = 20
+) -> list[ConsumerProject]:
     """Projects started from the dataset that the client's token may see (newest first)."""
     listing = _call(
         f"listing projects started from dataset {dataset_id}",
@@ -282,6 +293,7 @@ def consumer_projects(client: gitlab.Gitlab, dataset_id: int, limit: int = 20) -
 
 def readme_text(
     name: str,
+    *,
     dataset: str,
     rev: str,
     clone_url: str,
@@ -320,7 +332,7 @@ def readme_text(
             "`dshub logout` removes them. By hand instead:",
             "",
             "```sh",
-            f'git config --global credential.{gitlab_base}.helper store',
+            f"git config --global credential.{gitlab_base}.helper store",
             f"printf 'url={gitlab_base}\\nusername=oauth2\\npassword=%s\\n\\n' \"$TOKEN\" "
             "| git credential approve",
             "touch ~/.netrc && chmod 600 ~/.netrc",
