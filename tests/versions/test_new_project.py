@@ -142,3 +142,13 @@ def test_details_list_it_under_used_by_and_it_is_no_dataset(world: VersionsWorld
     listed = world.call("GET", "/api/v1/datasets?per_page=100", "rep").get_json()
     assert started["id"] not in [d["id"] for d in listed["items"]]
     assert world.pid in [d["id"] for d in listed["items"]]
+
+
+def test_details_page_lists_projects_started_from_it(world: VersionsWorld) -> None:
+    started = _start(world)
+    page = world.call("GET", "/datasets/lab/cells", "rep")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Projects started from this dataset" in html
+    assert started["path_with_namespace"] in html
+    assert world.tokens["rep"] not in html
