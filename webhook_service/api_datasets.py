@@ -103,9 +103,12 @@ def list_datasets() -> ResponseReturnValue:
 @blueprint.get("/datasets/<int:project_id>")
 def get_dataset(project_id: int) -> ResponseReturnValue:
     """One dataset the caller may read, with the projects started from it they may see."""
-    answer = dataset_json(readable_dataset(project_id))
-    answer["used_by"] = used_by(project_id)
-    return jsonify(answer)
+    return jsonify(dataset_details(readable_dataset(project_id)))
+
+
+def dataset_details(dataset: Dataset) -> dict[str, Any]:
+    """`dataset_json` plus `used_by`: what `GET /datasets/<id>` (and a write's answer) shows."""
+    return {**dataset_json(dataset), "used_by": used_by(dataset.project_id)}
 
 
 def used_by(project_id: int) -> list[dict[str, Any]] | None:
