@@ -25,7 +25,7 @@ from indexer.gitlab.permissions import token_from_headers
 from indexer.read.search import Viewer
 from indexer.sync import refs as sync
 from indexer.write import datasets as write
-from webhook_service.api_datasets import dataset_json, not_found, readable_dataset
+from webhook_service.api_datasets import dataset_details, not_found, readable_dataset
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer, refresh_viewer
 from webhook_service.bodies import json_object
@@ -152,7 +152,7 @@ def _reindex(project_id: int, *, everyone: bool = False) -> Viewer:
 
 
 def _answer(viewer: Viewer, project_id: int, status: int = 200) -> Response:
-    response = jsonify(dataset_json(readable_dataset(project_id, viewer)))
+    response = jsonify(dataset_details(readable_dataset(project_id, viewer)))
     response.status_code = status
     if status == 201:
         response.headers["Location"] = f"/api/v1/datasets/{project_id}"

@@ -26,6 +26,7 @@ from indexer.read.resolve import Commit, Folder, GitFile, TreeItem, validate_pat
 from indexer.store import Dataset, Ref
 from indexer.write import datasets as write
 from indexer.write.datasets import Commit as HistoryCommit
+from webhook_service.api_datasets import used_by
 from webhook_service.api_sites import site_json
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer
@@ -183,6 +184,7 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
         snippets=_snippets(dataset, at) if home and not path else None,
         version_count=len(at.tags),
         links=links,
+        used_by=used_by(dataset.project_id) if home and not path else None,
     )
 
 
