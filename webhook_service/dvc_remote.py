@@ -52,7 +52,7 @@ from indexer.errors import (
     NotFound,
     Unavailable,
 )
-from indexer.gitlab.job_tokens import JobIdentity, verify_job_token
+from indexer.gitlab.job_tokens import JobIdentity, job_token_fetches, verify_job_token
 from indexer.read.remote_access import Credential, Grant, RemoteAccess, credential_from_headers
 from indexer.sites.registry import NoSiteSelected, site_of_dataset
 from indexer.write.objects import StagedObject, stage_stream, store_verified
@@ -108,7 +108,16 @@ class Remote:
                 raise Unavailable("no GitLab is configured (DSHUB_GITLAB_URL)")
             return verify_job_token(gitlab_url, token)
 
-        self.access = RemoteAccess(resources.request_reader, verify_job, resources.generation)
+        def job_fetches(token: str, project_id: int) -> bool:
+            # Another project's job token: may it fetch this dataset's repository? GitLab says.
+            dataset = resources.service_reader.project(project_id)
+            if dataset is None or gitlab_url is None:
+                return False
+            return job_token_fetches(gitlab_url, dataset.path_with_namespace, token)
+
+        self.access = RemoteAccess(
+            resources.request_reader, verify_job, resources.generation, job_fetches=job_fetches
+        )
         self.uploads = settings.data_dir / "dvc-uploads"
         self._stores: dict[int, _Opened] = {}
         self._lock = threading.Lock()
@@ -255,7 +264,7 @@ def _authorise(project_id: int, writing: bool) -> Grant:
     if writing and not grant.write:
         raise Forbidden(
             f"pushing to dataset {project_id} needs the Developer role or more on its GitLab "
-            "project (or a CI job of the project itself)"
+            "project (or a CI job of the project itself; other projects' jobs only read)"
         )
     if not grant.read:
         raise Forbidden(

@@ -4,6 +4,11 @@ GitLab is the only authority: dshub asks `GET /api/v4/job` with the token in the
 header. GitLab answers only while the job runs (401 afterwards); the job's project is
 `pipeline.project_id` (the job's own `project` object carries no id). The token itself is
 never logged, stored or echoed.
+
+Whether a job token of one project may read another project's repository (the target's CI/CD
+job token allowlist, its "Limit access" setting, group allowlists, the job's user's own role,
+instance settings) is GitLab's decision too: `job_token_fetches` asks it by the very request
+a `git fetch` starts with, `info/refs?service=git-upload-pack` as `gitlab-ci-token`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import requests
 
 from indexer.errors import DshubError, NotAuthenticated, Unavailable
 from indexer.gitlab.tokens import header_safe
+
+# The user name GitLab runners send with CI_JOB_TOKEN over HTTP (a name, not a secret).
+JOB_TOKEN_USER = "gitlab-ci-token"  # noqa: S105
 
 
 class WrongProject(DshubError):
@@ -79,10 +87,42 @@ def verify_job_token(gitlab_url: str, token: str, *, timeout: float = 10.0) -> J
         raise Unavailable("GitLab's answer to GET /job has no pipeline.project_id") from None
 
 
+def job_token_fetches(
+    gitlab_url: str, path_with_namespace: str, token: str, *, timeout: float = 10.0
+) -> bool:
+    """Whether GitLab lets `token` fetch the repository `path_with_namespace` over HTTP (its
+    first request of a `git fetch`: 200 yes; 401, 403, 404 no). `Unavailable` otherwise."""
+    header_safe(token, "the CI job token")
+    url = f"{gitlab_url.rstrip('/')}/{path_with_namespace}.git/info/refs"
+    try:
+        with requests.get(
+            url,
+            params={"service": "git-upload-pack"},
+            auth=(JOB_TOKEN_USER, token),
+            headers={"Git-Protocol": "version=2"},
+            allow_redirects=False,
+            stream=True,  # the answer's refs are not needed, only its status
+            timeout=timeout,
+        ) as answer:
+            status = answer.status_code
+    except requests.RequestException as exc:
+        raise Unavailable(f"GitLab is unreachable ({type(exc).__name__})") from None
+    if status == 200:
+        return True
+    if status in (401, 403, 404):
+        return False
+    raise Unavailable(f"GitLab could not check the CI job token's repository access ({status})")
+
+
+def wrong_project() -> WrongProject:
+    """The refusal of a job token of another project (one message wherever it is refused)."""
+    return WrongProject(
+        "this CI job token belongs to another project; a pipeline may only reach its own "
+        "dataset, or one whose CI/CD job token allowlist holds its project"
+    )
+
+
 def require_job_of(identity: JobIdentity, project_id: int) -> None:
     """Refuse a job token that belongs to another project than `project_id`."""
     if identity.project_id != project_id:
-        raise WrongProject(
-            "this CI job token belongs to another project; a pipeline may only reach its own "
-            "dataset"
-        )
+        raise wrong_project()

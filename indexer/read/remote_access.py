@@ -5,10 +5,16 @@ indexed it): a person's token is checked with `GET /user` and `GET /projects/:id
 `members/all/:user_id` for memberships inherited from groups), a CI job token with
 `GET /job`. The rules are GitLab's own for the repository: read = the project is public,
 internal (any signed-in user) or private with Reporter or more; write = Developer or more
-(who may push), administrators, or a running job of the project itself. A `dvc push` of a
+(who may push), administrators, or a running job of the project itself. A running job of
+another project may read exactly when GitLab lets its token fetch the dataset's repository
+(`job_tokens.job_token_fetches`: the allowlist and the job user's role are GitLab's to apply;
+the job token scope API would need the Maintainer role and miss the user's role, group
+allowlists and instance settings); it never writes. A `dvc push` of a
 thousand files makes thousands of requests, so each decision is cached per hash of the
 token and project for a short time (`permissions.TokenCache`, dropped early on membership
 and visibility events); no token is kept, and concurrent misses for one key ask GitLab once.
+A refused job token of another project is cached too (a `dvc pull` asks per object), so an
+allowlist change (which sends no webhook) takes effect within the cache's TTL.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from indexer.errors import NotAuthenticated
-from indexer.gitlab.job_tokens import JobIdentity, job_token_from_headers, require_job_of
+from indexer.gitlab.job_tokens import (
+    JOB_TOKEN_USER,
+    JobIdentity,
+    job_token_from_headers,
+    wrong_project,
+)
 from indexer.gitlab.permissions import (
     DEFAULT_TTL,
     Generation,
@@ -32,8 +43,6 @@ from indexer.gitlab.reader import REPORTER, GitLabReader
 from indexer.gitlab.tokens import header_safe
 
 DEVELOPER = 30
-# The user name GitLab runners send with CI_JOB_TOKEN (a name, not a secret).
-JOB_TOKEN_USER = "gitlab-ci-token"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Grant:
     read: bool
     write: bool
     anonymous: bool = False
+    foreign_job: bool = False  # a job token of another project that GitLab does not let in
 
 
 def credential_from_headers(
@@ -102,10 +112,14 @@ class RemoteAccess:
         verify_job: Callable[[str], JobIdentity],
         generation: Generation,
         *,
+        job_fetches: Callable[[str, int], bool] | None = None,
         ttl: float = DEFAULT_TTL,
     ) -> None:
+        """`job_fetches(token, project_id)`: whether GitLab lets a job token fetch the
+        project's repository (None: another project's job token is always refused)."""
         self.reader_for_token = reader_for_token
         self.verify_job = verify_job
+        self.job_fetches = job_fetches
         self._cache: TokenCache[Grant] = TokenCache(generation, ttl=ttl)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -114,20 +128,21 @@ class RemoteAccess:
         """What the caller may do with dataset `project_id`'s objects.
 
         Raises `NotAuthenticated` when GitLab refuses the token (or the job has ended),
-        `job_tokens.WrongProject` for another project's job token, `Unavailable` when GitLab
-        cannot answer."""
+        `job_tokens.WrongProject` for another project's job token GitLab does not let fetch
+        the dataset's repository, `Unavailable` when GitLab cannot answer."""
         if credential is None:
             key = token_key("", f"anonymous:{project_id}")
         else:
             key = token_key(credential.token, f"{credential.kind}:{project_id}")
         found, generation = self._cache.get(key)
-        if found is not None:
-            return found
-        with self._lock_for(key):
-            found, generation = self._cache.get(key)
-            if found is None:
-                found = self._ask_gitlab(credential, project_id)
-                self._cache.put(key, found, generation)
+        if found is None:
+            with self._lock_for(key):
+                found, generation = self._cache.get(key)
+                if found is None:
+                    found = self._ask_gitlab(credential, project_id)
+                    self._cache.put(key, found, generation)
+        if found.foreign_job:
+            raise wrong_project()
         return found
 
     def _lock_for(self, key: str) -> threading.Lock:
@@ -143,9 +158,7 @@ class RemoteAccess:
             public = access is not None and access.visibility == "public"
             return Grant("anonymous", public, public, False, anonymous=True)
         if credential.kind == "job":
-            job = self.verify_job(credential.token)
-            require_job_of(job, project_id)
-            return Grant(f"job {job.job_id}", True, True, True)
+            return self._job_grant(credential.token, project_id)
         reader = self.reader_for_token(credential.token)
         user = reader.current_user()
         who = f"user {user.id}"
@@ -156,3 +169,14 @@ class RemoteAccess:
             return Grant(who, True, True, True)
         read = access.visibility in ("public", "internal") or access.level >= REPORTER
         return Grant(who, True, read, access.level >= DEVELOPER)
+
+    def _job_grant(self, token: str, project_id: int) -> Grant:
+        """A running job's grant: everything on its own project; elsewhere read when GitLab
+        lets the token fetch the repository, else the `foreign_job` refusal."""
+        job = self.verify_job(token)
+        who = f"job {job.job_id}"
+        if job.project_id == project_id:
+            return Grant(who, True, True, True)
+        if self.job_fetches is not None and self.job_fetches(token, project_id):
+            return Grant(f"{who} of project {job.project_id}", True, True, False)
+        return Grant(who, False, False, False, foreign_job=True)

@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 GITLAB_CI_LOCAL = ROOT / "node_modules" / ".bin" / "gitlab-ci-local"
 DATASET_PIPELINE = ROOT / "gitlab-ci" / "dataset.gitlab-ci.yml"
+CONSUMER_PIPELINE = ROOT / "gitlab-ci" / "dataset-consumer.gitlab-ci.yml"
 TEMPLATES = ROOT / "ci-templates" / "templates"
 COMPONENT_ORIGIN = "git@gitlab.example.com:dshub/ci-components.git"
 DATASET_ID = "4242"
@@ -55,9 +56,12 @@ def git(repo: Path, *args: str) -> str:
     return run(["git", *GIT_ID, *args], repo).strip()
 
 
-def pipeline_yaml(extra_includes: list[dict[str, Any]] | None = None) -> str:
-    """The shipped dataset pipeline with local component addresses (plus `extra_includes`)."""
-    pipeline = yaml.safe_load(DATASET_PIPELINE.read_text())
+def pipeline_yaml(
+    extra_includes: list[dict[str, Any]] | None = None, source: Path = DATASET_PIPELINE
+) -> str:
+    """A shipped pipeline (default: the dataset's) with local component addresses (plus
+    `extra_includes`)."""
+    pipeline = yaml.safe_load(source.read_text())
     includes = []
     for entry in pipeline["include"]:
         name = entry["component"].rsplit("/", 1)[1].split("@", 1)[0]

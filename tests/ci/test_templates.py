@@ -81,6 +81,22 @@ def test_template_defines_one_job_and_no_global_keywords(name: str) -> None:
         assert job["artifacts"]["reports"]["junit"] == "validate-storage.xml"
 
 
+def test_the_consumer_template_follows_the_same_conventions() -> None:
+    header, body = _documents("dataset-consumer")
+    inputs = header["spec"]["inputs"]
+    for key in ("job_name", "stage", "image", "dshub_url", "targets", "rules", "needs"):
+        assert key in inputs, f"dataset-consumer lacks input {key}"
+    for key, spec in inputs.items():
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", key), key
+        assert spec.get("type") in ("string", "array"), key
+        assert len(spec.get("description", "")) > 15 and "default" in spec, key
+    assert list(body) == ["$[[ inputs.job_name ]]"] and not GLOBAL_KEYWORDS & set(body)
+    job = body["$[[ inputs.job_name ]]"]
+    # The token lives in a job directory that after_script removes, also when the job fails.
+    assert any("rm -rf" in line and "dshub-job-" in line for line in job["after_script"])
+    assert not any("echo" in line and "CI_JOB_TOKEN" in line for line in job["script"])
+
+
 def _component_project(tmp_path: Path, pipeline: str) -> Path:
     repo = tmp_path / "project"
     run(["git", "init", "-q", "-b", "main", str(repo)], tmp_path)

@@ -35,6 +35,7 @@ CORE_MODULES = (
     "tests.gitlab_sandbox.api_hooks",
     "tests.gitlab_sandbox.api_variables",
     "tests.gitlab_sandbox.api_jobs",
+    "tests.gitlab_sandbox.api_job_token_scope",
     "tests.gitlab_sandbox.api_merge_requests",
     "tests.gitlab_sandbox.api_releases",
 )

@@ -65,7 +65,8 @@ class GitAccess:
     `authenticate(username, password)` → user or None; `find_project(path)` → project or None;
     `can_read(user, project)` (user may be None); `check_push(user, project, updates)` → None
     when allowed or GitLab's refusal message; `repo_path(project)` → bare repo; `on_push(project,
-    user, updates)` after refs moved.
+    user, updates)` after refs moved; `check_fetch(user, project)` → None or the 403 message of
+    a readable project the credential may still not fetch (a job token not on its allowlist).
     """
 
     authenticate: Callable[[str, str], Any | None]
@@ -74,6 +75,7 @@ class GitAccess:
     check_push: Callable[[Any, Any, list[Update]], str | None]
     repo_path: Callable[[Any], Path]
     on_push: Callable[[Any, Any, list[Update]], None]
+    check_fetch: Callable[[Any, Any], str | None] = lambda user, project: None
 
 
 def is_git_path(path: str) -> bool:
@@ -201,6 +203,9 @@ class GitHttpApp:
             if user is None:
                 raise _Refusal.challenge()
             raise _Refusal("404 Not Found", NOT_FOUND)
+        fetch_denial = self.access.check_fetch(user, project)
+        if fetch_denial is not None:
+            raise _Refusal("403 Forbidden", f"{fetch_denial}\n".encode())
         if service == "git-receive-pack":
             if user is None:
                 raise _Refusal.challenge()
@@ -337,12 +342,12 @@ class GitHttpApp:
 
 def make_app(state: Any) -> GitHttpApp:
     """The smart-HTTP app wired to a `SandboxState`: tokens, permissions and `fire_push`."""
-    from tests.gitlab_sandbox import api_releases, permissions
+    from tests.gitlab_sandbox import api_job_token_scope, api_releases, permissions
 
     def authenticate(username: str, password: str) -> Any | None:
         user = state.user_for_token(password)
         if user is None and username == "gitlab-ci-token":
-            from tests.gitlab_sandbox.api_jobs import user_for_job_token
+            from tests.gitlab_sandbox.api_jobs import job_project_id, user_for_job_token
 
             job_user = user_for_job_token(state, password)  # CI_JOB_TOKEN of a running job
             if job_user is None:
@@ -350,6 +355,7 @@ def make_app(state: Any) -> GitHttpApp:
             # GitLab lets a job token fetch but not push (the default of every project).
             clone = dataclasses.replace(job_user)
             setattr(clone, "via_job_token", True)  # noqa: B010 - a flag the record lacks
+            setattr(clone, "job_project_id", job_project_id(state, password))  # noqa: B010
             return clone
         if user is None:
             return None
@@ -374,6 +380,17 @@ def make_app(state: Any) -> GitHttpApp:
             return "You are not allowed to push code to protected branches on this project."
         return api_releases.check_tag_push(state, user, project, updates)
 
+    def check_fetch(user: Any, project: Any) -> str | None:
+        source_id = getattr(user, "job_project_id", None)
+        if source_id is None or api_job_token_scope.job_token_allowed(state, source_id, project):
+            return None
+        source = state.projects.get(source_id)
+        source_path = source.path_with_namespace if source is not None else str(source_id)
+        return (
+            f"Authentication by CI/CD job token not allowed from {source_path} to "
+            f"{project.path_with_namespace}."
+        )
+
     access = GitAccess(
         authenticate=authenticate,
         find_project=state.project_by_path,
@@ -381,5 +398,6 @@ def make_app(state: Any) -> GitHttpApp:
         check_push=check_push,
         repo_path=lambda project: project.repo_path,
         on_push=state.fire_push,
+        check_fetch=check_fetch,
     )
     return GitHttpApp(access)
