@@ -4,7 +4,10 @@
   GitLab project whose one commit holds a DVC import pointer per path (default: every
   tracked file and directory of the dataset at `ref`) pinned to the ref's commit, `dvc
   init`'s files, `.gitignore` lines, the consumer pipeline and a README; 201 with the
-  project, the commit and the imports.
+  project, the commit and the imports, and `pipelines`: whether the new project's CI job
+  token may read the dataset. dshub adds the project to the dataset's CI/CD job token
+  allowlist as the caller (`indexer.write.job_token_access`); when GitLab refuses them, the
+  answer names the Maintainers who must, and how.
 
 A dataset the caller may not read is the one 404; GitLab's refusals are relayed (namespace
 403 with its reason, a name taken 409). No credential is committed or answered.
@@ -21,6 +24,7 @@ from flask.typing import ResponseReturnValue
 
 from indexer.errors import InvalidInput
 from indexer.write import projects
+from indexer.write.job_token_access import allow_job_token
 from webhook_service import api_manage
 from webhook_service.api_datasets import readable_dataset
 from webhook_service.api_uploads import json_body, text_param
@@ -79,6 +83,7 @@ def start_project(project_id: int) -> ResponseReturnValue:
     made = projects.create_consumer_project(
         client, project_id, spec, settings.data_dir / "dvc-state", settings.public_url
     )
+    access = allow_job_token(client, project_id, made.id)
     log.info(
         "project started from dataset",
         extra={"project_id": project_id, "user_id": viewer.user_id},
@@ -93,6 +98,13 @@ def start_project(project_id: int) -> ResponseReturnValue:
         rev=made.rev,
         rev_lock=made.rev_lock,
         imports=[asdict(i) for i in made.imports],
+        pipelines={
+            "allowed": access.allowed,
+            "added_to_allowlist": access.added,
+            "must_ask": list(access.must_ask),
+            "message": access.message
+            or "the new project's CI jobs may read this dataset with their CI_JOB_TOKEN",
+        },
     )
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/datasets/{project_id}"

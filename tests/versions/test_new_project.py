@@ -152,3 +152,22 @@ def test_details_page_lists_projects_started_from_it(world: VersionsWorld) -> No
     assert "Projects started from this dataset" in html
     assert started["path_with_namespace"] in html
     assert world.tokens["rep"] not in html
+
+
+def test_pipelines_of_the_new_project_are_let_in_when_the_caller_may(world: VersionsWorld) -> None:
+    """A Reporter cannot change the dataset's job token allowlist: the answer says who must.
+    A Maintainer's new project is added, so its CI_JOB_TOKEN may read the dataset."""
+    refused = _start(world)["pipelines"]
+    assert refused["allowed"] is False and refused["added_to_allowlist"] is False
+    assert "mia" in refused["must_ask"] and "Maintainer" in refused["message"]
+    answer = world.call(
+        "POST",
+        f"/api/v1/datasets/{world.pid}/projects",
+        "mia",
+        json={"name": "cells-pipeline", "namespace": "mia", "ref": "v0.1.0"},
+    )
+    assert answer.status_code == 201, answer.get_json()
+    made = answer.get_json()
+    assert made["pipelines"]["allowed"] is True and made["pipelines"]["added_to_allowlist"]
+    allowlist = world.project().job_token_scope.get().allowlist.list(get_all=True)
+    assert made["id"] in {p.id for p in allowlist}
