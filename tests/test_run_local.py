@@ -65,9 +65,11 @@ def test_first_run_serves_a_searchable_demo_dataset(tmp_path: Path) -> None:
         tokens = tmp_path / "var" / "tokens"
         assert (tokens / "alice").stat().st_mode & 0o777 == 0o600
 
+        def auth(who: str | None) -> dict[str, str]:
+            return {"PRIVATE-TOKEN": (tokens / who).read_text().strip()} if who else {}
+
         def paths(who: str | None) -> list[str]:
-            headers = {"PRIVATE-TOKEN": (tokens / who).read_text().strip()} if who else {}
-            listing = requests.get(f"{base}/api/v1/datasets", headers=headers, timeout=5)
+            listing = requests.get(f"{base}/api/v1/datasets", headers=auth(who), timeout=5)
             return sorted(item["path_with_namespace"] for item in listing.json()["items"])
 
         assert paths("alice") == ["demo/cats", "demo/cells", "lab/scans"]
@@ -84,6 +86,12 @@ def test_first_run_serves_a_searchable_demo_dataset(tmp_path: Path) -> None:
         assert len(tree["items"]) == 6 and all(i["source"] == "dvc" for i in tree["items"])
         output = (tmp_path / "run.log").read_text()
         assert "alice owns demo and lab: token in" in output
+        assert "project started from demo/cats at v0.2.0: demo/cats-classifier" in output
+        assert "dshub login --gitlab-url http://127.0.0.1:" in output
+        # The started project is no dataset, and records the dataset it uses.
+        assert "demo/cats-classifier" not in paths("alice")
+        used = requests.get(f"{base}/api/v1/datasets/1", headers=auth("alice"), timeout=5).json()
+        assert [p["path_with_namespace"] for p in used["used_by"]] == ["demo/cats-classifier"]
         assert (tokens / "alice").read_text().strip() not in output
         assert f"dshub:           http://127.0.0.1:{port}" in output
         assert f"GitLab sandbox:  http://127.0.0.1:{sandbox_port}" in output

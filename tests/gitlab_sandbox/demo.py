@@ -246,7 +246,7 @@ def seed(
     )
 
 
-def summary(seeded: Seeded | str, dshub_url: str) -> str:
+def summary(seeded: Seeded | str, dshub_url: str, gitlab_url: str) -> str:
     """The lines `make run` prints: what to open and which token is whose."""
     if isinstance(seeded, str):
         return seeded
@@ -261,7 +261,8 @@ def summary(seeded: Seeded | str, dshub_url: str) -> str:
         f"  alice owns demo and lab: token in {seeded.tokens['alice']}",
         f"  bob has no access to lab/scans: token in {seeded.tokens['bob']}",
         "  sign in on the web page with a token; for git and dvc:",
-        f"  .venv/bin/dshub login --token-stdin < {seeded.tokens['alice']}",
+        f"  .venv/bin/dshub login --gitlab-url {gitlab_url.rstrip('/')} --dshub-url {base}"
+        f" --token-stdin < {seeded.tokens['alice']}",
     ]
     return "\n".join(lines)
 
@@ -286,7 +287,7 @@ def main() -> int:
     except DshubError as exc:
         print(f"demo seed: dshub refused a step: {exc}", file=sys.stderr)
         return 1
-    print(summary(seeded, args.dshub))
+    print(summary(seeded, args.dshub, args.gitlab))
     return 0
 
 
