@@ -73,7 +73,7 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Register the UI's routes, template helpers, error pages and security headers."""
-    from webhook_service.ui import browse, datasets, session, sites  # noqa: F401 (routes)
+    from webhook_service.ui import browse, datasets, session, sites, upload  # noqa: F401 (routes)
 
     app.register_blueprint(blueprint)
     # The signed session only holds the user name shown in the header; keep it first-party.
