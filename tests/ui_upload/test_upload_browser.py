@@ -107,7 +107,7 @@ def test_folder_upload_shows_progress_and_lands_in_the_tree(
     page.get_by_label("Commit message").fill("Add three shots")
     page.get_by_role("button", name="Upload Files").click()
     result = page.locator("#upload-result")
-    expect(result.get_by_role("heading", name="Uploaded")).to_be_visible()
+    expect(result.get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
     for i in range(3):
         bar = page.get_by_label(re.compile(rf"Progress of shots/{'abc'[i]}\.png"))
         assert bar.evaluate("b => b.value === b.max && b.max > 1")
@@ -133,10 +133,17 @@ def test_folder_upload_shows_progress_and_lands_in_the_tree(
 def test_files_join_a_tracked_directory(
     context: BrowserContext, world: UploadWorld, tmp_path: Path
 ) -> None:
-    made = world.upload("mia", {"x0.png": png(50)}, folder="scans", layout="directory")
-    assert made.status_code == 201, made.get_json()
-    pointer_before = world.pointer("scans.dvc")
     page = context.new_page()
+    # A new folder as one tracked directory: the upload page of a folder not made yet.
+    write_images(tmp_path / "first", ["x0.png"], seed=50)
+    page.goto(f"/-/datasets/{world.pid}/upload?folder=scans")
+    expect(page.locator("#tracked-notice")).to_have_count(0)
+    page.get_by_label("One tracked directory").check()
+    page.get_by_label("Choose files").set_input_files(tmp_path / "first" / "x0.png")
+    page.get_by_role("button", name="Upload Files").click()
+    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
+    pointer_before = world.pointer("scans.dvc")
+    assert b".dir" in pointer_before
     open_upload(page, "scans")
     expect(page.locator("#destination")).to_contain_text("scans/")
     expect(page.locator("#tracked-notice")).to_contain_text(
@@ -147,10 +154,11 @@ def test_files_join_a_tracked_directory(
         [tmp_path / "more" / "x1.png", tmp_path / "more" / "x2.png"]
     )
     page.get_by_role("button", name="Upload Files").click()
-    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible()
+    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
     assert world.pointer("scans.dvc") != pointer_before  # the one manifest changed
-    tree = world.admin.projects.get(world.pid).repository_tree(path="scans", ref="main", all=True)
-    assert not [e for e in tree if str(e["name"]).endswith(".dvc")]  # no pointer per file
+    project = world.admin.projects.get(world.pid)
+    tree = project.repository_tree(ref="main", recursive=True, all=True)
+    assert not [e for e in tree if str(e["path"]).startswith("scans/")]  # no pointer per file
     page.goto(f"{DATASET}/-/tree/scans")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download x2.png").click()
@@ -252,7 +260,7 @@ def test_retry_after_the_network_drops_resumes(
     context.set_offline(False)
     page.unroute("**/api/v1/uploads/**")
     retry.click()
-    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible()
+    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
     expect(page.locator("#file-list li").nth(0).locator(".note")).to_have_text("already uploaded")
 
     def count(method: str, name: str) -> int:
@@ -290,7 +298,7 @@ def test_keyboard_only_folder_upload(
     assert page.evaluate("document.activeElement.id") == "start-upload"
     page.keyboard.press("Enter")
     result = page.locator("#upload-result")
-    expect(result.get_by_role("heading", name="Uploaded")).to_be_visible()
+    expect(result.get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
     expect(result).to_be_focused()
     expect(result.get_by_role("link", name="keys/k1.png")).to_be_visible()
     page.close()

@@ -352,7 +352,9 @@
         session = await openSession();
         resuming = false;
       }
-      const todo = sendable().filter((e) => !e.done);
+      // A retry asks the session (HEAD) about every file, done or not: what it holds whole
+      // is skipped, what it holds in part resumes at the acknowledged offset.
+      const todo = sendable().filter((e) => resuming || !e.done);
       let count = sendable().length - todo.length;
       for (const entry of todo) {
         status.textContent = `Uploading ${count + 1} of ${sendable().length}: ${entry.path}`;
