@@ -1,10 +1,11 @@
-""""Upload Files" in a real browser (Debian's Chromium via Playwright) against gunicorn + the
+""" "Upload Files" in a real browser (Debian's Chromium via Playwright) against gunicorn + the
 GitLab sandbox + moto S3: folder and file uploads with progress, a tracked directory the files
 join, refusals before sending, cancel, a resumed retry, keyboard-only use, axe-core, and
 screenshots. The tests share one world and run in file order."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import re
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from indexer.write.sessions import SessionStore
 from tests.receiver.serving import Gunicorn
@@ -141,7 +143,9 @@ def test_files_join_a_tracked_directory(
     page.get_by_label("One tracked directory").check()
     page.get_by_label("Choose files").set_input_files(tmp_path / "first" / "x0.png")
     page.get_by_role("button", name="Upload Files").click()
-    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
+    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(
+        timeout=30_000
+    )
     pointer_before = world.pointer("scans.dvc")
     assert b".dir" in pointer_before
     open_upload(page, "scans")
@@ -154,7 +158,9 @@ def test_files_join_a_tracked_directory(
         [tmp_path / "more" / "x1.png", tmp_path / "more" / "x2.png"]
     )
     page.get_by_role("button", name="Upload Files").click()
-    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
+    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(
+        timeout=30_000
+    )
     assert world.pointer("scans.dvc") != pointer_before  # the one manifest changed
     project = world.admin.projects.get(world.pid)
     tree = project.repository_tree(ref="main", recursive=True, all=True)
@@ -232,10 +238,8 @@ def test_cancel_midway_leaves_no_commit(
     wait_until(lambda: open_sessions(world) == [], 10, "the session deleted")
     assert head_sha(world) == before
     expect(page.locator("#drop-zone")).to_have_attribute("aria-disabled", "false")
-    try:
+    with contextlib.suppress(PlaywrightError):  # the browser dropped it with the XHR
         held[0].abort()
-    except Exception:  # noqa: BLE001 - the browser already dropped it
-        pass
     page.close()
 
 
@@ -260,7 +264,9 @@ def test_retry_after_the_network_drops_resumes(
     context.set_offline(False)
     page.unroute("**/api/v1/uploads/**")
     retry.click()
-    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(timeout=30_000)
+    expect(page.locator("#upload-result").get_by_role("heading", name="Uploaded")).to_be_visible(
+        timeout=30_000
+    )
     expect(page.locator("#file-list li").nth(0).locator(".note")).to_have_text("already uploaded")
 
     def count(method: str, name: str) -> int:
