@@ -27,15 +27,22 @@
   let busy = false;
   let cancelled = false;
 
+  // Decimal units, as the server's pages show sizes (formatting.human_size).
   const human = (n) => {
-    const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    if (n === 1) {
+      return "1 byte";
+    }
     let i = 0;
     let v = n;
-    while (v >= 1024 && i < units.length - 1) {
-      v /= 1024;
+    while (v >= 1000 && i < units.length - 1) {
+      v /= 1000;
       i += 1;
     }
-    return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
+    if (i === 0) {
+      return `${n} bytes`;
+    }
+    return v < 100 ? `${v.toFixed(1)} ${units[i]}` : `${Math.round(v)} ${units[i]}`;
   };
 
   const sendable = () => entries.filter((e) => !e.refused);
@@ -91,8 +98,10 @@
   }
 
   function picked(input) {
-    for (const file of input.files) {
-      add(file, file.webkitRelativePath || file.name);
+    const files = [...input.files].map((file) => [file, file.webkitRelativePath || file.name]);
+    files.sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+    for (const [file, path] of files) {
+      add(file, path);
     }
     input.value = "";
     refresh();
@@ -377,6 +386,7 @@
       setBusy(false);
       start.disabled = true;
       clear.hidden = false;
+      $("selection-summary").textContent = "These files are committed; clear the list to upload more.";
       showResult(commit.data);
     } catch (error) {
       setBusy(false);
