@@ -22,7 +22,7 @@ from indexer.write.sessions import SessionStore
 from tests.receiver.serving import Gunicorn
 from tests.support.services import wait_until
 from tests.ui.browser import chromium, new_context, serious_violations
-from tests.uploads.conftest import MAX_BYTES, UploadWorld
+from tests.uploads.conftest import MAX_BYTES, POINTER_WARN, UploadWorld
 from webhook_service.csrf import token_for
 
 DATASET = "/datasets/lab/cells"
@@ -346,3 +346,27 @@ def test_a_raw_put_needs_the_csrf_token(world: UploadWorld) -> None:
     assert client.put(url, data=b"x", headers=headers).status_code == 404  # past CSRF
     headers["Content-Type"] = "text/plain"
     assert client.put(url, data=b"x", headers=headers).status_code == 403
+
+
+def test_many_pointers_warn_until_confirmed(
+    context: BrowserContext, world: UploadWorld, tmp_path: Path
+) -> None:
+    """More files than DSHUB_UPLOAD_POINTER_WARN as one pointer each: the API's warning, and
+    "Upload Files" only once the user confirms."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(POINTER_WARN + 1):
+        (folder / f"m{i:03d}.txt").write_bytes(str(i).encode())
+    page = context.new_page()
+    open_upload(page)
+    warning = page.locator("#threshold-warning")
+    expect(warning).to_be_hidden()
+    page.get_by_label("Choose a folder").set_input_files(folder)
+    expect(page.locator("#file-list li")).to_have_count(POINTER_WARN + 1)
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text(f"More than {POINTER_WARN} files")
+    start = page.get_by_role("button", name="Upload Files")
+    expect(start).to_be_disabled()
+    page.get_by_label("Write one pointer per file anyway").check()
+    expect(start).to_be_enabled()
+    page.close()
