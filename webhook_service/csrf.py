@@ -12,8 +12,8 @@ a view (`before_request`), so no route can forget it:
   `DSHUB_SECRET_KEY` of what the browser authenticates with (the `tokenGitLab` cookie, or
   before sign-in a random `dshub_csrf` cookie), so it is worthless to anyone without that
   cookie and needs no server-side state;
-- **JSON routes** (`/api/...`) need `Content-Type: application/json`, which a cross-site
-  HTML form cannot send.
+- **JSON routes** (`/api/...`) need `Content-Type: application/json` (a `PUT` of raw bytes
+  may say `application/octet-stream`), which a cross-site HTML form cannot send.
 
 Requests that carry their own credential in a header (`PRIVATE-TOKEN`, `Authorization:
 Bearer|Basic`, `JOB-TOKEN`) are not cookie-authenticated and pass untouched: a page on
@@ -108,7 +108,7 @@ def check() -> None:
             "refused a request from another origin: changes authenticated by the sign-in cookie "
             "must come from dshub's own pages"
         )
-    if request.path.startswith("/api/") and request.mimetype != "application/json":
+    if request.path.startswith("/api/") and not _api_type_allowed():
         raise CsrfRefused(
             "a cookie-authenticated API request must send Content-Type: application/json "
             "(or authenticate with a PRIVATE-TOKEN header)"
@@ -122,6 +122,13 @@ def check() -> None:
         )
     if not hmac.compare_digest(sent, token_for(binding, current_app.config["SECRET_KEY"])):
         raise CsrfRefused("the CSRF token does not match your session: reload the page and retry")
+
+
+def _api_type_allowed() -> bool:
+    """JSON, or the raw bytes of a PUT (upload sessions): an HTML form sends neither."""
+    if request.mimetype == "application/json":
+        return True
+    return request.method == "PUT" and request.mimetype == "application/octet-stream"
 
 
 def _form_token() -> str | None:

@@ -136,23 +136,23 @@ def select_site(world: UploadWorld, pid: int) -> None:
     assert answer.status_code == 201, answer.get_json()
 
 
-@pytest.fixture
-def upload_world(
-    tmp_path: Path,
-    gitlab_sandbox: Sandbox,
-    gitlab_admin: gitlab.Gitlab,
-    s3_bucket: S3Bucket,
+def make_world(
+    root: Path,
+    sandbox: Sandbox,
+    admin: gitlab.Gitlab,
+    bucket: S3Bucket,
     dvc_env: dict[str, str],
-) -> Iterator[UploadWorld]:
-    """The world with `lab/cells` on the moto site (selected) and `lab/empty` without a site."""
-    creds = tmp_path / "credentials.json"
+) -> UploadWorld:
+    """The world under `root`: `lab/cells` on the moto site (selected), users of ROLES + out.
+    The caller closes `app_services(world.app)`."""
+    creds = root / "credentials.json"
     creds.write_text(json.dumps({"moto-rw": KEYS, "moto-ro": KEYS}))
-    index_url = f"sqlite:///{tmp_path / 'data' / 'index.sqlite3'}"
+    index_url = f"sqlite:///{root / 'data' / 'index.sqlite3'}"
     config = {
-        "DSHUB_DATA_DIR": str(tmp_path / "data"),
+        "DSHUB_DATA_DIR": str(root / "data"),
         "DSHUB_INDEX_URL": index_url,
-        "DSHUB_GITLAB_URL": gitlab_sandbox.url,
-        "DSHUB_GITLAB_TOKEN": gitlab_sandbox.admin_token,
+        "DSHUB_GITLAB_URL": sandbox.url,
+        "DSHUB_GITLAB_TOKEN": sandbox.admin_token,
         "DSHUB_STORAGE_CREDENTIALS_FILE": str(creds),
         "DSHUB_PUBLIC_URL": PUBLIC_URL,
         "DSHUB_RECONCILE_INTERVAL": "0",
@@ -164,28 +164,39 @@ def upload_world(
     site = StorageSite(
         name="moto",
         kind="s3",
-        bucket=s3_bucket.name,
+        bucket=bucket.name,
         prefix="datasets",
-        endpoint_url=s3_bucket.endpoint_url,
-        region=s3_bucket.region,
+        endpoint_url=bucket.endpoint_url,
+        region=bucket.region,
         access_mode="direct",
         credentials_ref="moto-rw",
     )
     SiteRegistry(index_url).save(validated(SiteRecord(site, "moto-ro")))
-    world = UploadWorld(
-        app, app.test_client(), gitlab_sandbox, gitlab_admin, s3_bucket, tmp_path, dvc_env
-    )
+    world = UploadWorld(app, app.test_client(), sandbox, admin, bucket, root, dvc_env)
     for name in (*ROLES, "out"):
-        user, token = gitlab_sandbox.create_user(name)
+        user, token = sandbox.create_user(name)
         world.tokens[name] = token
         world.user_ids[name] = user.id
-    world.tokens["admin"] = gitlab_sandbox.admin_token
+    world.tokens["admin"] = sandbox.admin_token
     world.config = config
-    group = gitlab_admin.groups.create({"name": "lab", "path": "lab", "visibility": "private"})
+    group = admin.groups.create({"name": "lab", "path": "lab", "visibility": "private"})
     world.group = group
     world.project = make_dataset(world, group, "cells")
     select_site(world, world.pid)
+    return world
+
+
+@pytest.fixture
+def upload_world(
+    tmp_path: Path,
+    gitlab_sandbox: Sandbox,
+    gitlab_admin: gitlab.Gitlab,
+    s3_bucket: S3Bucket,
+    dvc_env: dict[str, str],
+) -> Iterator[UploadWorld]:
+    """The world with `lab/cells` on the moto site (selected) and `lab/empty` without a site."""
+    world = make_world(tmp_path, gitlab_sandbox, gitlab_admin, s3_bucket, dvc_env)
     try:
         yield world
     finally:
-        app_services(app).close()
+        app_services(world.app).close()

@@ -79,6 +79,7 @@ def init_app(app: Flask) -> None:
         manage,
         session,
         sites,
+        upload,
         versions,
     )
 
