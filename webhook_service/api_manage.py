@@ -21,13 +21,12 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read.search import Viewer
 from indexer.sync import refs as sync
 from indexer.write import datasets as write
 from webhook_service.api_datasets import dataset_json, not_found, readable_dataset
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer, refresh_viewer
+from webhook_service.auth import current_viewer, refresh_viewer, request_token
 from webhook_service.bodies import json_object
 from webhook_service.params import int_arg
 
@@ -111,7 +110,7 @@ def _namespace(body: dict[str, Any]) -> str:
 
 
 def _token() -> str:
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     if not token:
         raise NotAuthenticated("sign in with your GitLab token to manage datasets")
     return token
@@ -288,7 +287,7 @@ def list_commits(project_id: int) -> ResponseReturnValue:
     """Who changed what, when: `ref` (default branch), `path`, `page`, `per_page` (≤ 100)."""
     viewer = current_viewer()
     dataset = readable_dataset(project_id, viewer)
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     client = services().request_reader(token).client
     page = int_arg("page", 1, 1, MAX_PAGE)
     per_page = int_arg("per_page", 20, 1, MAX_PER_PAGE)

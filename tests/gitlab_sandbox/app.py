@@ -11,6 +11,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request as WzRequest
 
+from tests.gitlab_sandbox.api_oauth import user_for_access_token
 from tests.gitlab_sandbox.faults import Faults
 from tests.gitlab_sandbox.http import (
     ApiError,
@@ -37,6 +38,7 @@ CORE_MODULES = (
     "tests.gitlab_sandbox.api_jobs",
     "tests.gitlab_sandbox.api_merge_requests",
     "tests.gitlab_sandbox.api_releases",
+    "tests.gitlab_sandbox.api_oauth",
 )
 # Owned by the sandbox-repository helper; optional until they exist.
 OPTIONAL_MODULES = ("tests.gitlab_sandbox.repository_api",)
@@ -139,11 +141,19 @@ class SandboxApp:
         )
 
     def _authenticate(self, headers: dict[str, str], query: dict[str, Any]) -> User | None:
-        """PRIVATE-TOKEN, `Authorization: Bearer` or `private_token`; a bad token is 401."""
+        """PRIVATE-TOKEN, `Authorization: Bearer` or `private_token`; a bad token is 401. An
+        OAuth access token counts only as Bearer (GitLab refuses it as PRIVATE-TOKEN)."""
         secret = headers.get("private-token")
         auth = headers.get("authorization", "")
         if not secret and auth.lower().startswith("bearer "):
+            is_oauth, oauth_user = user_for_access_token(self.state, auth[7:].strip())
+            if is_oauth:
+                if oauth_user is None:
+                    raise unauthorized()
+                return oauth_user
             secret = auth[7:].strip()
+        elif secret and user_for_access_token(self.state, secret)[0]:
+            raise unauthorized()
         if not secret and isinstance(query.get("private_token"), str):
             secret = query["private_token"]
         if not secret:

@@ -73,7 +73,7 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Register the UI's routes, template helpers, error pages and security headers."""
-    from webhook_service.ui import browse, datasets, session, sites  # noqa: F401 (routes)
+    from webhook_service.ui import browse, datasets, oauth, session, sites  # noqa: F401 (routes)
 
     app.register_blueprint(blueprint)
     # The signed session only holds the user name shown in the header; keep it first-party.
@@ -96,5 +96,6 @@ def init_app(app: Flask) -> None:
         breadcrumbs=formatting.breadcrumbs,
         page_window=formatting.page_window,
         current_user=session.current_user,
+        oauth_enabled=lambda: settings_of(app).oauth_enabled,
         return_to=lambda: formatting.return_path(request.path, request.args.items(multi=True)),
     )
