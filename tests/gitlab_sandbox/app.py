@@ -134,7 +134,8 @@ class SandboxApp:
             query=query,
             headers=headers,
             body=body,
-            user=self._authenticate(headers, query),
+            # The OAuth endpoints read their own credentials (and answer OAuth-shaped errors).
+            user=None if raw_path.startswith("/oauth/") else self._authenticate(headers, query),
             state=self.state,
             base_url=self.state.base_url,
             environ=environ,
