@@ -120,7 +120,9 @@ def test_refresh_rotates_and_expired_tokens_are_refused(
 ) -> None:
     pair = _signed_in(gitlab_sandbox, app)
     admin = {"PRIVATE-TOKEN": gitlab_sandbox.admin_token}
-    assert requests.post(f"{gitlab_sandbox.url}/-/sandbox/oauth/expire", headers=admin).ok
+    assert requests.post(
+        f"{gitlab_sandbox.url}/-/sandbox/oauth/expire", headers=admin, timeout=10
+    ).ok
     expired = gitlab.Gitlab(gitlab_sandbox.url, oauth_token=pair.access_token)
     with pytest.raises(gitlab.exceptions.GitlabAuthenticationError):
         expired.auth()
@@ -129,7 +131,9 @@ def test_refresh_rotates_and_expired_tokens_are_refused(
     gitlab.Gitlab(gitlab_sandbox.url, oauth_token=fresh.access_token).auth()
     with pytest.raises(Exception, match="invalid_grant"):
         oauth.refresh(client, pair.refresh_token)
-    served = requests.get(f"{gitlab_sandbox.url}/-/sandbox/oauth/grants", headers=admin).json()
+    served = requests.get(
+        f"{gitlab_sandbox.url}/-/sandbox/oauth/grants", headers=admin, timeout=10
+    ).json()
     assert served == ["authorization_code", "refresh_token", "refresh_token"]
 
 
