@@ -125,3 +125,35 @@ def test_next_outside_the_site_is_ignored(oauth_world: OAuthWorld, browser: Brow
     assert page.url == f"{oauth_world.server.url}/"
     assert page.get_by_text("@alice").first.is_visible()
     context.close()
+
+
+def _knob(world: OAuthWorld, path: str, body: dict[str, int] | None = None) -> None:
+    requests.post(
+        f"{world.sandbox.url}/-/sandbox/oauth/{path}",
+        headers={"PRIVATE-TOKEN": world.sandbox.admin_token},
+        json=body or {},
+        timeout=10,
+    ).raise_for_status()
+
+
+def test_a_token_gitlab_refuses_is_refreshed_unnoticed(
+    oauth_world: OAuthWorld, browser: Browser
+) -> None:
+    world = oauth_world
+    _knob(world, "settings", {"access_token_ttl": 7200})  # dshub's clock sees no expiry
+    try:
+        context = new_context(browser, world.server.url)
+        page = context.new_page()
+        # The account page asks GitLab nothing: the token is not in the permission cache.
+        page.goto("/-/sign-in?next=/-/account")
+        _approve(page)
+        assert page.url.endswith("/-/account")
+        refreshes = _grants(world).count("refresh_token")
+        _knob(world, "expire")  # GitLab now answers 401 to the access token
+        response = page.goto(f"/datasets/{world.dataset}")
+        assert response is not None and response.status == 200
+        assert page.get_by_role("heading", name="secret").first.is_visible()
+        assert _grants(world).count("refresh_token") == refreshes + 1
+        context.close()
+    finally:
+        _knob(world, "settings", {"access_token_ttl": TOKEN_TTL})
