@@ -60,13 +60,13 @@ wait_for "http://$DSHUB_BIND/healthz" "dshub"
 echo "dshub:           $DSHUB_PUBLIC_URL   (health: $DSHUB_PUBLIC_URL/healthz)"
 
 if [ -n "${DSHUB_SANDBOX_ADMIN_TOKEN:-}" ]; then
-  # First run: a public demo dataset with two versions, indexed through real webhooks.
+  # First run: demo datasets made as a person through dshub's own API (see the module).
   "$BIN/python" -m tests.gitlab_sandbox.demo --gitlab "$DSHUB_GITLAB_URL" \
-    --dshub "http://$DSHUB_BIND" --storage "$DSHUB_DATA_DIR/storage" \
-    || echo "dshub: the demo dataset could not be created (see above); the service keeps running" >&2
+    --dshub "$DSHUB_PUBLIC_URL" --data-dir "$DSHUB_DATA_DIR" \
+    || echo "dshub: the demo datasets could not be created (see above); the service keeps running" >&2
   echo
   echo "Try:  curl '$DSHUB_PUBLIC_URL/api/v1/datasets?q=cats'"
-  echo "      curl '$DSHUB_PUBLIC_URL/api/v1/datasets?q=cats' -H \"PRIVATE-TOKEN: \$(cat $token_file)\""
+  echo "      curl '$DSHUB_PUBLIC_URL/api/v1/datasets' -H \"PRIVATE-TOKEN: \$(cat $DSHUB_DATA_DIR/tokens/alice)\""
   echo "      DSHUB_URL=$DSHUB_PUBLIC_URL .venv/bin/dshub search cats"
 fi
 echo "Press Ctrl-C to stop."

@@ -1,14 +1,17 @@
 """Client sub-commands of `dshub` (download, ls, search, versions, create, upload, version,
-compare, restore, revert): REST API only, no Flask."""
+compare, restore, revert, new-project, login, logout): REST API only, no Flask."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from dshub import login
 from dshub.client import ApiClient
 from dshub.config import ClientConfig
 from dshub.download import download_file
@@ -371,10 +374,106 @@ def register_versions(sub: Any) -> None:
     revert.set_defaults(func=_cmd_revert)
 
 
+def _cmd_new_project(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "namespace": args.namespace, "ref": args.ref}
+    if args.path:
+        body["paths"] = args.path
+    if args.project_path:
+        body["path"] = args.project_path
+    try:
+        data = _client().send_json("POST", f"/api/v1/datasets/{args.project_id}/projects", body)
+    except DshubError as exc:
+        return _report(exc)
+    lines = [f"created project {data['id']}: {data['path_with_namespace']}  {data['web_url']}"]
+    lines += [
+        f"  imports {i['path']} at {data['rev']} ({data['rev_lock'][:12]})" for i in data["imports"]
+    ]
+    lines.append(f"  git clone {data['http_url_to_repo']} && dvc pull   (after dshub login)")
+    _print_json_or(args, data, lines)
+    return 0
+
+
+def _login_target(args: argparse.Namespace) -> tuple[list[login.Host], str, str | None]:
+    """The hosts, the user name and (for --ci) the token."""
+    env = os.environ
+    gitlab_url = args.gitlab_url or env.get("CI_SERVER_URL") or env.get("GITLAB_URL")
+    dshub_url = args.dshub_url or env.get("DSHUB_URL")
+    if dshub_url is None:
+        try:
+            dshub_url = ClientConfig.load().url
+        except DshubError:
+            dshub_url = None
+    urls = [u for u in (gitlab_url, dshub_url) if u]
+    if not urls:
+        raise InvalidInput("give --gitlab-url and --dshub-url (or set CI_SERVER_URL, DSHUB_URL)")
+    hosts = list(dict.fromkeys(login.Host.of(u) for u in urls))
+    if args.ci:
+        return hosts, login.JOB_USER, env.get("CI_JOB_TOKEN") or None
+    return hosts, login.PERSONAL_USER, None
+
+
+def _cmd_login(args: argparse.Namespace) -> int:
+    try:
+        hosts, user, token = _login_target(args)
+        if token is None and args.ci:
+            raise InvalidInput("--ci needs CI_JOB_TOKEN (run it inside a GitLab CI job)")
+        if token is None:
+            token = (
+                sys.stdin.readline().strip()
+                if args.token_stdin
+                else getpass.getpass("GitLab token (not shown): ").strip()
+            )
+        done = login.login(hosts, token, user)
+    except DshubError as exc:
+        return _report(exc)
+    for line in done:
+        print(line)
+    return 0
+
+
+def _cmd_logout(args: argparse.Namespace) -> int:
+    try:
+        hosts, user, _ = _login_target(args)
+        done = login.logout(hosts, user)
+    except DshubError as exc:
+        return _report(exc)
+    for line in done:
+        print(line)
+    return 0
+
+
+def register_projects(sub: Any) -> None:
+    """`new-project`, `login` and `logout`."""
+    new = sub.add_parser(
+        "new-project",
+        help="start a new project from a dataset version (DVC import, no credential committed)",
+    )
+    new.add_argument("--project-id", type=int, required=True, help="the dataset's id")
+    new.add_argument("--ref", required=True, help="the version (tag), branch or commit")
+    new.add_argument("--name", required=True, help="the new project's name")
+    new.add_argument("--namespace", required=True, help="group or user namespace: path or id")
+    new.add_argument("--path", action="append", help="a dataset path to import (repeat)")
+    new.add_argument("--project-path", help="the new project's GitLab path")
+    new.add_argument("--json", action="store_true")
+    new.set_defaults(func=_cmd_new_project)
+    for name, func, text in (
+        ("login", _cmd_login, "store your GitLab token for git and DVC (git credential, netrc)"),
+        ("logout", _cmd_logout, "remove what dshub login stored"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--gitlab-url", help="GitLab's URL (default: $CI_SERVER_URL, $GITLAB_URL)")
+        cmd.add_argument("--dshub-url", help="dshub's URL (default: $DSHUB_URL, the config file)")
+        cmd.add_argument("--ci", action="store_true", help="use CI_JOB_TOKEN (inside a CI job)")
+        if name == "login":
+            cmd.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+        cmd.set_defaults(func=func)
+
+
 def register(sub: Any) -> None:
     """Add the client sub-commands to the `dshub` argument parser."""
     register_writes(sub)
     register_versions(sub)
+    register_projects(sub)
     download = sub.add_parser(
         "download",
         help="download dataset files at a ref",

@@ -126,17 +126,9 @@ def download_file(
             total = int(response.headers.get("Content-Length", "0") or 0)
     resumed_from = offset
 
-    if response is not None:
-        mode = "ab" if offset else "wb"
-        with partial.open(mode) as out, ProgressBar(progress, total, offset, name) as bar:
-            for chunk in _chunks(response):
-                out.write(chunk)
-                bar(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-
-    with partial.open("rb") as handle:
-        actual = compute_hash(handle, hash_name)
+    actual = _receive(
+        partial, response, offset, hash_name, ProgressBar(progress, total, offset, name)
+    )
     if etag and actual != etag:
         partial.unlink(missing_ok=True)
         raise ChecksumMismatch(
@@ -145,6 +137,43 @@ def download_file(
         )
     os.replace(partial, target)
     return Downloaded(target, target.stat().st_size, hash_name, actual, resumed_from)
+
+
+def _receive(
+    partial: Path,
+    response: requests.Response | None,
+    offset: int,
+    hash_name: str,
+    bar: ProgressBar,
+) -> str:
+    """Write the response's body into `partial` (after its first `offset` bytes) and return
+    the hash of the whole file, of kind `hash_name`.
+
+    DVC 3's md5 is the md5 of the bytes: they are hashed as they arrive (after what a resumed
+    `.part` already holds) instead of reading the file again. The other kinds (DVC 2's
+    md5-dos2unix, git-sha1) are hashed from the finished file by `compute_hash`. No fsync:
+    like git and dvc, a download trusts the OS to write it back; a file torn by a power cut
+    is caught on the next run, which verifies every file it finds (`dshub get`) or
+    downloads it again.
+    """
+    if response is None:  # the `.part` is already whole
+        with bar, partial.open("rb") as handle:
+            return compute_hash(handle, hash_name)
+    streamed = hashlib.md5(usedforsecurity=False) if hash_name == "md5" else None
+    if streamed is not None and offset:
+        with partial.open("rb") as held:
+            while block := held.read(1024 * 1024):
+                streamed.update(block)
+    with partial.open("ab" if offset else "wb") as out, bar:
+        for chunk in _chunks(response):
+            out.write(chunk)
+            if streamed is not None:
+                streamed.update(chunk)
+            bar(len(chunk))
+    if streamed is not None:
+        return streamed.hexdigest()
+    with partial.open("rb") as handle:
+        return compute_hash(handle, hash_name)
 
 
 def follow_redirect(location: str, headers: dict[str, str]) -> requests.Response:

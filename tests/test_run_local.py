@@ -49,11 +49,42 @@ def test_first_run_serves_a_searchable_demo_dataset(tmp_path: Path) -> None:
             return answer.ok and len(answer.json()["items"]) == 2
 
         wait_until(indexed, 120, "the demo dataset's two versions")
+
+        def seeded() -> bool:
+            log.flush()
+            return "Press Ctrl-C to stop." in (tmp_path / "run.log").read_text(errors="replace")
+
+        wait_until(seeded, 120, "the end of the demo seed")
         found = requests.get(f"{base}/api/v1/datasets", params={"q": "cats"}, timeout=5).json()
         assert [item["path_with_namespace"] for item in found["items"]] == ["demo/cats"]
         versions = requests.get(f"{base}/api/v1/datasets/1/versions", timeout=5).json()["items"]
         assert [(v["name"], v["file_count"]) for v in versions] == [("v0.2.0", 6), ("v0.1.0", 5)]
+        # Made as alice through dshub's API: her name on the versions, her notes.
+        assert {v["author"]["username"] for v in versions} == {"alice"}
+        assert versions[0]["release_notes"] == "Five cats (cat4 added)"
+        tokens = tmp_path / "var" / "tokens"
+        assert (tokens / "alice").stat().st_mode & 0o777 == 0o600
+
+        def paths(who: str | None) -> list[str]:
+            headers = {"PRIVATE-TOKEN": (tokens / who).read_text().strip()} if who else {}
+            listing = requests.get(f"{base}/api/v1/datasets", headers=headers, timeout=5)
+            return sorted(item["path_with_namespace"] for item in listing.json()["items"])
+
+        assert paths("alice") == ["demo/cats", "demo/cells", "lab/scans"]
+        assert paths("bob") == paths(None) == ["demo/cats", "demo/cells"]
+        cells = next(
+            item
+            for item in requests.get(
+                f"{base}/api/v1/datasets", params={"q": "cells"}, timeout=5
+            ).json()["items"]
+        )
+        tree = requests.get(
+            f"{base}/api/v1/datasets/{cells['id']}/tree", params={"path": "cells"}, timeout=5
+        ).json()
+        assert len(tree["items"]) == 6 and all(i["source"] == "dvc" for i in tree["items"])
         output = (tmp_path / "run.log").read_text()
+        assert "alice owns demo and lab: token in" in output
+        assert (tokens / "alice").read_text().strip() not in output
         assert f"dshub:           http://127.0.0.1:{port}" in output
         assert f"GitLab sandbox:  http://127.0.0.1:{sandbox_port}" in output
     finally:

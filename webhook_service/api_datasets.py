@@ -6,19 +6,21 @@ the same message), and never counts in a total or a facet.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from indexer.errors import NotFound
+from indexer.errors import DshubError, NotFound
 from indexer.ingest.events import MAX_ID
 from indexer.read import search
 from indexer.read.search import Viewer
 from indexer.store import Dataset
+from indexer.write.projects import consumer_projects
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.params import int_arg, optional_int_arg
 
 blueprint = Blueprint("api_datasets", __name__, url_prefix="/api/v1")
@@ -99,8 +101,24 @@ def list_datasets() -> ResponseReturnValue:
 
 @blueprint.get("/datasets/<int:project_id>")
 def get_dataset(project_id: int) -> ResponseReturnValue:
-    """One dataset the caller may read."""
-    return jsonify(dataset_json(readable_dataset(project_id)))
+    """One dataset the caller may read, with the projects started from it they may see."""
+    return jsonify(dataset_details(readable_dataset(project_id)))
+
+
+def dataset_details(dataset: Dataset) -> dict[str, Any]:
+    """`dataset_json` plus `used_by`: what `GET /datasets/<id>` (and a write's answer) shows."""
+    return {**dataset_json(dataset), "used_by": used_by(dataset.project_id)}
+
+
+def used_by(project_id: int) -> list[dict[str, Any]] | None:
+    """Projects started from the dataset that the caller may see in GitLab ("used by"),
+    asked with their own token (anonymous: public ones); None when GitLab cannot answer."""
+    token = request_token()
+    try:
+        found = consumer_projects(services().request_reader(token).client, project_id)
+    except DshubError:
+        return None  # the details still answer; the list is GitLab's to give
+    return [asdict(project) for project in found]
 
 
 @blueprint.get("/datasets/<int:project_id>/versions")

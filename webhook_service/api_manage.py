@@ -24,7 +24,7 @@ from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound,
 from indexer.read.search import Viewer
 from indexer.sync import refs as sync
 from indexer.write import datasets as write
-from webhook_service.api_datasets import dataset_json, not_found, readable_dataset
+from webhook_service.api_datasets import dataset_details, not_found, readable_dataset
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer, refresh_viewer, request_token
 from webhook_service.bodies import json_object
@@ -151,7 +151,7 @@ def _reindex(project_id: int, *, everyone: bool = False) -> Viewer:
 
 
 def _answer(viewer: Viewer, project_id: int, status: int = 200) -> Response:
-    response = jsonify(dataset_json(readable_dataset(project_id, viewer)))
+    response = jsonify(dataset_details(readable_dataset(project_id, viewer)))
     response.status_code = status
     if status == 201:
         response.headers["Location"] = f"/api/v1/datasets/{project_id}"
@@ -185,6 +185,17 @@ def create_dataset() -> ResponseReturnValue:
     """Create a dataset as the caller: 201 with the dataset as `GET /datasets/<id>` shows it."""
     viewer, client = caller_client()
     body = _json_object(CREATE_FIELDS, CREATE_EXAMPLE)
+    created, viewer, timing = create(viewer, client, body)
+    response = _answer(viewer, created, 201)
+    # Where the time went (GitLab project + first commit, then the in-line index), for
+    # browsers' devtools and the create benchmark.
+    response.headers["Server-Timing"] = timing
+    return response
+
+
+def create(viewer: Viewer, client: gitlab.Gitlab, body: dict[str, Any]) -> tuple[int, Viewer, str]:
+    """Create the dataset `body` describes (the API's fields) as the caller and index it:
+    its id, the refreshed viewer and a Server-Timing value. The web form calls this too."""
     spec = write.NewDataset(
         name=_text(body, "name", MAX_NAME, required=True) or "",
         namespace=_namespace(body),
@@ -204,7 +215,9 @@ def create_dataset() -> ResponseReturnValue:
     )
     written = time.perf_counter()
     try:
-        viewer = _reindex(created.id)
+        # Readable now by its creator and the namespace's members, whichever process they
+        # reach next: every process's cached answers go (the shared generation).
+        viewer = _reindex(created.id, everyone=True)
     except DshubError as exc:
         # The dataset exists in GitLab: say so, so a retry does not just meet a 409.
         raise Unavailable(
@@ -214,13 +227,10 @@ def create_dataset() -> ResponseReturnValue:
         ) from exc
     indexed = time.perf_counter()
     log.info("dataset created", extra={"project_id": created.id, "user_id": viewer.user_id})
-    response = _answer(viewer, created.id, 201)
-    # Where the time went (GitLab project + first commit, then the in-line index), for
-    # browsers' devtools and the create benchmark.
-    response.headers["Server-Timing"] = (
+    timing = (
         f"gitlab;dur={(written - started) * 1000:.1f}, index;dur={(indexed - written) * 1000:.1f}"
     )
-    return response
+    return created.id, viewer, timing
 
 
 @blueprint.patch("/datasets/<int:project_id>")
@@ -228,6 +238,11 @@ def edit_dataset(project_id: int) -> ResponseReturnValue:
     """Change name, description, topics or visibility (GitLab decides who may)."""
     viewer, client = caller_client()
     body = _json_object(EDIT_FIELDS, EDIT_EXAMPLE)
+    return _answer(edit(viewer, client, project_id, body), project_id)
+
+
+def edit(viewer: Viewer, client: gitlab.Gitlab, project_id: int, body: dict[str, Any]) -> Viewer:
+    """Apply the API's edit fields in `body` as the caller and re-index (the web form too)."""
     if not body:
         raise InvalidInput(f"give at least one of {', '.join(EDIT_FIELDS)}")
     changes = write.DatasetChanges(
@@ -239,11 +254,15 @@ def edit_dataset(project_id: int) -> ResponseReturnValue:
     before = readable_dataset(project_id, viewer)
     _as_dataset_404(project_id, lambda: write.edit_project(client, project_id, changes))
     widened = changes.visibility is not None and changes.visibility != before.visibility
-    viewer = _reindex(project_id, everyone=widened)
-    return _answer(viewer, project_id)
+    return _reindex(project_id, everyone=widened)
 
 
 def _archive(project_id: int, archived: bool) -> ResponseReturnValue:
+    return _answer(set_archived(project_id, archived), project_id)
+
+
+def set_archived(project_id: int, archived: bool) -> Viewer:
+    """GitLab's archive or unarchive as the caller, then the index learns it."""
     viewer, client = caller_client()
     readable_dataset(project_id, viewer)
     _as_dataset_404(project_id, lambda: write.set_archived(client, project_id, archived))
@@ -253,7 +272,7 @@ def _archive(project_id: int, archived: bool) -> ResponseReturnValue:
     if dataset is not None:
         # GitLab just said so; the index keeps it until the next write that knows it.
         store.upsert_dataset(replace(dataset, archived=archived))
-    return _answer(viewer, project_id)
+    return viewer
 
 
 @blueprint.post("/datasets/<int:project_id>/archive")
@@ -271,6 +290,12 @@ def unarchive_dataset(project_id: int) -> ResponseReturnValue:
 @blueprint.delete("/datasets/<int:project_id>")
 def delete_dataset(project_id: int) -> ResponseReturnValue:
     """GitLab's delete, as the caller: the dataset leaves the index; its bytes stay until gc."""
+    delete(project_id)
+    return jsonify(id=project_id, deleted=True, message="deleted; its bytes stay until gc")
+
+
+def delete(project_id: int) -> None:
+    """Delete the dataset in GitLab as the caller and drop it from the index."""
     viewer, client = caller_client()
     readable_dataset(project_id, viewer)
     _as_dataset_404(project_id, lambda: write.delete_project(client, project_id))
@@ -279,20 +304,17 @@ def delete_dataset(project_id: int) -> ResponseReturnValue:
     services().job_context.store.remove_dataset(project_id)
     refresh_viewer()
     log.info("dataset deleted", extra={"project_id": project_id, "user_id": viewer.user_id})
-    return jsonify(id=project_id, deleted=True, message="deleted; its bytes stay until gc")
 
 
-@blueprint.get("/datasets/<int:project_id>/commits")
-def list_commits(project_id: int) -> ResponseReturnValue:
-    """Who changed what, when: `ref` (default branch), `path`, `page`, `per_page` (≤ 100)."""
-    viewer = current_viewer()
-    dataset = readable_dataset(project_id, viewer)
+def commit_history(
+    project_id: int, ref: str | None, path: str | None, page: int, per_page: int
+) -> tuple[str | None, write.CommitPage]:
+    """The commits of `ref` (default branch) touching `path`, read with the caller's token,
+    of a dataset the caller may read (else the one 404); the history page uses it too."""
+    dataset = readable_dataset(project_id, current_viewer())
     token = request_token()
     client = services().request_reader(token).client
-    page = int_arg("page", 1, 1, MAX_PAGE)
-    per_page = int_arg("per_page", 20, 1, MAX_PER_PAGE)
-    ref = request.args.get("ref") or dataset.default_branch
-    path = (request.args.get("path") or "").strip("/") or None
+    ref = ref or dataset.default_branch
     try:
         history = write.commits(
             client, project_id, ref=ref, path=path, page=page, per_page=per_page
@@ -300,6 +322,16 @@ def list_commits(project_id: int) -> ResponseReturnValue:
     except NotFound:
         # The dataset is readable (checked above), so GitLab's 404 is about the ref.
         raise NotFound(f"dataset {project_id} has no branch, tag or commit {ref!r}") from None
+    return ref, history
+
+
+@blueprint.get("/datasets/<int:project_id>/commits")
+def list_commits(project_id: int) -> ResponseReturnValue:
+    """Who changed what, when: `ref` (default branch), `path`, `page`, `per_page` (≤ 100)."""
+    page = int_arg("page", 1, 1, MAX_PAGE)
+    per_page = int_arg("per_page", 20, 1, MAX_PER_PAGE)
+    path = (request.args.get("path") or "").strip("/") or None
+    ref, history = commit_history(project_id, request.args.get("ref"), path, page, per_page)
     return jsonify(
         items=[
             {

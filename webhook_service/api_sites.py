@@ -396,6 +396,17 @@ def select_site(project_id: int) -> ResponseReturnValue:
     name = json_object(example=example).get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"send {example}")
+    return jsonify(apply_site(project_id, name, viewer)), 201
+
+
+def apply_site(project_id: int, name: str, viewer: Viewer | None = None) -> dict[str, Any]:
+    """Select storage site `name` for the dataset as the caller (Maintainer, checked here):
+    the `.dvc/config` commit and the CI/CD variables; the API's 201 body. The UI's "Apply"
+    calls this too."""
+    settings = settings_of(current_app)
+    if viewer is None:
+        viewer = _signed_in()
+        _check_maintainer(settings, viewer, project_id)
     reader = _service_reader(settings)
     project = reader.project(project_id)
     if project is None:
@@ -450,13 +461,13 @@ def select_site(project_id: int) -> ResponseReturnValue:
             "commit": commit,
         },
     )
-    return jsonify(
-        dataset_id=project_id,
-        storage_site=name,
-        access_mode=record.site.access_mode,
-        dvc_remote_url=remote_url,
-        dvc_remote=REMOTE_NAME,
-        commit=commit,
-        variables=[variable.key for variable in variables],
-        sync=_queue_sync(project_id),
-    ), 201
+    return {
+        "dataset_id": project_id,
+        "storage_site": name,
+        "access_mode": record.site.access_mode,
+        "dvc_remote_url": remote_url,
+        "dvc_remote": REMOTE_NAME,
+        "commit": commit,
+        "variables": [variable.key for variable in variables],
+        "sync": _queue_sync(project_id),
+    }

@@ -28,7 +28,7 @@ from flask.typing import ResponseReturnValue
 from indexer.errors import InvalidInput, NotFound
 from indexer.read.resolve import validate_ref
 from indexer.store import Dataset
-from indexer.sync.mr_diff import commits_diff
+from indexer.sync.mr_diff import CommitsDiff, commits_diff
 from indexer.write import versions
 from webhook_service import api_manage
 from webhook_service.api_datasets import readable_dataset
@@ -53,7 +53,7 @@ def _body(allowed: tuple[str, ...], example: str) -> dict[str, Any]:
     return body
 
 
-class _Caller:
+class Caller:
     """The signed-in caller, the dataset (readable, else the one 404) and their GitLab project."""
 
     def __init__(self, project_id: int) -> None:
@@ -82,16 +82,40 @@ def _message(body: dict[str, Any], default: str) -> str:
     return value
 
 
-@blueprint.post("/datasets/<int:project_id>/versions")
-def create_version(project_id: int) -> ResponseReturnValue:
-    """Tag `ref` (default: the default branch) as version `name` with release notes."""
-    caller = _Caller(project_id)
-    body = _body(VERSION_FIELDS, '{"name": "v0.2.0", "ref": "main", "message": "Five cats"}')
+def make_version(caller: Caller, body: dict[str, Any]) -> tuple[versions.Version, str]:
+    """Validate `{name, ref, message}`, create the version with the caller's token and
+    re-index its tag (what `POST /versions` and the UI's "Create version" form do)."""
     name = versions.check_version_name(body.get("name"))
     ref = text_param(body, "ref", 255) or caller.dataset.default_branch or "main"
     message = _message(body, f"Version {name}")
-    made = versions.create_version(caller.project, project_id, name, ref, message)
-    index = caller.reindex(f"refs/tags/{name}")
+    made = versions.create_version(caller.project, caller.project_id, name, ref, message)
+    return made, caller.reindex(f"refs/tags/{name}")
+
+
+def remove_version(caller: Caller, name: str) -> str:
+    """Delete version `name` (GitLab decides who may) and re-index; the index outcome."""
+    versions.check_version_name(name)
+    versions.delete_version(caller.project, caller.project_id, name)
+    return caller.reindex(f"refs/tags/{name}")
+
+
+def restore_to(caller: Caller, body: dict[str, Any]) -> tuple[str, versions.Revision, str]:
+    """Validate `{version, branch, message, new_branch, merge_request}` and make the restore
+    commit; the version, the revision and the index outcome."""
+    version = versions.check_version_name(body.get("version"))
+    target = _target(body, caller)
+    message = _message(body, f"Restore the data of version {version}")
+    revision = versions.restore_version(caller.project, caller.project_id, version, target, message)
+    ref = f"refs/heads/{revision.branch}" if revision.commit else None
+    return version, revision, caller.reindex(ref)
+
+
+@blueprint.post("/datasets/<int:project_id>/versions")
+def create_version(project_id: int) -> ResponseReturnValue:
+    """Tag `ref` (default: the default branch) as version `name` with release notes."""
+    caller = Caller(project_id)
+    body = _body(VERSION_FIELDS, '{"name": "v0.2.0", "ref": "main", "message": "Five cats"}')
+    made, index = make_version(caller, body)
     log.info("version created", extra={"project_id": project_id, "user_id": caller.user_id})
     response = jsonify(
         dataset_id=project_id,
@@ -110,10 +134,8 @@ def create_version(project_id: int) -> ResponseReturnValue:
 @blueprint.delete("/datasets/<int:project_id>/versions/<path:name>")
 def delete_version(project_id: int, name: str) -> ResponseReturnValue:
     """Delete version `name` and its release (GitLab decides who may)."""
-    caller = _Caller(project_id)
-    versions.check_version_name(name)
-    versions.delete_version(caller.project, project_id, name)
-    index = caller.reindex(f"refs/tags/{name}")
+    caller = Caller(project_id)
+    index = remove_version(caller, name)
     log.info("version deleted", extra={"project_id": project_id, "user_id": caller.user_id})
     return jsonify(dataset_id=project_id, name=name, deleted=True, index=index)
 
@@ -128,20 +150,25 @@ def _ref_arg(name: str) -> str:
         raise InvalidInput(f"{name}: {exc.message}") from None
 
 
+def data_diff(dataset: Dataset, base: str, head: str) -> tuple[list[str], CommitsDiff]:
+    """The two refs' commit shas and the data diff between them (404 for an unknown ref)."""
+    ctx = services().request_context
+    shas = []
+    for ref in (base, head):
+        sha = ctx.reader.commit_sha(dataset.project_id, ref)
+        if sha is None:
+            raise NotFound(f"dataset {dataset.project_id} has no version, branch or commit {ref!r}")
+        shas.append(sha)
+    return shas, commits_diff(ctx, dataset, shas[0], shas[1])
+
+
 @blueprint.get("/datasets/<int:project_id>/compare")
 def compare(project_id: int) -> ResponseReturnValue:
     """Files added, removed and modified between `from` and `to`, with byte sums."""
     dataset = readable_dataset(project_id)  # first: hidden is missing
     base, head = _ref_arg("from"), _ref_arg("to")
     limit = diff_limit()
-    ctx = services().request_context
-    shas = []
-    for ref in (base, head):
-        sha = ctx.reader.commit_sha(project_id, ref)
-        if sha is None:
-            raise NotFound(f"dataset {project_id} has no version, branch or commit {ref!r}")
-        shas.append(sha)
-    diff = commits_diff(ctx, dataset, shas[0], shas[1])
+    shas, diff = data_diff(dataset, base, head)
     return jsonify(
         {
             "dataset_id": project_id,
@@ -154,7 +181,7 @@ def compare(project_id: int) -> ResponseReturnValue:
     )
 
 
-def _target(body: dict[str, Any], caller: _Caller) -> versions.Target:
+def _target(body: dict[str, Any], caller: Caller) -> versions.Target:
     branch = text_param(body, "branch", 255) or caller.dataset.default_branch or "main"
     new_branch = text_param(body, "new_branch", 255)
     merge_request = flag_param(body.get("merge_request"), "merge_request")
@@ -178,26 +205,27 @@ def _revision_json(project_id: int, revision: versions.Revision, index: str) -> 
 @blueprint.post("/datasets/<int:project_id>/revert")
 def revert(project_id: int) -> ResponseReturnValue:
     """GitLab's revert of commit `sha` on `branch` (or a `new_branch` from it)."""
-    caller = _Caller(project_id)
     body = _body(REVERT_FIELDS, '{"sha": "1a2b3c4d", "branch": "main"}')
+    return jsonify(revert_as_caller(project_id, body)), 201
+
+
+def revert_as_caller(project_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """Revert `body["sha"]` (the API's revert fields) as the caller; the API's 201 body.
+    The UI's "revert this commit" calls this too."""
+    caller = Caller(project_id)
     sha = versions.check_sha(body.get("sha"))
     revision = versions.revert_commit(caller.project, project_id, sha, _target(body, caller))
     index = caller.reindex(f"refs/heads/{revision.branch}")
     log.info("commit reverted", extra={"project_id": project_id, "user_id": caller.user_id})
-    return jsonify(_revision_json(project_id, revision, index)), 201
+    return _revision_json(project_id, revision, index)
 
 
 @blueprint.post("/datasets/<int:project_id>/restore")
 def restore(project_id: int) -> ResponseReturnValue:
     """One commit making the branch's data pointers those of `version`."""
-    caller = _Caller(project_id)
+    caller = Caller(project_id)
     body = _body(RESTORE_FIELDS, '{"version": "v0.1.0", "branch": "main"}')
-    version = versions.check_version_name(body.get("version"))
-    target = _target(body, caller)
-    message = _message(body, f"Restore the data of version {version}")
-    revision = versions.restore_version(caller.project, project_id, version, target, message)
-    ref = f"refs/heads/{revision.branch}" if revision.commit else None
-    index = caller.reindex(ref)
+    version, revision, index = restore_to(caller, body)
     log.info("version restored", extra={"project_id": project_id, "user_id": caller.user_id})
     answer = {**_revision_json(project_id, revision, index), "version": version}
     answer["kept"] = versions.KEPT

@@ -23,6 +23,7 @@ from webhook_service import (
     api_gc,
     api_manage,
     api_merge_requests,
+    api_projects,
     api_sites,
     api_upload_sessions,
     api_uploads,
@@ -85,6 +86,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         api_uploads,
         api_upload_sessions,
         api_versions,
+        api_projects,
     ):
         app.register_blueprint(api.blueprint)
     dvc_remote.init_app(app)

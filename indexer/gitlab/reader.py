@@ -22,6 +22,7 @@ from indexer.gitlab.tokens import header_safe, is_oauth
 
 REPORTER = 20
 DVC_CONFIG_PATH = ".dvc/config"
+CONSUMER_TOPIC = "dshub-project"  # set by indexer.write.projects on projects it starts
 
 
 @dataclass(frozen=True)
@@ -281,8 +282,11 @@ class GitLabReader:
         return True
 
     def is_dataset(self, project: ProjectInfo) -> bool:
-        """A dataset is a project whose default branch is a DVC repository."""
+        """A dataset is a project whose default branch is a DVC repository, except a project
+        started from a dataset (topic `dshub-project`: it holds only import pointers)."""
         if project.default_branch is None or project.empty_repo:
+            return False
+        if CONSUMER_TOPIC in project.topics:
             return False
         return self.file_exists(project.id, DVC_CONFIG_PATH, project.default_branch)
 

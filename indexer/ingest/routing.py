@@ -144,8 +144,9 @@ def route(event: Event) -> list[JobRequest]:
             jobs.append(sync_merge_request_job(event.project_id, event.iid))
         case ProjectEvent(action="destroy"):
             jobs.append(remove_project_job(event.project_id))
-        case ProjectEvent(action="update" | "transfer"):
-            # Visibility and inherited membership may have changed: both must be re-read.
+        case ProjectEvent(action="update" | "transfer" | "create"):
+            # Visibility and inherited membership may have changed (a new project is readable
+            # by its namespace's members at once): both must be re-read.
             jobs.append(sync_project_job(event.project_id))
             jobs.append(invalidate_permissions_job(project_id=event.project_id))
         case ProjectEvent():

@@ -58,6 +58,11 @@ def _out(oid: str, meta: Meta, path: str, old: Mapping[str, Any] | None) -> dict
     return out
 
 
+def output_entry(oid: str, meta: Meta, path: str) -> dict[str, Any]:
+    """One output of a new pointer as `Output.dumpd` writes it (`dvc add`, `dvc import`)."""
+    return _out(oid, meta, path, None)
+
+
 def pointer_text(
     oid: str, meta: Meta, path: str, old_text: str | bytes | None, pointer_path: str
 ) -> bytes:

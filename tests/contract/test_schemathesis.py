@@ -252,6 +252,9 @@ EXCLUDED: dict[tuple[str, str], str] = {
     + " (deletes the world's versions)",
     ("POST /api/v1/datasets/{project_id}/revert", "maintainer"): _MAINTAINER_WRITES,
     ("POST /api/v1/datasets/{project_id}/restore", "maintainer"): _MAINTAINER_WRITES,
+    ("POST /api/v1/datasets/{project_id}/projects", "maintainer"): (
+        "the Maintainer may start projects from the dataset: each would be a new GitLab project"
+    ),
 }
 CASES = [
     (label, viewer) for label in OPERATIONS for viewer in VIEWERS if (label, viewer) not in EXCLUDED

@@ -10,6 +10,7 @@ import gitlab
 
 from tests.gitlab_sandbox.server import Sandbox
 from tests.manage.conftest import ManageWorld, build_world
+from webhook_service import create_app
 
 
 def test_maintainer_creates_a_dataset_that_is_searchable_when_the_call_returns(
@@ -118,6 +119,28 @@ def test_create_to_searchable_also_for_a_private_dataset_of_its_creator(
     assert manage.call("nonmember", "GET", f"/api/v1/datasets/{pid}").status_code == 404
     found = manage.call("maintainer", "GET", "/api/v1/datasets", q="secret").get_json()
     assert [item["id"] for item in found["items"]] == [pid]
+
+
+def test_a_new_private_dataset_is_listed_for_its_creator_and_members_by_every_process(
+    manage: ManageWorld,
+) -> None:
+    """Two apps on one data directory are two gunicorn workers: answers cached by the other
+    worker before the create must not hide the new private dataset from its creator or from
+    the namespace's other members."""
+    other = create_app(manage.settings).test_client()
+
+    def listed(who: str) -> list[int]:
+        answer = other.get("/api/v1/datasets", headers=manage.headers(who))
+        return [item["id"] for item in answer.get_json()["items"]]
+
+    for who in ("maintainer", "developer", "nonmember"):
+        listed(who)  # the other worker now holds each caller's answer
+    answer = manage.create("maintainer", name="Hidden", namespace="imaging", visibility="private")
+    assert answer.status_code == 201, answer.get_json()
+    made = answer.get_json()["id"]
+    assert made in listed("maintainer")
+    assert made in listed("developer")
+    assert made not in listed("nonmember")
 
 
 def test_a_create_gitlab_made_but_dshub_could_not_index_says_so_and_the_sync_repairs_it(

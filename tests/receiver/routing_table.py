@@ -45,7 +45,10 @@ TABLE: dict[str, tuple[str, list[JobRequest] | None]] = {
     ),
     "group_member_user_access_request_to_group.json": ("Member Hook", None),
     "group_member_user_access_request_denied_for_group.json": ("Member Hook", None),
-    "group_project_create.json": ("Project Hook", [sync_project_job(22)]),
+    "group_project_create.json": (
+        "Project Hook",
+        [sync_project_job(22), invalidate_permissions_job(project_id=22)],
+    ),
     "group_project_destroy.json": ("Project Hook", [remove_project_job(22)]),
     "subgroup_create.json": ("Subgroup Hook", None),
     "subgroup_destroy.json": (
@@ -59,7 +62,10 @@ TABLE: dict[str, tuple[str, list[JobRequest] | None]] = {
     "access_token_project.json": ("Resource Access Token Hook", None),
     "access_token_group.json": ("Resource Access Token Hook", None),
     "vulnerability.json": ("Vulnerability Hook", None),
-    "system_project_create.json": (SYSTEM, [sync_project_job(74)]),
+    "system_project_create.json": (
+        SYSTEM,
+        [sync_project_job(74), invalidate_permissions_job(project_id=74)],
+    ),
     "system_project_destroy.json": (SYSTEM, [remove_project_job(73)]),
     "system_project_rename.json": (SYSTEM, [sync_project_job(73)]),
     "system_project_transfer.json": (

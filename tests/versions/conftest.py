@@ -125,7 +125,9 @@ def world(
         admin.auth()
         creds = root / "credentials.json"
         creds.write_text(json.dumps({"moto-rw": KEYS, "moto-ro": KEYS}))
+        port = services.free_port()  # known before the app: the dataset remote names it
         config = {
+            "DSHUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "DSHUB_DATA_DIR": str(root / "data"),
             "DSHUB_INDEX_URL": index_url,
             "DSHUB_GITLAB_URL": sandbox.url,
@@ -145,11 +147,12 @@ def world(
             prefix="datasets",
             endpoint_url=bucket.endpoint_url,
             region=bucket.region,
-            access_mode="direct",
+            # a module may ask for dshub's DVC remote (proxy) with ACCESS_MODE = "proxy"
+            access_mode=getattr(request.module, "ACCESS_MODE", "direct"),
             credentials_ref="moto-rw",
         )
         SiteRegistry(index_url).save(validated(SiteRecord(site, "moto-ro")))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
+        server = make_server("127.0.0.1", port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         world = VersionsWorld(
             app, app.test_client(), sandbox, admin, root, f"http://127.0.0.1:{server.port}"

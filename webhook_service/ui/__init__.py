@@ -73,7 +73,15 @@ def _security_headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Register the UI's routes, template helpers, error pages and security headers."""
-    from webhook_service.ui import browse, datasets, oauth, session, sites  # noqa: F401 (routes)
+    from webhook_service.ui import (  # noqa: F401 (routes)
+        browse,
+        datasets,
+        manage,
+        oauth,
+        session,
+        sites,
+        versions,
+    )
 
     app.register_blueprint(blueprint)
     # The signed session only holds the user name shown in the header; keep it first-party.
@@ -97,5 +105,6 @@ def init_app(app: Flask) -> None:
         page_window=formatting.page_window,
         current_user=session.current_user,
         oauth_enabled=lambda: settings_of(app).oauth_enabled,
+        dataset_role=manage.role,
         return_to=lambda: formatting.return_path(request.path, request.args.items(multi=True)),
     )

@@ -25,6 +25,7 @@ from indexer.read.resolve import Commit, Folder, GitFile, TreeItem, validate_pat
 from indexer.store import Dataset, Ref
 from indexer.write import datasets as write
 from indexer.write.datasets import Commit as HistoryCommit
+from webhook_service.api_datasets import used_by
 from webhook_service.api_sites import site_json
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer, request_token
@@ -138,8 +139,14 @@ def dataset_page(rest: str) -> ResponseReturnValue:
         return _tree(dataset, path.strip("/"), home=not action)
     if view == "blob" and path:
         return _blob(dataset, path)
-    if view == "versions" and not path:
-        return _versions(dataset)
+    if view in ("versions", "compare") and not path:
+        from webhook_service.ui import versions  # imports this module
+
+        return (
+            versions.versions_page(dataset)
+            if view == "versions"
+            else versions.compare_page(dataset)
+        )
     raise NotFound(f"There is no page {action[:100]} for this dataset.")
 
 
@@ -176,6 +183,7 @@ def _tree(dataset: Dataset, path: str, *, home: bool) -> ResponseReturnValue:
         snippets=_snippets(dataset, at) if home and not path else None,
         version_count=len(at.tags),
         links=links,
+        used_by=used_by(dataset.project_id) if home and not path else None,
     )
 
 
@@ -295,19 +303,29 @@ class SiteView:
     registered: bool = True
 
 
+def selected_site(dataset: Dataset) -> str | None:
+    """The dataset's site: the index's, else an applied selection the index has not synced yet
+    (just after "Apply", before the queued sync ran)."""
+    if dataset.storage_site:
+        return dataset.storage_site
+    selection = services().sites.selection(dataset.project_id)
+    return selection.site if selection and selection.applied_at else None
+
+
 def _site(dataset: Dataset) -> SiteView:
-    if not dataset.storage_site:
+    name = selected_site(dataset)
+    if not name:
         return SiteView(name=None)
-    record = services().sites.record(dataset.storage_site)
+    record = services().sites.record(name)
     if record is None:
-        return SiteView(name=dataset.storage_site, registered=False)
+        return SiteView(name=name, registered=False)
     site = record.site
     return SiteView(site.name, site.kind, site.access_mode, site.description or "")
 
 
 def _candidates(dataset: Dataset) -> list[dict[str, object]]:
     """Sites a signed-in user may pick from (`?site_q=` filters), when none is selected."""
-    if dataset.storage_site or not current_viewer().signed_in:
+    if selected_site(dataset) or not current_viewer().signed_in:
         return []
     q = (request.args.get("site_q") or "")[:200]
     return [site_json(record) for record in services().sites.records(q or None)[:10]]
@@ -428,10 +446,3 @@ def _last_commit(dataset: Dataset, at: Place, path: str) -> HistoryCommit | None
     key = ("last-commit", dataset.project_id, at.commit.sha, path)
     found: HistoryCommit | None = services().commit_facts.get_or_make(key, ask)
     return found
-
-
-def _versions(dataset: Dataset) -> ResponseReturnValue:
-    versions = search.list_versions(services().index, current_viewer(), dataset.project_id)
-    if versions is None:  # removed between `find` and here: the same 404
-        raise _absent(dataset.path_with_namespace)
-    return render_template("ui/versions.html", dataset=dataset, versions=versions)

@@ -52,3 +52,28 @@ for (const img of document.querySelectorAll("img[data-placeholder]")) {
     showPlaceholder(img);
   }
 }
+
+// "+ New Dataset…": a visibility above the chosen namespace's maximum cannot be chosen. The
+// server renders the first namespace's rule and refuses others (422) without this script.
+const RANKS = ["private", "internal", "public"];
+function updateVisibility(select) {
+  const form = select.closest("form");
+  const max = select.selectedOptions[0]?.dataset.maxVisibility || "private";
+  const why = form.querySelector(".js-visibility-why");
+  for (const radio of form.querySelectorAll(".js-visibility input[type=radio]")) {
+    radio.disabled = RANKS.indexOf(radio.value) > RANKS.indexOf(max);
+    if (radio.disabled && radio.checked) {
+      radio.checked = false;
+      form.querySelector(".js-visibility input[value=private]").checked = true;
+    }
+  }
+  if (why) {
+    why.textContent =
+      max === "public"
+        ? "Private: only members. Internal: every signed-in user. Public: everyone."
+        : `${select.value} allows at most ${max}: a dataset cannot be more visible than its namespace.`;
+  }
+}
+for (const select of document.querySelectorAll("select.js-namespace")) {
+  select.addEventListener("change", () => updateVisibility(select));
+}
