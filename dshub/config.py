@@ -63,6 +63,8 @@ class Settings:
     gitlab_url: str | None = None
     gitlab_token: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     webhook_signing_key: bytes | None = field(default=None, repr=False)
     webhook_max_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES
@@ -81,6 +83,11 @@ class Settings:
     log_format: str = "json"
 
     @property
+    def oauth_enabled(self) -> bool:
+        """True when a GitLab OAuth application is configured ("Sign in with GitLab")."""
+        return bool(self.oauth_client_id and self.oauth_client_secret and self.gitlab_url)
+
+    @property
     def embedded(self) -> bool:
         """True when no Redis is configured: the journal is drained by an in-process worker."""
         return self.redis_url is None
@@ -94,6 +101,9 @@ DOCUMENTED: dict[str, str] = {
     "DSHUB_PUBLIC_URL": "URL people and pipelines reach dshub at (default http://127.0.0.1:8000)",
     "DSHUB_SECRET_KEY": "secret for sessions and CSRF, at least 32 characters; "
     "unset = generated once into DSHUB_DATA_DIR/secret_key",
+    "DSHUB_OAUTH_CLIENT_ID": "Application ID of dshub's GitLab OAuth application (redirect URI "
+    "`DSHUB_PUBLIC_URL/-/oauth/callback`, scope `api`); with the secret, offers Sign in with GitLab",
+    "DSHUB_OAUTH_CLIENT_SECRET": "Secret of that GitLab OAuth application (set both or neither)",
     "DSHUB_WEBHOOK_SECRET": "shared secret(s) GitLab sends as X-Gitlab-Token; comma-separated to rotate",
     "DSHUB_WEBHOOK_SIGNING_KEY": "optional `whsec_<base64>` key to verify GitLab's webhook-signature",
     "DSHUB_WEBHOOK_MAX_BYTES": "largest accepted webhook body in bytes (default 26214400 = 25 MiB)",
@@ -292,6 +302,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gitlab_url=read.parse("DSHUB_GITLAB_URL", _http_url, None),
         gitlab_token=read.raw("DSHUB_GITLAB_TOKEN"),
         secret_key=read.parse("DSHUB_SECRET_KEY", _secret_key, None),
+        oauth_client_id=read.raw("DSHUB_OAUTH_CLIENT_ID"),
+        oauth_client_secret=read.raw("DSHUB_OAUTH_CLIENT_SECRET"),
         webhook_secrets=read.parse("DSHUB_WEBHOOK_SECRET", _webhook_secrets, ()),
         webhook_signing_key=read.parse("DSHUB_WEBHOOK_SIGNING_KEY", _signing_key, None),
         webhook_max_bytes=read.parse(
@@ -319,6 +331,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if settings.gitlab_token and not settings.gitlab_url:
         read.errors.append("DSHUB_GITLAB_TOKEN: is set but DSHUB_GITLAB_URL is not")
+    if bool(settings.oauth_client_id) != bool(settings.oauth_client_secret):
+        read.errors.append(
+            "DSHUB_OAUTH_CLIENT_ID and DSHUB_OAUTH_CLIENT_SECRET: set both (Sign in with GitLab) "
+            "or neither"
+        )
     if read.errors:
         raise ConfigError(read.errors)
     return settings

@@ -21,13 +21,13 @@ from flask.typing import ResponseReturnValue
 
 from indexer.data.storage import CHUNK, ReadAhead
 from indexer.errors import InvalidInput, NotFound, Unavailable
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read import archive
 from indexer.read.resolve import Commit, validate_path
 from indexer.store import Dataset
 from webhook_service.api_datasets import not_found, readable_dataset
 from webhook_service.api_files import IMMUTABLE, REVALIDATE, _ref_arg
 from webhook_service.app_settings import services
+from webhook_service.auth import request_token
 from webhook_service.params import int_arg
 
 blueprint = Blueprint("api_archive", __name__, url_prefix="/api/v1")
@@ -79,7 +79,7 @@ def _common(commit: Commit, media: str, name: str) -> dict[str, str]:
 
 def _pointers(dataset: Dataset, commit: Commit, path: str, fmt: str) -> Response:
     """GitLab's archive, fetched with the caller's token and relayed chunk by chunk."""
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     client = services().request_reader(token).client
     query = {"sha": commit.ref}
     if path:

@@ -14,14 +14,13 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import DshubError, NotFound
-from indexer.gitlab.permissions import token_from_headers
 from indexer.ingest.events import MAX_ID
 from indexer.read import search
 from indexer.read.search import Viewer
 from indexer.store import Dataset
 from indexer.write.projects import consumer_projects
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.params import int_arg, optional_int_arg
 
 blueprint = Blueprint("api_datasets", __name__, url_prefix="/api/v1")
@@ -114,7 +113,7 @@ def dataset_details(dataset: Dataset) -> dict[str, Any]:
 def used_by(project_id: int) -> list[dict[str, Any]] | None:
     """Projects started from the dataset that the caller may see in GitLab ("used by"),
     asked with their own token (anonymous: public ones); None when GitLab cannot answer."""
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     try:
         found = consumer_projects(services().request_reader(token).client, project_id)
     except DshubError:

@@ -24,7 +24,6 @@ from indexer.gc.collect import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage,
 from indexer.gc.indexed_objects import IndexedObjects, indexed_objects
 from indexer.gc.lock import gc_lock
 from indexer.gitlab.job_tokens import job_token_from_headers, require_job_of, verify_job_token
-from indexer.gitlab.permissions import token_from_headers
 from indexer.gitlab.reader import GitLabReader
 from indexer.read import search
 from indexer.sites.registry import (
@@ -37,7 +36,7 @@ from indexer.sites.registry import (
 from indexer.store import Dataset
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.bodies import json_object
 from webhook_service.params import number_field
 
@@ -114,7 +113,7 @@ def _collector_of_dataset(project_id: int) -> tuple[str, Dataset]:
                 f"not {job.ref}"
             )
         return f"job {job.job_id}", dataset
-    user_token = token_from_headers(dict(request.headers), dict(request.cookies))
+    user_token = request_token()
     if not user_token:
         raise NotAuthenticated(
             "gc needs a GitLab token of a Maintainer of the dataset, or the dataset's own "

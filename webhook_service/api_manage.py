@@ -21,13 +21,12 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound, Unavailable
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read.search import Viewer
 from indexer.sync import refs as sync
 from indexer.write import datasets as write
 from webhook_service.api_datasets import dataset_details, not_found, readable_dataset
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer, refresh_viewer
+from webhook_service.auth import current_viewer, refresh_viewer, request_token
 from webhook_service.bodies import json_object
 from webhook_service.params import int_arg
 
@@ -111,7 +110,7 @@ def _namespace(body: dict[str, Any]) -> str:
 
 
 def _token() -> str:
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     if not token:
         raise NotAuthenticated("sign in with your GitLab token to manage datasets")
     return token
@@ -313,7 +312,7 @@ def commit_history(
     """The commits of `ref` (default branch) touching `path`, read with the caller's token,
     of a dataset the caller may read (else the one 404); the history page uses it too."""
     dataset = readable_dataset(project_id, current_viewer())
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     client = services().request_reader(token).client
     ref = ref or dataset.default_branch
     try:

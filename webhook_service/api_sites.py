@@ -29,7 +29,6 @@ from indexer.errors import (
     NotFound,
     Unavailable,
 )
-from indexer.gitlab.permissions import token_from_headers
 from indexer.gitlab.reader import REPORTER, GitLabReader
 from indexer.ingest import routing
 from indexer.ingest.journal import Delivery, JournalError
@@ -50,7 +49,7 @@ from indexer.sites.selection import (
 )
 from webhook_service.api_datasets import not_found
 from webhook_service.app_settings import services, settings_of
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.bodies import json_object
 
 log = logging.getLogger("dshub.sites")
@@ -96,7 +95,7 @@ def _user_id(viewer: Viewer) -> int:
 
 
 def _caller_reader(settings: Settings) -> GitLabReader:
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     if not token:
         raise NotAuthenticated("sign in with your GitLab token")
     return services().request_reader(token)

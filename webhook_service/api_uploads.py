@@ -37,7 +37,6 @@ from werkzeug.formparser import FormDataParser
 from dshub.config import Settings
 from indexer.data.storage import ObjectStore, open_objects
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
-from indexer.gitlab.permissions import token_from_headers
 from indexer.gitlab.reader import GitLabReader, ProjectInfo
 from indexer.sites.registry import DatasetSiteError, site_of_dataset
 from indexer.sync import refs as sync
@@ -47,6 +46,7 @@ from indexer.write.files import WriteRequest, WriteResult, clean_path, upload_pa
 from indexer.write.objects import StagedObject, StagingFile
 from webhook_service import auth
 from webhook_service.app_settings import services
+from webhook_service.auth import request_token
 from webhook_service.bodies import json_object
 
 blueprint = Blueprint("api_uploads", __name__, url_prefix="/api/v1")
@@ -102,7 +102,7 @@ class WriteTarget:
         self.settings = settings
         self.project_id = project_id
         viewer = auth.current_viewer()
-        token = token_from_headers(dict(request.headers), dict(request.cookies))
+        token = request_token()
         if not viewer.signed_in or not token or viewer.user_id is None:
             raise NotAuthenticated("sign in with your GitLab token to change a dataset")
         self.token = token

@@ -26,7 +26,6 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import InvalidInput, NotFound
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read.resolve import validate_ref
 from indexer.store import Dataset
 from indexer.sync.mr_diff import CommitsDiff, commits_diff
@@ -36,6 +35,7 @@ from webhook_service.api_datasets import readable_dataset
 from webhook_service.api_merge_requests import diff_json, diff_limit
 from webhook_service.api_uploads import flag_param, json_body, resync, text_param
 from webhook_service.app_settings import services
+from webhook_service.auth import request_token
 
 log = logging.getLogger("dshub.versions")
 blueprint = Blueprint("api_versions", __name__, url_prefix="/api/v1")
@@ -61,7 +61,7 @@ class Caller:
         self.project_id = project_id
         self.dataset: Dataset = readable_dataset(project_id, viewer)
         self.project = client.projects.get(project_id, lazy=True)
-        self.token = token_from_headers(dict(request.headers), dict(request.cookies)) or ""
+        self.token = request_token() or ""
         self.user_id = viewer.user_id
 
     def reindex(self, ref: str | None) -> str:

@@ -1,6 +1,6 @@
 """One CSRF rule for every state-changing request a cookie authenticates.
 
-A browser sends the `tokenGitLab` cookie on its own, so any POST/PUT/PATCH/DELETE that the
+A browser sends the `tokenGitLab` cookie (or the `dshub_oauth` session cookie) on its own, so any POST/PUT/PATCH/DELETE that the
 cookie would authenticate — API routes, `/dvc/<id>` uploads, the UI's forms, and every route
 added later — must prove it came from one of our pages. Checked once, before routing reaches
 a view (`before_request`), so no route can forget it:
@@ -34,6 +34,7 @@ from indexer.errors import DshubError
 from webhook_service.app_settings import settings_of
 
 SESSION_COOKIE = "tokenGitLab"
+OAUTH_COOKIE = "dshub_oauth"  # the opaque id of a "Sign in with GitLab" session
 ANONYMOUS_COOKIE = "dshub_csrf"
 FORM_FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
@@ -61,12 +62,18 @@ def needs_check() -> bool:
     for every state-changing request to the UI's own forms."""
     if request.method in SAFE_METHODS or header_authenticated():
         return False
-    return SESSION_COOKIE in request.cookies or request.blueprint == UI_BLUEPRINT
+    signed_in = SESSION_COOKIE in request.cookies or OAUTH_COOKIE in request.cookies
+    return signed_in or request.blueprint == UI_BLUEPRINT
 
 
 def _binding() -> str | None:
-    """What the token is bound to: the sign-in cookie, else the pre-sign-in random cookie."""
-    return request.cookies.get(SESSION_COOKIE) or request.cookies.get(ANONYMOUS_COOKIE)
+    """What the token is bound to: the sign-in cookie (a token, or an OAuth session's id),
+    else the pre-sign-in random cookie."""
+    return (
+        request.cookies.get(SESSION_COOKIE)
+        or request.cookies.get(OAUTH_COOKIE)
+        or request.cookies.get(ANONYMOUS_COOKIE)
+    )
 
 
 def token_for(binding: str, secret: str) -> str:

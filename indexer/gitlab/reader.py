@@ -18,7 +18,7 @@ import gitlab.exceptions
 import requests
 
 from indexer.errors import NotAuthenticated, Unavailable
-from indexer.gitlab.tokens import header_safe
+from indexer.gitlab.tokens import header_safe, is_oauth
 
 REPORTER = 20
 DVC_CONFIG_PATH = ".dvc/config"
@@ -169,7 +169,9 @@ class GitLabReader:
             header_safe(token, "the token")
         self.client = gitlab.Gitlab(
             url,
-            private_token=token,
+            # OAuth tokens travel as `Authorization: Bearer`; GitLab refuses them as PRIVATE-TOKEN.
+            private_token=None if is_oauth(token) else token,
+            oauth_token=token if is_oauth(token) else None,
             timeout=timeout,
             retry_transient_errors=True,
             keep_base_url=True,

@@ -29,3 +29,16 @@ def header_safe(token: str, source: str) -> str:
             "characters without spaces; copy the token again"
         )
     return token
+
+
+class OAuthToken(str):
+    """A GitLab OAuth access token (from "Sign in with GitLab"). Same text as any token, but
+    GitLab takes it only as `Authorization: Bearer`, never in `PRIVATE-TOKEN`; every client
+    built for a token checks its kind with `is_oauth`."""
+
+    __slots__ = ()
+
+
+def is_oauth(token: str | None) -> bool:
+    """True when `token` is an `OAuthToken` (sent to GitLab as `Authorization: Bearer`)."""
+    return isinstance(token, OAuthToken)

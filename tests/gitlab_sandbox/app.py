@@ -11,6 +11,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request as WzRequest
 
+from tests.gitlab_sandbox.api_oauth import user_for_access_token
 from tests.gitlab_sandbox.faults import Faults
 from tests.gitlab_sandbox.http import (
     ApiError,
@@ -38,6 +39,7 @@ CORE_MODULES = (
     "tests.gitlab_sandbox.api_job_token_scope",
     "tests.gitlab_sandbox.api_merge_requests",
     "tests.gitlab_sandbox.api_releases",
+    "tests.gitlab_sandbox.api_oauth",
 )
 # Owned by the sandbox-repository helper; optional until they exist.
 OPTIONAL_MODULES = ("tests.gitlab_sandbox.repository_api",)
@@ -133,18 +135,27 @@ class SandboxApp:
             query=query,
             headers=headers,
             body=body,
-            user=self._authenticate(headers, query),
+            # The OAuth endpoints read their own credentials (and answer OAuth-shaped errors).
+            user=None if raw_path.startswith("/oauth/") else self._authenticate(headers, query),
             state=self.state,
             base_url=self.state.base_url,
             environ=environ,
         )
 
     def _authenticate(self, headers: dict[str, str], query: dict[str, Any]) -> User | None:
-        """PRIVATE-TOKEN, `Authorization: Bearer` or `private_token`; a bad token is 401."""
+        """PRIVATE-TOKEN, `Authorization: Bearer` or `private_token`; a bad token is 401. An
+        OAuth access token counts only as Bearer (GitLab refuses it as PRIVATE-TOKEN)."""
         secret = headers.get("private-token")
         auth = headers.get("authorization", "")
         if not secret and auth.lower().startswith("bearer "):
+            is_oauth, oauth_user = user_for_access_token(self.state, auth[7:].strip())
+            if is_oauth:
+                if oauth_user is None:
+                    raise unauthorized()
+                return oauth_user
             secret = auth[7:].strip()
+        elif secret and user_for_access_token(self.state, secret)[0]:
+            raise unauthorized()
         if not secret and isinstance(query.get("private_token"), str):
             secret = query["private_token"]
         if not secret:

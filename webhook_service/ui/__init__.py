@@ -77,6 +77,7 @@ def init_app(app: Flask) -> None:
         browse,
         datasets,
         manage,
+        oauth,
         session,
         sites,
         upload,
@@ -104,6 +105,7 @@ def init_app(app: Flask) -> None:
         breadcrumbs=formatting.breadcrumbs,
         page_window=formatting.page_window,
         current_user=session.current_user,
+        oauth_enabled=lambda: settings_of(app).oauth_enabled,
         dataset_role=manage.role,
         return_to=lambda: formatting.return_path(request.path, request.args.items(multi=True)),
     )

@@ -20,7 +20,6 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from indexer.errors import DshubError, NotFound
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read import search
 from indexer.read.resolve import Commit, Folder, GitFile, TreeItem, validate_path, validate_ref
 from indexer.store import Dataset, Ref
@@ -29,7 +28,7 @@ from indexer.write.datasets import Commit as HistoryCommit
 from webhook_service.api_datasets import used_by
 from webhook_service.api_sites import site_json
 from webhook_service.app_settings import services, settings_of
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.ui import blueprint
 from webhook_service.ui.datasets import page_number
 from webhook_service.ui.formatting import (
@@ -434,7 +433,7 @@ def _last_commit(dataset: Dataset, at: Place, path: str) -> HistoryCommit | None
     cannot say now (the page shows without it)."""
 
     def ask() -> tuple[HistoryCommit | None, bool]:
-        token = token_from_headers(dict(request.headers), dict(request.cookies))
+        token = request_token()
         try:
             client = services().request_reader(token).client
             page = write.commits(

@@ -20,7 +20,6 @@ from flask import redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import Conflict, DshubError, Forbidden, InvalidInput, NotAuthenticated, NotFound
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read.resolve import DvcObject, Folder
 from indexer.store import Dataset
 from indexer.write import datasets as write
@@ -30,7 +29,7 @@ from webhook_service import api_manage, api_sites, api_versions
 from webhook_service.api_datasets import readable_dataset
 from webhook_service.api_uploads import DEVELOPER, WriteTarget
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.params import int_arg
 from webhook_service.ui import blueprint
 from webhook_service.ui.browse import dataset_url
@@ -81,7 +80,7 @@ def role(dataset: Dataset) -> int:
     """The caller's GitLab access level on the dataset (0 when anonymous; admins count as
     Owner), read with their own token as the write routes do."""
     viewer = current_viewer()
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     if not viewer.signed_in or not token:
         return 0
     if viewer.is_admin:
@@ -219,7 +218,7 @@ def branching(dataset: Dataset, level: int) -> Branching:
     """Whether the default branch is protected against the caller's role (GitLab's
     protected-branch push levels, read with the caller's token)."""
     branch = dataset.default_branch or "main"
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     try:
         project = (
             services().request_reader(token).client.projects.get(dataset.project_id, lazy=True)

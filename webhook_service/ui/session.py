@@ -20,7 +20,7 @@ from indexer.errors import DshubError, NotAuthenticated
 from indexer.gitlab.permissions import token_key
 from webhook_service.app_settings import services
 from webhook_service.auth import current_viewer
-from webhook_service.csrf import SESSION_COOKIE
+from webhook_service.csrf import OAUTH_COOKIE, SESSION_COOKIE
 from webhook_service.ui import blueprint
 
 COOKIE_AGE = timedelta(days=7)
@@ -29,13 +29,20 @@ MAX_TOKEN_CHARS = 512
 
 @dataclass(frozen=True)
 class SignedIn:
-    """Who the header shows; `username` is None when the session does not know the name."""
+    """Who the header shows; `username` is None when the session does not know the name;
+    `oauth` when they signed in with GitLab (not with a personal access token)."""
 
     username: str | None
+    oauth: bool = False
 
 
 def current_user() -> SignedIn | None:
     """The signed-in user of this request as the header shows it (None: anonymous)."""
+    from webhook_service.ui.oauth import oauth_session  # the OAuth routes import this module
+
+    record = oauth_session()
+    if record is not None:
+        return SignedIn(username=record.username, oauth=True)
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -56,13 +63,15 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _secure() -> bool:
+def secure_cookies() -> bool:
+    """True when sign-in cookies must be `Secure` (served, or publicly reached, over HTTPS)."""
     return request.is_secure or services().settings.public_url.startswith("https:")
 
 
 @blueprint.get("/-/sign-in")
 def sign_in_form() -> ResponseReturnValue:
-    """The sign-in page: paste a GitLab personal access token."""
+    """The sign-in page: paste a GitLab personal access token (or, when configured, sign in
+    with GitLab)."""
     return render_template("ui/sign_in.html", next=safe_next(request.args.get("next")))
 
 
@@ -87,7 +96,7 @@ def sign_in() -> ResponseReturnValue:
         max_age=int(COOKIE_AGE.total_seconds()),
         httponly=True,
         samesite="Lax",
-        secure=_secure(),
+        secure=secure_cookies(),
         path="/",
     )
     session["token"] = token_key(token)[:32]
@@ -102,11 +111,16 @@ def _refused(message: str) -> ResponseReturnValue:
 
 @blueprint.post("/-/sign-out")
 def sign_out() -> ResponseReturnValue:
-    """Forget the token (cookie, session and the permission cache) and show the datasets."""
+    """Forget the token (cookie, session and the permission cache) and show the datasets; a
+    "Sign in with GitLab" session is revoked at GitLab as well."""
+    from webhook_service.ui.oauth import sign_out_oauth
+
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         services().permissions.forget(token)
+    sign_out_oauth()
     session.clear()
     response = redirect("/", code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax")
+    response.delete_cookie(OAUTH_COOKIE, path="/", httponly=True, samesite="Lax")
     return response

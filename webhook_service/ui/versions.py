@@ -21,7 +21,6 @@ from flask.typing import ResponseReturnValue
 from indexer.data.diff import FileChange
 from indexer.data.pointers import media_type
 from indexer.errors import DshubError, InvalidInput
-from indexer.gitlab.permissions import token_from_headers
 from indexer.read import search
 from indexer.read.resolve import validate_ref
 from indexer.store import Dataset
@@ -29,7 +28,7 @@ from indexer.write import versions as write
 from indexer.write.datasets import MAINTAINER
 from webhook_service import api_versions
 from webhook_service.app_settings import services
-from webhook_service.auth import current_viewer
+from webhook_service.auth import current_viewer, request_token
 from webhook_service.ui import blueprint
 from webhook_service.ui.browse import THUMBNAIL, dataset_url, file_url
 from webhook_service.ui.browse import _absent as absent
@@ -57,7 +56,7 @@ def _may_manage(dataset: Dataset) -> bool:
         return False
     if viewer.is_admin:
         return True
-    token = token_from_headers(dict(request.headers), dict(request.cookies))
+    token = request_token()
     try:
         access = (
             services()

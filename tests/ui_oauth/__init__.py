@@ -1,0 +1,1 @@
+"""Sign in with GitLab in a real browser, against the sandbox and gunicorn."""
