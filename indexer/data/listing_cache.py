@@ -257,7 +257,7 @@ class ListingCache:
                 entries, entry.position = self.objects_log.since(project_id, entry.position)
             except (DshubError, OSError) as exc:
                 log.warning("listing of dataset %s not used: %s", project_id, exc)
-                entry.objects, entry.expires = None, now + min(self.ttl, 5.0)
+                entry.objects, entry.expires = None, self.clock() + min(self.ttl, 5.0)
                 return UNKNOWN
             _apply(entry.objects, entries)
             return entry.objects.get(key)
