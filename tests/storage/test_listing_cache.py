@@ -143,7 +143,7 @@ def test_a_listing_taken_while_a_delete_is_under_way(
             assert go.wait(30)
             store.delete(key)
 
-    deleting = threading.Thread(target=LoggedObjects(Slow(), objects_log, PID).delete, args=(OLD,))  # type: ignore[arg-type]
+    deleting = threading.Thread(target=LoggedObjects(Slow(), objects_log, PID).delete, args=(OLD,))
     deleting.start()
     assert started.wait(30)
     assert cache.head(PID, store, OLD) is not None  # listed before the delete: still true
