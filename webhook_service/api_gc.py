@@ -18,6 +18,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
+from indexer.data.listing_cache import LoggedObjects, object_log
 from indexer.data.storage import ObjectMeta, StorageSite, open_objects
 from indexer.errors import DshubError, Forbidden, InvalidInput, NotAuthenticated, Unavailable
 from indexer.gc.collect import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validate_keep
@@ -216,7 +217,11 @@ def collect(project_id: int) -> ResponseReturnValue:
     keep, dry_run, hours = _gc_request()
     settings = _settings()
     site = _site_of(services().sites, dataset)
-    objects = open_objects(site, project_id, services().credentials)
+    objects = LoggedObjects(
+        open_objects(site, project_id, services().credentials),
+        object_log(settings.redis_url, settings.data_dir),
+        project_id,
+    )
 
     def deleted(item: ObjectMeta) -> None:
         log.info(

@@ -35,6 +35,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from dshub.config import Settings
+from indexer.data.listing_cache import LoggedObjects, object_log
 from indexer.data.storage import ObjectStore, open_objects
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
 from indexer.gitlab.reader import GitLabReader, ProjectInfo
@@ -138,7 +139,11 @@ class WriteTarget:
                 f"Maintainer chooses one with POST /api/v1/datasets/{self.project_id}/"
                 'storage-site {"name": "<site>"})'
             ) from None
-        return open_objects(site, self.project_id, services().credentials)
+        return LoggedObjects(  # the DVC remote's cached listings learn of each object
+            open_objects(site, self.project_id, services().credentials),
+            object_log(self.settings.redis_url, self.settings.data_dir),
+            self.project_id,
+        )
 
     def client_project(self) -> Any:
         """The caller's python-gitlab project (lazy: no request) for the write itself.

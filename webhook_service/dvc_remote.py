@@ -17,6 +17,11 @@ transfer-encoding; any status below 400 is success. Callers authenticate on ever
 directory while its md5 is computed, refused with 400 when the bytes do not hash to the id
 in the path, and only then stored (local sites: rename; S3: upload after the check), so a
 bad or partial upload never appears at its key. An object already stored is not rewritten.
+
+Whether an object is stored (a GET, a HEAD, an upload's "already there?") is answered from a
+short-lived listing of the dataset's prefix kept per worker process and brought up to date
+with every write and delete of any process (`indexer.data.listing_cache`), so a new object
+costs the site one PutObject and a download one GetObject.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from dshub.services import Services
+from indexer.data.listing_cache import ListingCache, LoggedObjects, object_log
 from indexer.data.object_ids import ObjectKey, parse_object_key
 from indexer.data.presence import MAX_KEYS, check_presence, parse_keys
 from indexer.data.storage import (
     CHUNK,
     LocalObjectStore,
-    ObjectStore,
+    ObjectMissing,
     S3ObjectStore,
     StorageSite,
     open_objects,
@@ -119,6 +125,8 @@ class Remote:
             resources.request_reader, verify_job, resources.generation, job_fetches=job_fetches
         )
         self.uploads = settings.data_dir / "dvc-uploads"
+        self.objects_log = object_log(settings.redis_url, settings.data_dir)
+        self.listings = ListingCache(self.objects_log)
         self._stores: dict[int, _Opened] = {}
         self._lock = threading.Lock()
         self._opening = threading.Lock()
@@ -223,7 +231,7 @@ def dvc_object(project_id: int, key: str) -> ResponseReturnValue:
     store, site = _remote().store(project_id)
     if writing:
         return _upload(project_id, target, store, site, grant)
-    return _download(target, store)
+    return _download(project_id, target, store)
 
 
 def _exact_path(project_id: int, rest: str) -> None:
@@ -323,8 +331,11 @@ def _presence_keys() -> object:
 # ------------------------------------------------------------------------------ downloads
 
 
-def _download(target: ObjectKey, store: ObjectStore) -> Response:
-    meta = store.head(target.key)
+def _download(
+    project_id: int, target: ObjectKey, store: LocalObjectStore | S3ObjectStore
+) -> Response:
+    listings = _remote().listings
+    meta = listings.head(project_id, store, target.key)
     if meta is None:
         raise NotFound(f"object {target.oid} is not stored")
     headers = {
@@ -336,7 +347,11 @@ def _download(target: ObjectKey, store: ObjectStore) -> Response:
     }
 
     def read(start: int, end: int) -> Iterator[bytes]:
-        return store.read(target.key, start, end)
+        try:
+            return store.read(target.key, start, end)
+        except ObjectMissing:
+            listings.forget(project_id)  # removed behind dshub's back since the listing
+            raise NotFound(f"object {target.oid} is not stored") from None
 
     return ranged_response(meta.size, headers, read)
 
@@ -374,16 +389,17 @@ def _body() -> IO[bytes]:
 def _upload(
     project_id: int,
     target: ObjectKey,
-    store: ObjectStore,
+    store: LocalObjectStore | S3ObjectStore,
     site: StorageSite,
     grant: Grant,
 ) -> ResponseReturnValue:
     body = _body()
-    if store.head(target.key) is not None:
+    remote = _remote()
+    if remote.listings.head(project_id, store, target.key) is not None:
         _drain(body)  # content-addressed: the stored bytes are these bytes
         return jsonify(key=target.key, stored=False), 200
     staged = _stage(body)
-    store_verified(store, target, staged)
+    store_verified(LoggedObjects(store, remote.objects_log, project_id), target, staged)
     size = staged.size
     metrics.count_dvc_stored(size)
     log.info(

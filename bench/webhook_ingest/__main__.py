@@ -4,13 +4,15 @@ Runs, against gunicorn with dshub's own settings (deploy/gunicorn.conf.py) and a
 
 1. saturating load with `wrk` (one thread, fixed connections) on the real receiver with a
    realistic push payload (GitLab's documented example, fresh Idempotency-Key per request,
-   500 projects), alternating with the same against a bare Flask endpoint answering 202
-   (same gunicorn settings), `--repeat` times: events/s, p50/p99, wrk's CPU share of the
-   machine, the gunicorn workers' CPU time per request and cores used, and the machine's
-   load average, so a reader can tell a server-bound run from a starved one. A third server
-   in the same alternation, `bench/webhook_ingest/no_journal.py`, runs dshub's whole request
-   path with the journal and hand-over replaced by an instant acknowledgement (a
-   decomposition: how much of the gap is the request path, how much durable acceptance);
+   500 projects), alternating with the same against the anchor, `anchor.py` (a Flask view
+   that checks the token, parses the JSON, `Queue.enqueue`s an RQ job and answers 202, same
+   gunicorn settings), `--repeat` times at each of `--connections 16,64`: events/s,
+   p50/p99, wrk's CPU share of the machine, the gunicorn workers' CPU time per request and
+   cores used, and the machine's load average, so a reader can tell a server-bound run from
+   a starved one; medians and the ratio per pair. With `--decompose` a third server,
+   `no_journal.py`, runs dshub's request path with the journal and hand-over replaced by an
+   instant acknowledgement. The journal's directory must be on a disk (not tmpfs: checked);
+   the time of 200 fsyncs of 4 KiB there is reported;
 2. a fixed 300 events/s open-loop load from a small Python generator (latency is measured
    from each request's scheduled send time, so a stall is not hidden): p50/p99;
 3. the RSS of every gunicorn worker after the runs, and how many events shared each journal
@@ -280,19 +282,57 @@ def worker_rss_mb(master_pid: int) -> list[float]:
     return sizes
 
 
+def fsync_latency(directory: Path, count: int = 200) -> dict[str, object]:
+    """The filesystem the journal lives on, and what an fsync of 4 KiB costs there."""
+    kind = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(directory)], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    probe = directory / "fsync-probe"
+    times: list[float] = []
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        probe.unlink()
+    ordered = sorted(times)
+    return {
+        "filesystem": kind,
+        "fsyncs": count,
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[int(count * 0.99) - 1], 3),
+    }
+
+
 def main() -> int:
     """Run everything and print a summary (and a JSON line for docs/benchmarks.md)."""
     parser = argparse.ArgumentParser(prog="python -m bench.webhook_ingest")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--connections", default="16,64", help="wrk connections, comma-separated")
     parser.add_argument("--rate", type=int, default=300, help="fixed rate, events/s")
     parser.add_argument("--rate-duration", type=int, default=20, help="seconds at fixed rate")
-    parser.add_argument("--repeat", type=int, default=3, help="receiver/bare wrk run pairs")
+    parser.add_argument("--repeat", type=int, default=3, help="receiver/anchor wrk run pairs")
+    parser.add_argument(
+        "--decompose", action="store_true", help="also run dshub without its journal"
+    )
+    parser.add_argument("--work-dir", type=Path, default=None, help="where the journal lives")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="dshub-bench-ingest-"))
+    connections = [int(part) for part in args.connections.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="dshub-bench-ingest-", dir=args.work_dir))
+    (work / "data").mkdir()
+    fsync = fsync_latency(work / "data")
+    if fsync["filesystem"] in ("tmpfs", "ramfs"):
+        print(
+            f"bench: {work} is on {fsync['filesystem']}: pass --work-dir on a disk", file=sys.stderr
+        )
+        return 2
     redis_url, redis_server = start_redis(work / "redis")
     body = push_template(work / "push.json")
     settings = {
@@ -306,51 +346,58 @@ def main() -> int:
         "DSHUB_REDIS_URL": redis_url + "/0",
         "DSHUB_LOG_LEVEL": "INFO",
     }
-    results: dict[str, object] = {
+    results: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "gunicorn": f"gthread, {settings['DSHUB_WORKERS']} workers x {settings['DSHUB_THREADS']} threads",
         "payload_bytes": len(body.read_text()),
         "load_avg_at_start": round(os.getloadavg()[0], 2),
+        "journal_fsync": fsync,
     }
     processes = []
-    ingest: list[WrkResult] = []
-    bare: list[WrkResult] = []
-    path_only: list[WrkResult] = []
+    runs: dict[int, dict[str, list[WrkResult]]] = {}
     try:
         receiver, url = start_gunicorn(work, env)
         processes.append(receiver)
-        baseline, bare_url = start_gunicorn(
+        anchor, anchor_url = start_gunicorn(
             work,
-            {**settings, "DSHUB_DATA_DIR": str(work / "bare")},
-            "bench.webhook_ingest.bare:app",
+            {**env, "DSHUB_DATA_DIR": str(work / "anchor")},
+            "bench.webhook_ingest.anchor:app",
         )
-        processes.append(baseline)
-        no_journal, path_url = start_gunicorn(
-            work,
-            {**env, "DSHUB_DATA_DIR": str(work / "no-journal")},
-            "bench.webhook_ingest.no_journal:app",
-        )
-        processes.append(no_journal)
-        run_wrk(url, body, 2, args.connections)  # warm-up
-        run_wrk(bare_url, body, 2, args.connections)
-        run_wrk(path_url, body, 2, args.connections)
-        for _ in range(args.repeat):  # alternate, so a change in machine load hits all three
-            ingest.append(measured_wrk(receiver.pid, url, body, args.duration, args.connections))
-            bare.append(measured_wrk(baseline.pid, bare_url, body, args.duration, args.connections))
-            path_only.append(
-                measured_wrk(no_journal.pid, path_url, body, args.duration, args.connections)
+        processes.append(anchor)
+        servers = {"dshub": (receiver.pid, url), "anchor": (anchor.pid, anchor_url)}
+        if args.decompose:
+            no_journal, path_url = start_gunicorn(
+                work,
+                {**env, "DSHUB_DATA_DIR": str(work / "no-journal")},
+                "bench.webhook_ingest.no_journal:app",
             )
+            processes.append(no_journal)
+            servers["no-journal"] = (no_journal.pid, path_url)
+        for _, server_url in servers.values():
+            run_wrk(server_url, body, 2, connections[0])  # warm-up
+        for count in connections:
+            runs[count] = {name: [] for name in servers}
+            for _ in range(args.repeat):  # alternate, so a change in machine load hits all
+                for name, (pid, server_url) in servers.items():
+                    runs[count][name].append(
+                        measured_wrk(pid, server_url, body, args.duration, count)
+                    )
         rate = fixed_rate(url, body, args.rate, args.rate_duration)
         rss = worker_rss_mb(receiver.pid)
         import redis
 
         queued = redis.Redis.from_url(redis_url + "/0").llen("rq:queue:dshub")
         results.update(
-            ingest=[vars(item) for item in ingest],
-            bare=[vars(item) for item in bare],
-            path_without_journal=[vars(item) for item in path_only],
-            ratios=[round(i.rps / b.rps, 3) for i, b in zip(ingest, bare, strict=True)],
-            path_ratios=[round(p.rps / b.rps, 3) for p, b in zip(path_only, bare, strict=True)],
+            runs={
+                str(count): {name: [vars(item) for item in items] for name, items in by.items()}
+                for count, by in runs.items()
+            },
+            ratios={
+                str(count): [
+                    round(i.rps / a.rps, 3) for i, a in zip(by["dshub"], by["anchor"], strict=True)
+                ]
+                for count, by in runs.items()
+            },
             fixed_rate=rate,
             worker_rss_mb=[round(size, 1) for size in rss],
             rq_jobs_queued=queued,
@@ -361,7 +408,7 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=30)
         redis_server.stop()
-    report(results, ingest=ingest, bare=bare, path_only=path_only, rate=rate, target_rate=args.rate)
+    report(results, runs=runs, rate=rate, target_rate=args.rate)
     print(json.dumps(results))
     return 0
 
@@ -369,43 +416,37 @@ def main() -> int:
 def report(
     results: dict[str, Any],
     *,
-    ingest: list[WrkResult],
-    bare: list[WrkResult],
-    path_only: list[WrkResult],
+    runs: dict[int, dict[str, list[WrkResult]]],
     rate: dict[str, float],
     target_rate: int,
 ) -> None:
     """Print the human-readable summary of one invocation."""
+    fsync = results["journal_fsync"]
     print(
         f"machine: {results['machine']}; {results['gunicorn']}; push payload {results['payload_bytes']} B; "
-        f"load average at start {results['load_avg_at_start']}"
+        f"load average at start {results['load_avg_at_start']}; journal on {fsync['filesystem']}, "
+        f"fsync of 4 KiB p50 {fsync['p50_ms']} ms p99 {fsync['p99_ms']} ms ({fsync['fsyncs']} fsyncs)"
     )
-    for number, (item, base, path) in enumerate(zip(ingest, bare, path_only, strict=True), 1):
+    for count, by in runs.items():
+        print(f"{count} connections:")
+        for number in range(len(by["dshub"])):
+            for name, items in by.items():
+                run = items[number]
+                print(
+                    f"  {number + 1} {name:10}: {run.rps:6.0f}/s  p50 {run.p50_ms:6.2f} ms  "
+                    f"p99 {run.p99_ms:6.2f} ms  non-2xx {run.non_2xx}  server CPU "
+                    f"{run.server_cpu_ms:.3f} ms/req on {run.server_cores:.2f} cores  "
+                    f"wrk CPU {run.cpu_share:.0%}  load {run.load_avg:.1f}"
+                )
+        ratios = [i.rps / a.rps for i, a in zip(by["dshub"], by["anchor"], strict=True)]
+        medians = {name: statistics.median(r.rps for r in items) for name, items in by.items()}
+        p99 = {name: statistics.median(r.p99_ms for r in items) for name, items in by.items()}
         print(
-            f"run {number}: ratio {item.rps / base.rps:.2f}x "
-            f"(request path without journal: {path.rps / base.rps:.2f}x)"
+            f"  median: dshub {medians['dshub']:.0f}/s (p99 {p99['dshub']:.1f} ms), anchor "
+            f"{medians['anchor']:.0f}/s (p99 {p99['anchor']:.1f} ms); ratio per pair "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}x "
+            "(target >= 1.0)"
         )
-        for name, run in (("ingest", item), ("bare", base), ("path", path)):
-            print(
-                f"  {name:6}: {run.rps:6.0f}/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
-                f"non-2xx {run.non_2xx}  server CPU {run.server_cpu_ms:.3f} ms/req on "
-                f"{run.server_cores:.2f} cores  wrk CPU {run.cpu_share:.0%}  load {run.load_avg:.1f}"
-            )
-    ratios = [item.rps / base.rps for item, base in zip(ingest, bare, strict=True)]
-    print(
-        f"ingest {_span([r.rps for r in ingest])} events/s, bare {_span([r.rps for r in bare])} req/s, "
-        f"ratio {_span(ratios, 2)}x (target >= 0.7)"
-    )
-    path_ratios = [p.rps / b.rps for p, b in zip(path_only, bare, strict=True)]
-    print(
-        f"request path without journal (decomposition, not deployable): "
-        f"{_span([r.rps for r in path_only])} req/s, ratio {_span(path_ratios, 2)}x"
-    )
-    print(
-        f"CPU per request: ingest {_span([r.server_cpu_ms for r in ingest], 3)} ms, "
-        f"bare {_span([r.server_cpu_ms for r in bare], 3)} ms, "
-        f"path without journal {_span([r.server_cpu_ms for r in path_only], 3)} ms"
-    )
     print(
         f"{target_rate}/s  : achieved {rate['achieved_rps']:.0f}/s  p50 {rate['p50_ms']:.2f} ms  "
         f"p99 {rate['p99_ms']:.2f} ms  max {rate['max_ms']:.1f} ms  errors {rate['errors']:.0f} (target p99 <= 20 ms)"
