@@ -77,9 +77,13 @@ def test_publish_creates_the_component_project_tags_it_and_prints_the_pipelines_
         for line in done.stdout.splitlines()
         if "component:" in line
     ]
-    pipeline = yaml.safe_load((ROOT / "gitlab-ci" / "dataset.gitlab-ci.yml").read_text())
-    assert printed == sorted(entry["component"] for entry in pipeline["include"])
-    assert len(printed) == 3
+    included = [
+        entry["component"]
+        for name in ("dataset.gitlab-ci.yml", "dataset-consumer.gitlab-ci.yml")
+        for entry in yaml.safe_load((ROOT / "gitlab-ci" / name).read_text())["include"]
+    ]
+    assert printed == sorted(included)
+    assert len(printed) == 4
 
 
 def test_publishing_the_same_version_again_is_refused_and_changes_nothing(
