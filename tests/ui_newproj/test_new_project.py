@@ -165,6 +165,8 @@ def test_browser_start_project_and_replace(
     assert serious_violations(page) == []
     assert "cells/b.png.dvc" in page.content()
 
+    # Replace, as a Maintainer (main is protected against Developers: they would get an MR).
+    page = new_context(browser, world.server.url, world.manage.tokens["maintainer"]).new_page()
     page.goto("/datasets/imaging/seed/-/blob/cells/b.png")
     page.get_by_role("link", name="Replace b.png").click()
     expect(page.get_by_role("heading", name="Replace b.png")).to_be_visible()
@@ -182,7 +184,7 @@ def test_browser_start_project_and_replace(
     expect(page.locator("#upload-result")).to_be_visible(timeout=60_000)
     got = requests.get(
         f"{world.server.url}/api/v1/datasets/{world.seed_id}/files/cells/b.png",
-        headers=world.manage.headers("developer"),
+        headers=world.manage.headers("maintainer"),
         params={"ref": "main"},
         timeout=30,
     )
