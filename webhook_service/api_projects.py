@@ -19,10 +19,12 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+import gitlab
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from indexer.errors import InvalidInput
+from indexer.read.search import Viewer
 from indexer.write import projects
 from indexer.write.job_token_access import allow_job_token
 from webhook_service import api_manage
@@ -73,12 +75,11 @@ def _spec() -> projects.NewProject:
     )
 
 
-@blueprint.post("/datasets/<int:project_id>/projects")
-def start_project(project_id: int) -> ResponseReturnValue:
-    """Create a project importing the dataset at `ref` (201)."""
-    viewer, client = api_manage.caller_client()
-    readable_dataset(project_id, viewer)  # first: hidden is missing
-    spec = _spec()
+def start(
+    viewer: Viewer, client: gitlab.Gitlab, project_id: int, spec: projects.NewProject
+) -> dict[str, Any]:
+    """Create the project as the caller, allow its job token, and answer what was made (the
+    API's 201 body; the "start a new project" form shows the same)."""
     settings = services().settings
     made = projects.create_consumer_project(
         client, project_id, spec, settings.data_dir / "dvc-state", settings.public_url
@@ -88,24 +89,32 @@ def start_project(project_id: int) -> ResponseReturnValue:
         "project started from dataset",
         extra={"project_id": project_id, "user_id": viewer.user_id},
     )
-    response = jsonify(
-        dataset_id=project_id,
-        id=made.id,
-        path_with_namespace=made.path_with_namespace,
-        web_url=made.web_url,
-        http_url_to_repo=made.http_url_to_repo,
-        commit={"id": made.commit_sha},
-        rev=made.rev,
-        rev_lock=made.rev_lock,
-        imports=[asdict(i) for i in made.imports],
-        pipelines={
+    return {
+        "dataset_id": project_id,
+        "id": made.id,
+        "path_with_namespace": made.path_with_namespace,
+        "web_url": made.web_url,
+        "http_url_to_repo": made.http_url_to_repo,
+        "commit": {"id": made.commit_sha},
+        "rev": made.rev,
+        "rev_lock": made.rev_lock,
+        "imports": [asdict(i) for i in made.imports],
+        "pipelines": {
             "allowed": access.allowed,
             "added_to_allowlist": access.added,
             "must_ask": list(access.must_ask),
             "message": access.message
             or "the new project's CI jobs may read this dataset with their CI_JOB_TOKEN",
         },
-    )
+    }
+
+
+@blueprint.post("/datasets/<int:project_id>/projects")
+def start_project(project_id: int) -> ResponseReturnValue:
+    """Create a project importing the dataset at `ref` (201)."""
+    viewer, client = api_manage.caller_client()
+    readable_dataset(project_id, viewer)  # first: hidden is missing
+    response = jsonify(start(viewer, client, project_id, _spec()))
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/datasets/{project_id}"
     return response

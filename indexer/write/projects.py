@@ -291,6 +291,18 @@ def consumer_projects(
 # --------------------------------------------------------------------------- README
 
 
+def gitlab_base_of(clone_url: str) -> str:
+    """The GitLab base URL (scheme and host) of a project's clone URL."""
+    parts = clone_url.split("/", 3)
+    return "/".join(parts[:3]) if len(parts) > 2 else clone_url
+
+
+def login_command(clone_url: str, dshub_url: str | None) -> str:
+    """The one-time `dshub login` line for a project cloned from `clone_url`."""
+    dshub = dshub_url or "https://dshub.example.org"
+    return f"dshub login --gitlab-url {gitlab_base_of(clone_url)} --dshub-url {dshub}"
+
+
 def readme_text(
     name: str,
     *,
@@ -302,9 +314,7 @@ def readme_text(
 ) -> str:
     """How to get the data: one-time authentication, `dvc pull`, `dvc update --rev`."""
     folder = clone_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
-    gitlab_url = clone_url.split("/", 3)
-    gitlab_base = "/".join(gitlab_url[:3]) if len(gitlab_url) > 2 else clone_url
-    dshub = dshub_url or "https://dshub.example.org"
+    gitlab_base = gitlab_base_of(clone_url)
     pointers = " ".join(f"{o.path}.dvc" for o in outs)
     listed = "\n".join(f"- `{o.path}` ({o.oid})" for o in outs)
     return "\n".join(
@@ -324,7 +334,7 @@ def readme_text(
             "this repository holds a credential. Once per machine:",
             "",
             "```sh",
-            f"dshub login --gitlab-url {gitlab_base} --dshub-url {dshub}",
+            login_command(clone_url, dshub_url),
             "```",
             "",
             "It reads the token without echoing it and writes, readable only by you, a git",

@@ -77,6 +77,7 @@ def init_app(app: Flask) -> None:
         browse,
         datasets,
         manage,
+        new_project,
         oauth,
         session,
         sites,

@@ -109,9 +109,9 @@ def find(full_path: str) -> Dataset:
     return dataset
 
 
-def place(dataset: Dataset) -> Place:
-    """Resolve `?ref=` (default branch when absent) for `dataset`."""
-    raw = request.args.get("ref") or None
+def place(dataset: Dataset, raw: str | None = None) -> Place:
+    """Resolve `raw`, else `?ref=` (default branch when absent), for `dataset`."""
+    raw = raw or request.args.get("ref") or None
     ref = validate_ref(raw) if raw else None
     commit = services().resolver.commit(dataset, ref)
     refs = services().index.list_refs(dataset.project_id)

@@ -19,9 +19,9 @@ from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
 from indexer.data.pointers import PointerError, parse_pointer
-from indexer.errors import DshubError, NotAuthenticated, NotFound
+from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
 from indexer.read import search
-from indexer.read.resolve import validate_path, validate_ref
+from indexer.read.resolve import Folder, validate_path, validate_ref
 from indexer.store import Dataset
 from webhook_service.api_uploads import DEVELOPER, WriteTarget
 from webhook_service.app_settings import services, settings_of
@@ -90,23 +90,39 @@ def may_push(target: WriteTarget, branch: str) -> bool:
     return any(0 < need <= level for need in levels)
 
 
+def replaced_file(dataset: Dataset, raw: str, branch: str | None) -> str:
+    """`?replace=`: the path of an existing file of the dataset at `branch` (404 else)."""
+    path = validate_path(raw.strip("/"))
+    resolver = services().resolver
+    target = resolver.resolve(dataset, resolver.commit(dataset, branch), path)
+    if isinstance(target, Folder):
+        raise InvalidInput(f"{path} is a folder: Replace takes one file")
+    return path
+
+
 @blueprint.get("/-/datasets/<int:project_id>/upload")
 def upload_page(project_id: int) -> ResponseReturnValue:
-    """The upload form for one folder of one dataset."""
+    """The upload form for one folder of one dataset; with `?replace=<path>`, for exactly one
+    file uploaded under that existing file's name into its folder."""
     dataset = _dataset(project_id)
     raw_folder = request.args.get("folder") or ""
     folder = validate_path(raw_folder.strip("/"), allow_root=True) if raw_folder else ""
+    raw_replace = request.args.get("replace") or ""
     raw_ref = request.args.get("ref") or None
     branch = validate_ref(raw_ref) if raw_ref else dataset.default_branch
     target = WriteTarget(project_id)  # 401/403/404/409 exactly as the API answers
     default = target.info.default_branch or dataset.default_branch or "main"
     branch = branch or default
+    replace = replaced_file(dataset, raw_replace, branch) if raw_replace else None
+    if replace is not None:
+        folder = replace.rpartition("/")[0]
     settings = settings_of(current_app)
     destination = Destination(folder, tracked_directory(target, folder, branch))
     return render_template(
         "ui/upload.html",
         dataset=dataset,
         destination=destination,
+        replace=replace,
         branch=branch,
         default_branch=default,
         can_push=may_push(target, branch),

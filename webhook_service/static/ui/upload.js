@@ -12,14 +12,17 @@
   const cfg = form.dataset;
   const maxBytes = Number(cfg.maxBytes);
   const pointerWarn = Number(cfg.pointerWarn);
-  const dropZone = $("drop-zone");
+  // "Replace <name>" (?replace=): one file, no folder picker or drop zone (a detached
+  // element keeps their handlers inert).
+  const replaceName = cfg.replace || "";
+  const dropZone = $("drop-zone") || document.createElement("div");
   const list = $("file-list");
   const status = $("upload-status");
   const start = $("start-upload");
   const cancel = $("cancel-upload");
   const retry = $("retry-upload");
   const clear = $("clear-files");
-  const inputs = [$("pick-files"), $("pick-folder")];
+  const inputs = [$("pick-files"), $("pick-folder")].filter(Boolean);
   const result = $("upload-result");
   let entries = []; // {file, path, row, bar, note, done}
   let session = null;
@@ -98,6 +101,17 @@
   }
 
   function picked(input) {
+    if (replaceName) {
+      // Exactly one file, uploaded under the replaced file's name into its folder.
+      entries = [];
+      list.replaceChildren();
+      if (input.files.length) {
+        add(input.files[0], replaceName);
+      }
+      input.value = "";
+      refresh();
+      return;
+    }
     const files = [...input.files].map((file) => [file, file.webkitRelativePath || file.name]);
     files.sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
     for (const [file, path] of files) {
@@ -373,7 +387,7 @@
       status.textContent = "Committing…";
       const commit = await request("POST", `/api/v1/uploads/${session}/commit`, {
         body: JSON.stringify({
-          message: $("commit-message").value.trim() || undefined,
+          message: $("commit-message").value.trim() || (replaceName && $("commit-message").placeholder) || undefined,
           confirm: $("confirm-many").checked || undefined,
         }),
         type: "application/json",
