@@ -71,6 +71,7 @@ class Settings:
     dvc_max_object_bytes: int = DEFAULT_DVC_MAX_OBJECT_BYTES
     upload_max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES
     upload_pointer_warn: int = DEFAULT_UPLOAD_POINTER_WARN
+    upload_staging_dir: Path | None = None
     redis_url: str | None = None
     storage_credentials_file: Path | None = None
     namespaces: tuple[str, ...] = ()
@@ -86,6 +87,13 @@ class Settings:
     def oauth_enabled(self) -> bool:
         """True when a GitLab OAuth application is configured ("Sign in with GitLab")."""
         return bool(self.oauth_client_id and self.oauth_client_secret and self.gitlab_url)
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where upload sessions keep their bytes until the commit: one directory every web
+        process of the deployment reaches (`DSHUB_UPLOAD_STAGING_DIR`), by default inside
+        `DSHUB_DATA_DIR` (right for one host; a scale-out gives each web its own data dir)."""
+        return self.upload_staging_dir or self.data_dir / "upload-sessions"
 
     @property
     def embedded(self) -> bool:
@@ -113,6 +121,9 @@ DOCUMENTED: dict[str, str] = {
     "(default 5368709120 = 5 GiB); larger files answer 413 with the limit",
     "DSHUB_UPLOAD_POINTER_WARN": "most per-file pointers one upload writes without confirm=true "
     "(default 100); more answer 422",
+    "DSHUB_UPLOAD_STAGING_DIR": "directory shared by every web process where upload sessions "
+    "keep bytes until their commit (default DSHUB_DATA_DIR/upload-sessions; set it to a shared "
+    "volume when web processes have their own data directories)",
     "DSHUB_REDIS_URL": "redis://, rediss:// or unix:// URL of the RQ queue; "
     "unset = local journal drained by an in-process worker",
     "DSHUB_INDEX_URL": "sqlite:///PATH or postgresql://... (default sqlite in DSHUB_DATA_DIR)",
@@ -318,6 +329,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         upload_pointer_warn=read.parse(
             "DSHUB_UPLOAD_POINTER_WARN", _positive_int, DEFAULT_UPLOAD_POINTER_WARN
         ),
+        upload_staging_dir=read.parse("DSHUB_UPLOAD_STAGING_DIR", _directory, None),
         redis_url=read.parse("DSHUB_REDIS_URL", _redis_url, None),
         storage_credentials_file=read.parse("DSHUB_STORAGE_CREDENTIALS_FILE", _readable_file, None),
         namespaces=read.parse("DSHUB_NAMESPACES", _csv, ()),

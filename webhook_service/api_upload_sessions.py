@@ -73,7 +73,7 @@ def _parts() -> tuple[SessionStore, StagingArea]:
         settings = services().settings
         found = (
             SessionStore(settings.index_url),
-            StagingArea(settings.data_dir / "upload-sessions"),
+            StagingArea(settings.staging_dir),
         )
         current_app.extensions[EXTENSION] = found
     return found

@@ -2,9 +2,10 @@
 
 A session belongs to one GitLab user and one dataset, branch and folder; its id is 192 bits
 from `secrets`. Rows live in the service database (`upload_sessions`, created by the index
-migrations); staged bytes live in a directory every web process reaches
-(`<data dir>/upload-sessions/<id>/`, which must be shared storage when web processes run on
-several hosts), one `.part` file per path with a `.json` sidecar naming the path and the
+migrations); staged bytes live in the one directory every web process of the deployment
+reaches (`Settings.staging_dir`: `DSHUB_UPLOAD_STAGING_DIR`, by default
+`<data dir>/upload-sessions`; `<id>/` inside it; a shared volume when web processes have
+data directories of their own), one `.part` file per path with a `.json` sidecar naming the path and the
 declared total. The acknowledged offset of a file is the size of its `.part` (written, then
 flushed and fsync'd before the answer), so a transfer resumes from it on any process.
 Sessions expire `SESSION_TTL` after creation; expired ones are swept (row and bytes) when a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 from typing import Any
@@ -64,8 +65,14 @@ def test_a_broken_transfer_resumes_from_the_acknowledged_offset_and_commits_once
     )
     assert wrong.status_code == 416 and wrong.headers["X-Dshub-Received"] == "50000"
 
-    # The rest goes through a second web process of the same deployment.
-    second = create_app(app_services(world.app).settings)
+    # The rest goes through a second web process of the same deployment: its own data
+    # directory (its journal), the deployment's one staging directory.
+    first = app_services(world.app).settings
+    second = create_app(
+        dataclasses.replace(
+            first, data_dir=world.root / "data-b", upload_staging_dir=first.staging_dir
+        )
+    )
     try:
         client = second.test_client()
         token = {"PRIVATE-TOKEN": world.tokens["mia"]}

@@ -171,3 +171,33 @@ def test_pipelines_of_the_new_project_are_let_in_when_the_caller_may(world: Vers
     assert made["pipelines"]["allowed"] is True and made["pipelines"]["added_to_allowlist"]
     allowlist = world.project().job_token_scope.get().allowlist.list(get_all=True)
     assert made["id"] in {p.id for p in allowlist}
+
+
+def test_a_clone_of_the_proxy_mode_dataset_pulls_every_upload_through_dshub(
+    world: VersionsWorld,
+) -> None:
+    """Uploads through the API to a proxy-mode site land where dshub's DVC remote serves
+    them: a fresh clone names that remote and `dvc pull` (netrc from `dshub login`) gives
+    exactly the uploaded bytes, loose files and a tracked directory alike, with git clean."""
+    _versions(world)
+    scans = {"s1.png": b"1" * 700, "s2.png": b"2" * 900}
+    made = world.upload("mia", scans, folder="scans", layout="directory", message="Scans")
+    assert made.status_code == 201, made.get_json()
+    home = world.root / "home-mia-proxy"
+    home.mkdir()
+    env = dvc_environment(world.root / "dvc-mia", base={**os.environ, "HOME": str(home)})
+    env.pop("NETRC", None)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    login = [sys.executable, "-m", "dshub", "login", "--gitlab-url", world.sandbox.url]
+    _run([*login, "--dshub-url", world.url, "--token-stdin"], env, home, world.tokens["mia"])
+    _run(["git", "clone", "-q", world.project().http_url_to_repo, "cells"], env, home)
+    clone = home / "cells"
+    remotes = _run(["dvc", "remote", "list"], env, clone).split()
+    assert remotes[:2] == ["dshub", f"{world.url}/dvc/{world.pid}"], remotes
+    assert (clone / "scans.dvc").is_file() and not (clone / "scans" / "s1.png.dvc").exists()
+    _run(["dvc", "pull", "-q"], env, clone)
+    assert {n: (clone / n).read_bytes() for n in FILES} == V2
+    assert {n: (clone / "scans" / n).read_bytes() for n in scans} == scans
+    assert _run(["git", "status", "--porcelain"], env, clone) == ""
+    assert "up to date" in _run(["dvc", "status"], env, clone).lower()
