@@ -24,10 +24,16 @@ more than `max_listed` objects, answers fall back to one request per object (`st
 which is what was done before; a listing is never trusted past its log position. Objects
 changed behind dshub's back (deleted in the bucket by hand) are seen at the next listing, at
 most `ttl` seconds later; until then a GET of such an object fails as it did before.
+
+The log keeps only its newest entries (`MAX_LOG_ENTRIES` in Redis, `MAX_LOG_BYTES` per file):
+past the bound the older half is dropped and the count dropped is kept with it, so positions
+stay absolute. A listing whose position lies in the dropped part is `LogTrimmed` and lists
+again — never answered from a log that lost entries.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -48,6 +54,9 @@ log = logging.getLogger(__name__)
 TTL = 30.0  # seconds a listing is answered from (changes made outside dshub show up after it)
 MAX_LISTED = 50_000  # above this a dataset is answered per object (50 listing requests)
 REDIS_KEY = "dshub:objects:{}"
+# The log keeps the newest entries only: a listing whose position was trimmed off relists.
+MAX_LOG_ENTRIES = 20_000
+MAX_LOG_BYTES = 4 * 1024 * 1024
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -62,73 +71,170 @@ class ObjectLog(Protocol):
     def since(self, project_id: int, position: int) -> tuple[list[str], int]: ...
 
 
+class LogTrimmed(DshubError):
+    """The entries after a listing's position were trimmed off the log: relist."""
+
+    status = 503
+    code = "object_log_trimmed"
+
+
 class FileObjectLog:
     """The log as one append-only file per dataset under `directory` (one host): each entry is
-    one line written with a single `O_APPEND` write, so concurrent writers never interleave;
-    the position is the file's size."""
+    one line written with a single `O_APPEND` write under a shared `flock`, so concurrent
+    writers never interleave; the position is the bytes trimmed so far (`<id>.base`) plus the
+    file's size. Past `max_bytes` the older half is trimmed under an exclusive `flock`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int = MAX_LOG_BYTES) -> None:
         self.directory = directory
+        self.max_bytes = max_bytes
 
     def _path(self, project_id: int) -> Path:
         return self.directory / f"{project_id}.log"
 
-    def append(self, project_id: int, entry: str) -> None:
-        """Append one entry (durable against a crash of the process, not of the host)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(project_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    def _base(self, project_id: int) -> int:
         try:
-            os.write(fd, (entry + "\n").encode())
-        finally:
-            os.close(fd)
-
-    def position(self, project_id: int) -> int:
-        """The log's current end."""
-        try:
-            return self._path(project_id).stat().st_size
+            return int((self.directory / f"{project_id}.base").read_text() or 0)
         except FileNotFoundError:
             return 0
 
-    def since(self, project_id: int, position: int) -> tuple[list[str], int]:
-        """The complete entries after `position`, and the position after them."""
+    def _locked(self, project_id: int, mode: int) -> int:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / f"{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, mode)
+        return fd
+
+    def append(self, project_id: int, entry: str) -> None:
+        """Append one entry (durable against a crash of the process, not of the host)."""
+        lock = self._locked(project_id, fcntl.LOCK_SH)
         try:
-            with self._path(project_id).open("rb") as handle:
-                handle.seek(position)
-                data = handle.read()
-        except FileNotFoundError:
-            return [], position
+            fd = os.open(self._path(project_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, (entry + "\n").encode())
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        finally:
+            os.close(lock)
+        if size > self.max_bytes:
+            self.trim(project_id)
+
+    def trim(self, project_id: int) -> None:
+        """Drop the older half of the log (whole lines); positions stay absolute."""
+        lock = self._locked(project_id, fcntl.LOCK_EX)
+        try:
+            path = self._path(project_id)
+            data = path.read_bytes()
+            if len(data) <= self.max_bytes:
+                return  # another process trimmed it meanwhile
+            cut = data.find(b"\n", len(data) // 2) + 1
+            scratch = path.with_suffix(".trim")
+            scratch.write_bytes(data[cut:])
+            base = self.directory / f"{project_id}.base"
+            base.with_suffix(".next").write_text(str(self._base(project_id) + cut))
+            os.replace(base.with_suffix(".next"), base)
+            os.replace(scratch, path)
+        finally:
+            os.close(lock)
+
+    def position(self, project_id: int) -> int:
+        """The log's current end."""
+        lock = self._locked(project_id, fcntl.LOCK_SH)
+        try:
+            try:
+                size = self._path(project_id).stat().st_size
+            except FileNotFoundError:
+                size = 0
+            return self._base(project_id) + size
+        finally:
+            os.close(lock)
+
+    def since(self, project_id: int, position: int) -> tuple[list[str], int]:
+        """The complete entries after `position`, and the position after them; `LogTrimmed`
+        when some of them were trimmed."""
+        lock = self._locked(project_id, fcntl.LOCK_SH)
+        try:
+            base = self._base(project_id)
+            if position < base:
+                raise LogTrimmed(f"object log of dataset {project_id} trimmed past {position}")
+            try:
+                with self._path(project_id).open("rb") as handle:
+                    handle.seek(position - base)
+                    data = handle.read()
+            except FileNotFoundError:
+                return [], position
+        finally:
+            os.close(lock)
         complete = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
         return complete.decode().splitlines(), position + len(complete)
 
 
-class RedisObjectLog:
-    """The log as one Redis list per dataset (every host of a deployment); the position is
-    the list's length. Entries are never trimmed, so positions stay valid."""
+# Redis: append, and past `max_entries` drop the older half, counting what was dropped
+# (KEYS[1] the list, KEYS[2] the count trimmed so far).
+_APPEND = """
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+local limit = tonumber(ARGV[2])
+if length > limit then
+  local drop = length - math.floor(limit / 2)
+  redis.call('LTRIM', KEYS[1], drop, -1)
+  redis.call('INCRBY', KEYS[2], drop)
+end
+return length
+"""
+# The base and the entries after a position, read together.
+_SINCE = """
+local base = tonumber(redis.call('GET', KEYS[2]) or '0')
+local position = tonumber(ARGV[1])
+if position < base then return {base} end
+local entries = redis.call('LRANGE', KEYS[1], position - base, -1)
+table.insert(entries, 1, base)
+return entries
+"""
+_POSITION = """
+return tonumber(redis.call('GET', KEYS[2]) or '0') + redis.call('LLEN', KEYS[1])
+"""
 
-    def __init__(self, url: str) -> None:
+
+class RedisObjectLog:
+    """The log as one Redis list per dataset (every host of a deployment); the position is the
+    entries trimmed so far plus the list's length, so positions stay valid across trims.
+    Past `max_entries` the older half is trimmed, atomically with its count (Lua)."""
+
+    def __init__(self, url: str, max_entries: int = MAX_LOG_ENTRIES) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.max_entries = max_entries
+        self._append = self.client.register_script(_APPEND)
+        self._since = self.client.register_script(_SINCE)
+        self._position = self.client.register_script(_POSITION)
+
+    @staticmethod
+    def _keys(project_id: int) -> list[str]:
+        key = REDIS_KEY.format(project_id)
+        return [key, key + ":trimmed"]
 
     def append(self, project_id: int, entry: str) -> None:
         """Append one entry; `Unavailable` when Redis cannot be reached."""
         try:
-            self.client.rpush(REDIS_KEY.format(project_id), entry)
+            self._append(keys=self._keys(project_id), args=[entry, self.max_entries])
         except redis.RedisError as exc:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__})") from None
 
     def position(self, project_id: int) -> int:
         """The log's current end."""
         try:
-            return int(self.client.llen(REDIS_KEY.format(project_id)))
+            return int(self._position(keys=self._keys(project_id)))
         except redis.RedisError as exc:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__})") from None
 
     def since(self, project_id: int, position: int) -> tuple[list[str], int]:
-        """The entries after `position`, and the position after them."""
+        """The entries after `position`, and the position after them; `LogTrimmed` when some
+        of them were trimmed."""
         try:
-            raw = self.client.lrange(REDIS_KEY.format(project_id), position, -1)
+            raw = self._since(keys=self._keys(project_id), args=[position])
         except redis.RedisError as exc:
             raise Unavailable(f"Redis is unreachable ({type(exc).__name__})") from None
-        entries = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
+        if len(raw) == 1 and int(raw[0]) > position:
+            raise LogTrimmed(f"object log of dataset {project_id} trimmed past {position}")
+        entries = [item.decode() if isinstance(item, bytes) else str(item) for item in raw[1:]]
         return entries, position + len(entries)
 
 
@@ -254,7 +360,13 @@ class ListingCache:
                     self._relist(project_id, store, entry, now)
                 if entry.objects is None:
                     return UNKNOWN
-                entries, entry.position = self.objects_log.since(project_id, entry.position)
+                try:
+                    entries, entry.position = self.objects_log.since(project_id, entry.position)
+                except LogTrimmed:  # what changed since the listing is gone: list again
+                    self._relist(project_id, store, entry, now)
+                    if entry.objects is None:
+                        return UNKNOWN
+                    entries, entry.position = self.objects_log.since(project_id, entry.position)
             except (DshubError, OSError) as exc:
                 log.warning("listing of dataset %s not used: %s", project_id, exc)
                 entry.objects, entry.expires = None, self.clock() + min(self.ttl, 5.0)

@@ -17,6 +17,7 @@ from indexer.data.listing_cache import (
     FileObjectLog,
     ListingCache,
     LoggedObjects,
+    LogTrimmed,
     ObjectLog,
     RedisObjectLog,
 )
@@ -253,3 +254,50 @@ def test_a_delete_is_refused_when_the_log_cannot_be_written(
         logged.delete(OLD)
     assert getattr(raised.value, "status", None) == 503
     assert store.head(OLD) is not None  # nothing deleted that the log cannot tell
+
+
+@pytest.fixture(params=["file", "redis"])
+def small_log(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectLog:
+    """A log that trims itself after a few entries."""
+    if request.param == "file":
+        return FileObjectLog(tmp_path / "small-log", max_bytes=400)
+    return RedisObjectLog(request.getfixturevalue("redis_url"), max_entries=8)
+
+
+def test_the_log_is_trimmed_and_positions_stay_absolute(small_log: ObjectLog) -> None:
+    entries = [f"+files/md5/aa/{i:030d} {i}" for i in range(60)]
+    for entry in entries[:30]:
+        small_log.append(PID, entry)
+    middle = small_log.position(PID)
+    for entry in entries[30:]:
+        small_log.append(PID, entry)
+    end = small_log.position(PID)
+    assert end > middle
+    assert small_log.since(PID, end) == ([], end)
+    if isinstance(small_log, RedisObjectLog):
+        assert small_log.client.llen("dshub:objects:42") <= 8
+    else:
+        assert (small_log.directory / "42.log").stat().st_size <= 400
+    with pytest.raises(LogTrimmed):
+        small_log.since(PID, middle)  # entries 30.. are partly gone
+    # The newest entries are still read from a recent position.
+    recent, position = small_log.since(
+        PID, end - (1 if isinstance(small_log, RedisObjectLog) else len(entries[-1]) + 1)
+    )
+    assert recent == [entries[-1]] and position == end
+
+
+def test_a_listing_behind_a_trimmed_log_lists_again_and_sees_a_delete(
+    store: LocalObjectStore | S3ObjectStore, tmp_path: Path, redis_url: str
+) -> None:
+    small = RedisObjectLog(redis_url, max_entries=4)
+    _put(store, tmp_path, OLD)
+    cache = ListingCache(small)
+    assert cache.head(PID, store, OLD) is not None
+    logged = LoggedObjects(store, small, PID)
+    for i in range(6):  # other processes' writes push the listing's position off the log
+        _put(logged, tmp_path, f"files/md5/dd/{i:030d}")
+    logged.delete(OLD)
+    assert cache.head(PID, store, OLD) is None  # never "present" after the delete
+    assert cache.head(PID, store, "files/md5/dd/" + "5".zfill(30)) is not None
+    assert cache.listings == 2  # the trimmed log forced a new listing
