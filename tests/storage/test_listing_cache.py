@@ -277,6 +277,7 @@ def test_the_log_is_trimmed_and_positions_stay_absolute(small_log: ObjectLog) ->
     if isinstance(small_log, RedisObjectLog):
         assert small_log.client.llen("dshub:objects:42") <= 8
     else:
+        assert isinstance(small_log, FileObjectLog)
         assert (small_log.directory / "42.log").stat().st_size <= 400
     with pytest.raises(LogTrimmed):
         small_log.since(PID, middle)  # entries 30.. are partly gone
