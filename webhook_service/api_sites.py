@@ -47,7 +47,9 @@ from indexer.sites.selection import (
     is_site_admin,
     set_variables,
 )
+from indexer.sync import refs as sync
 from webhook_service.api_datasets import not_found
+from webhook_service.api_uploads import in_line
 from webhook_service.app_settings import services, settings_of
 from webhook_service.auth import current_viewer, request_token
 from webhook_service.bodies import json_object
@@ -469,5 +471,15 @@ def apply_site(project_id: int, name: str, viewer: Viewer | None = None) -> dict
         "dvc_remote": REMOTE_NAME,
         "commit": commit,
         "variables": [variable.key for variable in variables],
-        "sync": _queue_sync(project_id),
+        "sync": _index_selection(project_id),
     }
+
+
+def _index_selection(project_id: int) -> str:
+    """Index the selection before answering, so the next page already shows the site (and
+    "Upload Files"); when that takes longer than the in-line budget or fails, a queued sync
+    finishes it."""
+    context = services().job_context
+    if in_line(lambda: sync.sync_project(context, project_id)) == "synced":
+        return "synced"
+    return _queue_sync(project_id)

@@ -223,12 +223,18 @@ def resync(project_id: int, ref: str) -> str:
     `synced`, or `pending` when it takes longer (the webhook finishes it)."""
     # This process's next read of the ref names the new commit, not the one cached before.
     services().resolver.forget_ref(project_id, sync.split_ref(ref)[0])
-    outcome: list[str] = []
     context = services().job_context  # the thread below has no application context
+    return in_line(lambda: sync.sync_ref(context, project_id, ref))
+
+
+def in_line(index: Callable[[], str]) -> str:
+    """Run an index update on a helper thread and wait for it at most SYNC_BUDGET: `synced`,
+    or `pending` when it takes longer or fails (the webhook or the next sync finishes it)."""
+    outcome: list[str] = []
 
     def run() -> None:
         try:
-            outcome.append(sync.sync_ref(context, project_id, ref))
+            outcome.append(index())
         except DshubError as exc:
             log.warning("in-line sync failed: %s", exc.message)
         except Exception:

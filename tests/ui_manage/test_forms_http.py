@@ -127,3 +127,20 @@ def test_who_may_not_is_refused(ui_world: UiWorld) -> None:
     client.delete_cookie("tokenGitLab")
     answer = client.get("/-/new-dataset")
     assert answer.status_code == 401
+
+
+def test_upload_files_is_offered_to_those_who_may_write(ui_world: UiWorld) -> None:
+    """Developers and more see "Upload Files" once a site is applied; a Reporter (whom GitLab
+    would refuse the commit) does not, nor does anyone on an archived dataset."""
+    made = ui_world.manage.create("maintainer", name="offered", namespace="imaging")
+    assert made.status_code == 201, made.get_json()
+    pid = made.get_json()["id"]
+    chosen = ui_world.manage.call(
+        "maintainer", "POST", f"/api/v1/datasets/{pid}/storage-site", {"name": "moto"}
+    )
+    assert chosen.status_code == 201, chosen.get_json()
+    seen = {}
+    for who in ("reporter", "developer", "maintainer"):
+        client, _ = ui_world.form_client(who)
+        seen[who] = "Upload Files" in client.get("/datasets/imaging/offered").get_data(as_text=True)
+    assert seen == {"reporter": False, "developer": True, "maintainer": True}
