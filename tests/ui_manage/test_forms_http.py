@@ -144,3 +144,19 @@ def test_upload_files_is_offered_to_those_who_may_write(ui_world: UiWorld) -> No
         client, _ = ui_world.form_client(who)
         seen[who] = "Upload Files" in client.get("/datasets/imaging/offered").get_data(as_text=True)
     assert seen == {"reporter": False, "developer": True, "maintainer": True}
+
+
+def test_settings_offer_no_visibility_above_the_namespace(ui_world: UiWorld) -> None:
+    made = ui_world.manage.create("admin", name="quiet", namespace="vault")
+    assert made.status_code == 201, made.get_json()
+    client, _ = ui_world.form_client("admin")
+    html = client.get(f"/-/datasets/{made.get_json()['id']}/settings").get_data(as_text=True)
+    radios = dict(re.findall(r'<input type="radio" name="visibility" value="(\w+)"([^>]*)>', html))
+    assert "checked" in radios["private"]
+    assert "disabled" in radios["internal"] and "disabled" in radios["public"], radios
+    assert "vault allows at most private" in html
+    seed = client.get(f"/-/datasets/{ui_world.seed_id}/settings").get_data(as_text=True)
+    internal = dict(
+        re.findall(r'<input type="radio" name="visibility" value="(\w+)"([^>]*)>', seed)
+    )
+    assert "disabled" not in internal["internal"] and "disabled" in internal["public"]

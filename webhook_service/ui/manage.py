@@ -394,6 +394,13 @@ def _settings_page(
     dataset: Dataset, errors: FormErrors, values: dict[str, str]
 ) -> ResponseReturnValue:
     level = _need(dataset, MAINTAINER, "change the settings of this dataset")
+    _, client = api_manage.caller_client()
+    try:  # the namespace's highest visibility (GitLab still decides on save)
+        namespace: write.NamespaceChoice | None = write.namespace_of_project(
+            client, dataset.project_id
+        )
+    except DshubError:
+        namespace = None
     page = render_template(
         "ui/settings.html",
         dataset=dataset,
@@ -401,6 +408,8 @@ def _settings_page(
         errors=errors.fields,
         values=values,
         visibilities=write.VISIBILITIES,
+        namespace=namespace,
+        rank={v: i for i, v in enumerate(write.VISIBILITIES)},
     )
     return page, errors.status
 
