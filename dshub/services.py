@@ -17,7 +17,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dshub.config import Settings
-from indexer.data.storage import Credentials, load_credentials
+from indexer.data.listing_cache import ListingCache, ObjectLog, object_log
+from indexer.data.storage import (
+    Credentials,
+    LocalObjectStore,
+    S3ObjectStore,
+    StorageSite,
+    load_credentials,
+    open_objects,
+)
 from indexer.errors import Unavailable
 from indexer.gitlab.permissions import Generation, PermissionResolver, generation_for
 from indexer.gitlab.reader import GitLabReader
@@ -32,6 +40,7 @@ from indexer.sync import jobs
 from indexer.sync.refs import SyncContext
 
 log = logging.getLogger("dshub.services")
+OPENED_STORES = 256  # datasets whose opened site stores a process keeps
 T = TypeVar("T")
 
 REQUEST_TIMEOUT = 10.0  # a request must not hang on GitLab: one retry, no sleeping on 429
@@ -97,6 +106,30 @@ class Services:
             "generation", lambda: generation_for(self.settings.redis_url, self.settings.data_dir)
         )
 
+    @property
+    def objects_log(self) -> ObjectLog:
+        """The log of objects stored and deleted per dataset, shared by every process
+        (Redis, or a file in the data directory), which keeps cached listings true."""
+        return self._once(
+            "objects_log", lambda: object_log(self.settings.redis_url, self.settings.data_dir)
+        )
+
+    @property
+    def listings(self) -> ListingCache:
+        """This process's cached listings of datasets' objects (the DVC remote's presence
+        answers, and whether an upload's object is stored already)."""
+        return self._once("listings", lambda: ListingCache(self.objects_log))
+
+    def open_objects(self, site: StorageSite, project_id: int) -> LocalObjectStore | S3ObjectStore:
+        """Byte access to one dataset's objects on `site`, opened once per site record (an S3
+        store holds a boto3 client, slow to make, thread-safe to share)."""
+        opened: LruCache[tuple[StorageSite, int], LocalObjectStore | S3ObjectStore] = self._once(
+            "opened_objects", lambda: LruCache(OPENED_STORES)
+        )
+        return opened.get_or_make(
+            (site, project_id), lambda: (open_objects(site, project_id, self.credentials), True)
+        )
+
     def request_reader(self, token: str | None) -> GitLabReader:
         """A GitLab reader for use inside a request with `token` (see `request_reader`)."""
         return request_reader(self.settings, token)
@@ -129,6 +162,7 @@ class Services:
             generation=self.generation,
             namespaces=self.settings.namespaces,
             mr_notes=self.settings.mr_notes,
+            opener=self.open_objects,
         )
 
     @property
@@ -143,6 +177,7 @@ class Services:
                 credentials=self.credentials,
                 generation=self.generation,
                 namespaces=self.settings.namespaces,
+                opener=self.open_objects,
             ),
         )
 

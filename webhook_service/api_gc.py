@@ -18,7 +18,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dshub.config import Settings
-from indexer.data.listing_cache import LoggedObjects, object_log
+from indexer.data.listing_cache import LoggedObjects
 from indexer.data.storage import ObjectMeta, StorageSite, open_objects
 from indexer.errors import DshubError, Forbidden, InvalidInput, NotAuthenticated, Unavailable
 from indexer.gc.collect import DEFAULT_MIN_AGE_HOURS, GcResult, collect_garbage, validate_keep
@@ -219,7 +219,7 @@ def collect(project_id: int) -> ResponseReturnValue:
     site = _site_of(services().sites, dataset)
     objects = LoggedObjects(
         open_objects(site, project_id, services().credentials),
-        object_log(settings.redis_url, settings.data_dir),
+        services().objects_log,
         project_id,
     )
 

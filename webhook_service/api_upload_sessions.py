@@ -22,10 +22,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from indexer.errors import InvalidInput, NotAuthenticated, NotFound
+from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
 from indexer.write.changes import check_name
 from indexer.write.errors import FileTooLarge
-from indexer.write.files import clean_path, upload_path
+from indexer.write.files import clean_path, object_key_of, upload_path
+from indexer.write.objects import StagedObject, store_verified
 from indexer.write.sessions import (
     MAX_OPEN_SESSIONS,
     STAGED_BYTES_FACTOR,
@@ -34,12 +35,12 @@ from indexer.write.sessions import (
     StagingArea,
     TooMany,
     UploadSession,
-    hashed,
     new_session,
 )
 from webhook_service import auth
 from webhook_service.api_uploads import (
     WriteTarget,
+    dataset_objects,
     flag_param,
     json_body,
     text_param,
@@ -191,7 +192,29 @@ def put_file(session_id: str, path: str) -> ResponseReturnValue:
         too_large=lambda: FileTooLarge(_limit_message(limit), limit),
     )
     complete = total is None or received == total
+    if complete:
+        _store_early(session, staging.seal(session.id, name))
     return jsonify(path=name, received=received, total=total, complete=complete), 200
+
+
+def _store_early(session: UploadSession, staged: StagedObject) -> None:
+    """Store a completed file's object at its DVC key now, while the other files are still
+    arriving, so the commit has nothing left to send (it asks the site once which objects it
+    holds, and stores whatever is missing: this is only a head start). The bytes are visible
+    only at the key of their own md5 and referenced by nothing until the commit — an abandoned
+    session leaves unreferenced objects, which gc removes after `min_age_hours`. A failure
+    here is not the caller's: the commit tries again."""
+    try:
+        objects = dataset_objects(session.project_id)
+        key = object_key_of(staged.md5)
+        if services().listings.head(session.project_id, objects.store, key.key) is None:
+            store_verified(objects, key, staged)
+    except DshubError as exc:
+        log.info(
+            "object of an upload session not stored yet: %s",
+            exc.message,
+            extra={"project_id": session.project_id},
+        )
 
 
 @blueprint.route("/uploads/<session_id>/files/<path:path>", methods=["HEAD"])
@@ -228,7 +251,9 @@ def commit_session(session_id: str) -> ResponseReturnValue:
                 f"{name} is incomplete ({received} of {total} bytes); resume it before committing"
             )
     target = WriteTarget(session.project_id)  # the write permission, checked again now
-    entries = [(upload_path(session.folder, name), hashed(part)) for name, part in files]
+    entries = [
+        (upload_path(session.folder, name), staging.staged(session.id, name)) for name, _ in files
+    ]
     operations = upload_operations(session.folder, session.layout, entries)
     params: dict[str, Any] = {
         "branch": session.branch,

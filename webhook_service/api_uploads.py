@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from dshub.config import Settings
-from indexer.data.listing_cache import LoggedObjects, object_log
-from indexer.data.storage import ObjectStore, open_objects
+from indexer.data.listing_cache import LoggedObjects
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, NotFound
 from indexer.gitlab.reader import GitLabReader, ProjectInfo
 from indexer.sites.registry import DatasetSiteError, site_of_dataset
@@ -95,6 +94,31 @@ def json_body(example: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the caller
 
 
+def dataset_objects(project_id: int) -> LoggedObjects:
+    """The dataset's objects on its selected storage site, every store and delete logged (the
+    DVC remote's cached listings learn of each object); `NoSite` (409) before a site is
+    selected. Asks no GitLab: the caller's permission is checked by whoever calls this."""
+    registry = services().sites
+    indexed = services().index.get_dataset(project_id)
+    selection = registry.selection(project_id)
+    variable = indexed.storage_site if indexed is not None else None
+    if selection is not None and selection.applied_at is None and not variable:
+        selection = None
+    try:
+        if selection is None and not variable:
+            raise NoSite("")
+        site = site_of_dataset(registry, project_id, variable)
+    except (DatasetSiteError, NoSite):
+        raise NoSite(
+            f"select a storage site first: dataset {project_id} has none yet (a "
+            f"Maintainer chooses one with POST /api/v1/datasets/{project_id}/"
+            'storage-site {"name": "<site>"})'
+        ) from None
+    return LoggedObjects(
+        services().open_objects(site, project_id), services().objects_log, project_id
+    )
+
+
 class WriteTarget:
     """The dataset a write is for, and everything needed to write it as the caller."""
 
@@ -120,30 +144,7 @@ class WriteTarget:
         if info is None:
             raise NotFound(f"dataset {project_id} not found")
         self.info: ProjectInfo = info
-        self.objects = self._objects()
-
-    def _objects(self) -> ObjectStore:
-        registry = services().sites
-        indexed = services().index.get_dataset(self.project_id)
-        selection = registry.selection(self.project_id)
-        variable = indexed.storage_site if indexed is not None else None
-        if selection is not None and selection.applied_at is None and not variable:
-            selection = None
-        try:
-            if selection is None and not variable:
-                raise NoSite("")
-            site = site_of_dataset(registry, self.project_id, variable)
-        except (DatasetSiteError, NoSite):
-            raise NoSite(
-                f"select a storage site first: dataset {self.project_id} has none yet (a "
-                f"Maintainer chooses one with POST /api/v1/datasets/{self.project_id}/"
-                'storage-site {"name": "<site>"})'
-            ) from None
-        return LoggedObjects(  # the DVC remote's cached listings learn of each object
-            open_objects(site, self.project_id, services().credentials),
-            object_log(self.settings.redis_url, self.settings.data_dir),
-            self.project_id,
-        )
+        self.objects = dataset_objects(project_id)
 
     def client_project(self) -> Any:
         """The caller's python-gitlab project (lazy: no request) for the write itself.
@@ -187,7 +188,12 @@ class WriteTarget:
             staged=staged or {},
         )
         result = write_files(self.client_project(), self.objects, write, _staging(self.settings))
+        started = time.perf_counter()
+        if write.staged and result.commit is not None:
+            # The sizes of the bytes just stored are known: the index needs no HEAD for them.
+            services().index.set_sizes({md5: obj.size for md5, obj in write.staged.items()})
         index = self._resync(result)
+        seconds = {**result.seconds, "index": time.perf_counter() - started}
         services().permissions.forget(self.token)
         log.info(
             "dataset files written",
@@ -208,23 +214,44 @@ class WriteTarget:
             "merge_request": result.merge_request,
             "index": index,
         }
-        return jsonify(body), 200 if result.unchanged else 201
+        answer = jsonify(body)
+        # Where the time went (plan, store, commit, in-line index), for devtools and bench/upload.
+        answer.headers["Server-Timing"] = ", ".join(
+            f"{phase};dur={value * 1000:.1f}" for phase, value in seconds.items()
+        )
+        return answer, 200 if result.unchanged else 201
 
     def _resync(self, result: WriteResult) -> str:
         if result.commit is None:
             return "unchanged"
         if result.branch != self.info.default_branch:
             return "not indexed (not the default branch)"
-        return resync(self.project_id, f"refs/heads/{result.branch}")
+        return resync(
+            self.project_id,
+            f"refs/heads/{result.branch}",
+            before=result.parent,
+            after=result.commit,
+            written=result.written,
+        )
 
 
-def resync(project_id: int, ref: str) -> str:
+def resync(
+    project_id: int,
+    ref: str,
+    *,
+    before: str | None = None,
+    after: str | None = None,
+    written: Mapping[str, bytes | None] | None = None,
+) -> str:
     """Re-sync `ref` (`refs/heads/…`, `refs/tags/…`) in-line, waiting at most SYNC_BUDGET:
-    `synced`, or `pending` when it takes longer (the webhook finishes it)."""
+    `synced`, or `pending` when it takes longer (the webhook finishes it). A write names the
+    commit it was made on (`before`), its own commit (`after`) and what that commit wrote:
+    when the index holds the ref at `before`, only the changed pointers are indexed, taken
+    from `written` (see `indexer.sync.refs.sync_ref`)."""
     # This process's next read of the ref names the new commit, not the one cached before.
     services().resolver.forget_ref(project_id, sync.split_ref(ref)[0])
     context = services().job_context  # the thread below has no application context
-    return in_line(lambda: sync.sync_ref(context, project_id, ref))
+    return in_line(lambda: sync.sync_ref(context, project_id, ref, before, after, written=written))
 
 
 def in_line(index: Callable[[], str]) -> str:

@@ -39,7 +39,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from dshub.services import Services
-from indexer.data.listing_cache import ListingCache, LoggedObjects, object_log
+from indexer.data.listing_cache import LoggedObjects
 from indexer.data.object_ids import ObjectKey, parse_object_key
 from indexer.data.presence import MAX_KEYS, check_presence, parse_keys
 from indexer.data.storage import (
@@ -48,7 +48,6 @@ from indexer.data.storage import (
     ObjectMissing,
     S3ObjectStore,
     StorageSite,
-    open_objects,
 )
 from indexer.errors import (
     DshubError,
@@ -125,8 +124,8 @@ class Remote:
             resources.request_reader, verify_job, resources.generation, job_fetches=job_fetches
         )
         self.uploads = settings.data_dir / "dvc-uploads"
-        self.objects_log = object_log(settings.redis_url, settings.data_dir)
-        self.listings = ListingCache(self.objects_log)
+        self.objects_log = resources.objects_log
+        self.listings = resources.listings
         self._stores: dict[int, _Opened] = {}
         self._lock = threading.Lock()
         self._opening = threading.Lock()
@@ -152,7 +151,7 @@ class Remote:
             if opened is not None and opened.site == site:
                 store = opened.store
             else:
-                store = open_objects(site, project_id, self.resources.credentials)
+                store = self.resources.open_objects(site, project_id)
             with self._lock:
                 if len(self._stores) > 1024:
                     self._stores.clear()

@@ -45,6 +45,29 @@ from tests.support.dataset_repo import DatasetRepo
 MB = 1024 * 1024
 
 
+class TimedClient(ApiClient):
+    """The CLI's client, adding up the seconds spent in each kind of request (PUT of a file,
+    the commit, the rest), so the benchmark says where dshub's time goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seconds: dict[str, float] = {}
+        self.commit_timing = ""  # the commit answer's Server-Timing
+        self._lock = threading.Lock()
+
+    def request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> Any:
+        kind = "commit" if path.endswith("/commit") else "PUT" if method == "PUT" else "other"
+        started = time.perf_counter()
+        try:
+            answer = super().request(method, path, stream=stream, **kwargs)
+            if kind == "commit":
+                self.commit_timing = answer.headers.get("Server-Timing", "")
+            return answer
+        finally:
+            with self._lock:
+                self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
+
+
 def _images(directory: Path, count: int, kb: int) -> None:
     directory.mkdir(parents=True)
     for i in range(count):
@@ -84,8 +107,9 @@ def _dataset(admin: gitlab.Gitlab, name: str) -> Any:
 
 
 def _through_dshub(
-    admin: gitlab.Gitlab, client: ApiClient, images: Path, layout: str, jobs: int
+    admin: gitlab.Gitlab, client: TimedClient, images: Path, layout: str, jobs: int
 ) -> float:
+    client.seconds.clear()
     ours = _dataset(admin, f"ours-{layout}")
     client.request("POST", f"/api/v1/datasets/{ours.id}/storage-site", json={"name": "moto"})
     started = time.perf_counter()
@@ -101,6 +125,12 @@ def _through_dshub(
     seconds = time.perf_counter() - started
     if not answer.get("commit"):
         raise SystemExit(f"dshub did not commit: {answer}")
+    puts, commit = client.seconds.get("PUT", 0.0), client.seconds.get("commit", 0.0)
+    print(
+        f"  dshub {layout}: PUT phase {seconds - commit:.2f} s ({puts / jobs:.2f} s of PUTs per "
+        f"transfer thread), commit {commit:.2f} s ({client.commit_timing}; index "
+        f"{answer.get('index')})"
+    )
     return seconds
 
 
@@ -147,6 +177,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--kb", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument(
+        "--layouts", default="files,directory", help="comma-separated: files, directory"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     endpoint, moto = services.start_moto(root / "moto")
@@ -186,7 +219,7 @@ def main() -> None:
     )
     sampler.start()
     admin = gitlab.Gitlab(sandbox.url, private_token=sandbox.admin_token)
-    client = ApiClient(ClientConfig(server.url, sandbox.admin_token), timeout=600)
+    client = TimedClient(ClientConfig(server.url, sandbox.admin_token), timeout=600)
     images = root / "images"
     _images(images, args.count, args.kb)
     dvc_env = {
@@ -198,7 +231,7 @@ def main() -> None:
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"{args.count} files of {args.kb} KB, {args.jobs} parallel transfers")
     try:
-        for layout in ("files", "directory"):
+        for layout in args.layouts.split(","):
             dshub_seconds = _through_dshub(admin, client, images, layout, args.jobs)
             user_seconds = _as_a_user(
                 admin,

@@ -9,7 +9,7 @@ indexed. A dataset is a project whose default branch holds `.dvc/config` (and, w
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +42,8 @@ log = logging.getLogger("dshub.sync")
 
 STORAGE_SITE_VARIABLE = "DSHUB_STORAGE_SITE"
 SIZE_FILL_CONCURRENCY = 8
+POINTER_READS = 8  # pointer files read from GitLab at once by one sync
+POINTER_BATCH = 256  # pointer files held in memory at once by one sync
 
 
 @dataclass
@@ -55,6 +57,9 @@ class SyncContext:
     generation: Generation | None = None
     namespaces: tuple[str, ...] = ()
     mr_notes: bool = False
+    # Opens a dataset's store on a site; the service passes one that keeps opened stores
+    # (an S3 store's boto3 client is slow to make). None: open anew each time.
+    opener: Callable[[StorageSite, int], LocalObjectStore | S3ObjectStore] | None = None
 
     def object_store(self, dataset: Dataset) -> LocalObjectStore | S3ObjectStore | None:
         """Byte access to the dataset's objects, or None when it has no (known) site."""
@@ -63,6 +68,8 @@ class SyncContext:
         site = self.sites(dataset.storage_site)
         if site is None:
             return None
+        if self.opener is not None:
+            return self.opener(site, dataset.project_id)
         return open_objects(site, dataset.project_id, self.credentials)
 
 
@@ -153,12 +160,21 @@ def remove_project(ctx: SyncContext, project_id: int) -> str:
 
 
 def sync_ref(
-    ctx: SyncContext, project_id: int, ref: str, before: str | None = None, after: str | None = None
+    ctx: SyncContext,
+    project_id: int,
+    ref: str,
+    before: str | None = None,
+    after: str | None = None,
+    *,
+    written: Mapping[str, bytes | None] | None = None,
 ) -> str:
     """Converge one ref: index it at its current commit, or remove it when it is gone.
 
     `before`/`after` come from a push event; they only enable the incremental path (read
     just the pointers that changed). The commit indexed is always the one GitLab has now.
+    `written`: what dshub's own write committed as `after` (path → bytes, None = deleted);
+    when the ref is still at `after`, those pointers are taken from it instead of read back
+    from GitLab one request each.
     """
     ref, kind = split_ref(ref)
     dataset = ctx.store.get_dataset(project_id)
@@ -177,7 +193,8 @@ def sync_ref(
             return same
     outcome = None
     if before and current and current.commit_sha == before and current.status == "ok":
-        outcome = _sync_incrementally(ctx, dataset, git_ref, before)
+        known = written if written and after == git_ref.commit_sha else {}
+        outcome = _sync_incrementally(ctx, dataset, git_ref, before, known)
     if outcome is None and git_ref.kind == "branch" and not ctx.reader.is_dataset(info):
         return sync_project(ctx, project_id)  # `.dvc/config` is gone: no longer a dataset
     if outcome is None:
@@ -206,7 +223,11 @@ def _same_commit(ctx: SyncContext, project_id: int, git_ref: GitRef, current: Re
 
 
 def _sync_incrementally(
-    ctx: SyncContext, dataset: Dataset, git_ref: GitRef, before: str
+    ctx: SyncContext,
+    dataset: Dataset,
+    git_ref: GitRef,
+    before: str,
+    known: Mapping[str, bytes | None],
 ) -> str | None:
     """Apply only the changed pointers; None when a full sync is needed instead."""
     changed = ctx.reader.changed_paths(dataset.project_id, before, git_ref.commit_sha)
@@ -214,7 +235,7 @@ def _sync_incrementally(
         return None
     if ".dvc/config" in changed and git_ref.kind == "branch":
         return sync_project(ctx, dataset.project_id)
-    if _apply_changes(ctx, dataset, git_ref, before, changed):
+    if _apply_changes(ctx, dataset, git_ref, before, changed, known=known):
         return "updated incrementally"
     return None
 
@@ -285,19 +306,25 @@ def _index_ref(ctx: SyncContext, dataset: Dataset, git_ref: GitRef) -> None:
         for path in ctx.reader.list_paths(dataset.project_id, git_ref.commit_sha)
         if is_pointer_path(path)
     ]
-    for pointer_path in pointer_paths:
-        files.extend(_files_of_pointer(ctx, dataset, git_ref.commit_sha, pointer_path, problems))
+    for pointer_path, raw in _read_pointers(ctx, dataset, git_ref.commit_sha, pointer_paths):
+        files.extend(_files_of_pointer(ctx, dataset, pointer_path, raw, problems))
     ctx.store.replace_ref_files(dataset.project_id, problems.ref_info(git_ref), files)
 
 
 def _apply_changes(
-    ctx: SyncContext, dataset: Dataset, git_ref: GitRef, before: str, changed: list[str]
+    ctx: SyncContext,
+    dataset: Dataset,
+    git_ref: GitRef,
+    before: str,
+    changed: list[str],
+    *,
+    known: Mapping[str, bytes | None],
 ) -> bool:
     problems = _Problems()
     pointers = [path for path in changed if is_pointer_path(path)]
     upserts: list[IndexedFile] = []
-    for pointer_path in pointers:
-        upserts.extend(_files_of_pointer(ctx, dataset, git_ref.commit_sha, pointer_path, problems))
+    for pointer_path, raw in _read_pointers(ctx, dataset, git_ref.commit_sha, pointers, known):
+        upserts.extend(_files_of_pointer(ctx, dataset, pointer_path, raw, problems))
     try:
         ctx.store.apply_ref_changes(
             dataset.project_id,
@@ -317,14 +344,42 @@ def pointer_files(
     """The files one pointer tracks at `commit` (directory entries from their manifests, the
     store's copy first) and the problems met; empty when the pointer does not exist there."""
     problems = _Problems()
-    files = list(_files_of_pointer(ctx, dataset, commit, pointer_path, problems))
+    raw = ctx.reader.read_file(dataset.project_id, pointer_path, commit)
+    files = list(_files_of_pointer(ctx, dataset, pointer_path, raw, problems))
     return files, problems.messages
 
 
+def _read_pointers(
+    ctx: SyncContext,
+    dataset: Dataset,
+    commit: str,
+    paths: list[str],
+    known: Mapping[str, bytes | None] | None = None,
+) -> Iterator[tuple[str, bytes | None]]:
+    """Each pointer file's bytes at `commit`, in order: from `known` (what was committed
+    there, see `sync_ref`), else read from GitLab `POINTER_READS` at a time (one request per
+    file: a thousand pointers read one by one took seconds), a `POINTER_BATCH` at a time so
+    memory stays bounded."""
+    known = known or {}
+    for path in paths:
+        if path in known:
+            yield path, known[path]
+    paths = [path for path in paths if path not in known]
+    for start in range(0, len(paths), POINTER_BATCH):
+        batch = paths[start : start + POINTER_BATCH]
+        if len(batch) == 1:
+            yield batch[0], ctx.reader.read_file(dataset.project_id, batch[0], commit)
+            continue
+        with ThreadPoolExecutor(min(POINTER_READS, len(batch))) as pool:
+            read = pool.map(
+                lambda path: ctx.reader.read_file(dataset.project_id, path, commit), batch
+            )
+            yield from zip(batch, list(read), strict=True)
+
+
 def _files_of_pointer(
-    ctx: SyncContext, dataset: Dataset, commit: str, pointer_path: str, problems: _Problems
+    ctx: SyncContext, dataset: Dataset, pointer_path: str, raw: bytes | None, problems: _Problems
 ) -> Iterator[IndexedFile]:
-    raw = ctx.reader.read_file(dataset.project_id, pointer_path, commit)
     if raw is None:
         return
     try:

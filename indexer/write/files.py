@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,10 @@ import gitlab
 import gitlab.exceptions
 import requests
 
-from indexer.data.object_ids import parse_object_key
+from indexer.data.listing_cache import LoggedObjects
+from indexer.data.object_ids import ObjectKey, parse_object_key
 from indexer.data.pointers import object_key
+from indexer.data.presence import check_presence
 from indexer.data.storage import ObjectStore
 from indexer.errors import DshubError, InvalidInput, NotAuthenticated, Unavailable
 from indexer.read.resolve import validate_path, validate_ref
@@ -69,6 +72,9 @@ class WriteResult:
     outcomes: list[Outcome]
     merge_request: dict[str, Any] | None = None
     attempts: int = 1
+    seconds: dict[str, float] = field(default_factory=dict)  # plan, store, commit
+    parent: str | None = None  # the commit the change was made on
+    written: dict[str, bytes | None] = field(default_factory=dict)  # path → committed bytes
 
     @property
     def unchanged(self) -> bool:
@@ -128,26 +134,37 @@ def _plan(project: Any, sha: str, objects: ObjectStore, request: WriteRequest) -
     return request.operations.apply(workspace)
 
 
-def _store_one(objects: ObjectStore, md5: str, staged: StagedObject) -> None:
+def object_key_of(md5: str) -> ObjectKey:
+    """The DVC 3 object key of an md5 (`files/md5/xx/...`)."""
     key = parse_object_key(object_key("", md5, "md5", False))
     if key is None:  # pragma: no cover - object_key always makes a valid key
         raise InvalidInput(f"invalid md5 {md5}")
-    if objects.head(key.key) is not None:
-        staged.discard()  # content-addressed: these bytes are stored already
-        return
-    store_verified(objects, key, staged)
+    return key
 
 
 def _store_objects(objects: ObjectStore, request: WriteRequest) -> None:
-    """Store every staged object, `STORE_CONCURRENCY` at a time; the first failure is raised
-    once all have finished (a failure commits nothing; stored objects wait for gc)."""
-    items = list(request.staged.items())
-    if len(items) <= 1:
-        for md5, staged in items:
-            _store_one(objects, md5, staged)
+    """Store every staged object the site does not hold yet, `STORE_CONCURRENCY` at a time;
+    the first failure is raised once all have finished (a failure commits nothing; stored
+    objects wait for gc). Which are held is asked once for all (`check_presence`: a listing
+    of the dataset's prefix when that is cheaper than a HEAD per object), so an object is
+    never rewritten — including those an upload session stored as each PUT completed."""
+    keys = {md5: object_key_of(md5) for md5 in request.staged}
+    base = objects.store if isinstance(objects, LoggedObjects) else objects
+    missing: set[str] = set()
+    for checked in check_presence(base, list(keys.values())):
+        missing |= checked.missing
+    todo = []
+    for md5, staged in request.staged.items():
+        if keys[md5].key in missing:
+            todo.append((keys[md5], staged))
+        else:
+            staged.discard()  # content-addressed: these bytes are stored already
+    if len(todo) <= 1:
+        for key, staged in todo:
+            store_verified(objects, key, staged)
         return
     with ThreadPoolExecutor(STORE_CONCURRENCY, thread_name_prefix="dshub-store") as pool:
-        futures = [pool.submit(_store_one, objects, md5, staged) for md5, staged in items]
+        futures = [pool.submit(store_verified, objects, key, staged) for key, staged in todo]
     for future in futures:
         future.result()
 
@@ -168,9 +185,11 @@ def write_files(
     validate_ref(request.branch)
     if request.new_branch:
         validate_ref(request.new_branch)
+    clock = _Clock()
     head = _branch_head(project, request.branch)
     try:
         plan = _plan(project, head, objects, request)
+        clock.lap("plan")
         if plan.pointers_written > request.pointer_warn and not request.confirm:
             raise TooManyPointers(
                 f"this would write {plan.pointers_written} per-file pointers, more than "
@@ -178,6 +197,7 @@ def write_files(
                 "directory (layout=directory), or send confirm=true to write them anyway"
             )
         _store_objects(objects, request)
+        clock.lap("store")
     finally:
         for staged in request.staged.values():
             staged.discard()
@@ -185,8 +205,9 @@ def write_files(
     target = request.new_branch or request.branch
     for attempt in range(1, MAX_ATTEMPTS + 1):
         if not plan.actions:
-            return WriteResult(None, target, plan.outcomes, attempts=attempt)
+            return WriteResult(None, target, plan.outcomes, None, attempt, clock.seconds)
         _store_manifests(objects, plan, staging)
+        clock.lap("store")
         data: dict[str, Any] = {
             "branch": target,
             "commit_message": request.message,
@@ -208,6 +229,7 @@ def write_files(
             )
             head = _branch_head(project, request.branch)
             plan = _plan(project, head, objects, request)
+            clock.lap("plan")
             _check_claims(claims, plan.claims)
             continue
         except requests.RequestException:
@@ -216,11 +238,37 @@ def write_files(
                 "retry the request"
             ) from None
         sha = str(commit.id)
-        result = WriteResult(sha, target, plan.outcomes, attempts=attempt)
+        clock.lap("commit")
+        result = WriteResult(
+            sha, target, plan.outcomes, None, attempt, clock.seconds, head, _written(plan)
+        )
         if request.new_branch and request.merge_request:
             result.merge_request = _open_merge_request(project, request)
         return result
     raise WriteConflict("the branch kept moving; nothing was committed, retry")  # pragma: no cover
+
+
+def _written(plan: Plan) -> dict[str, bytes | None]:
+    """What the commit of `plan` wrote: each file's bytes, None for a deleted one."""
+    return {
+        str(action["file_path"]): (
+            None if action["action"] == "delete" else str(action["content"]).encode("utf-8")
+        )
+        for action in plan.actions
+    }
+
+
+class _Clock:
+    """Seconds per phase of a write (added up over re-plans), for `Server-Timing`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 def _check_claims(first: dict[str, str | None], again: dict[str, str | None]) -> None:

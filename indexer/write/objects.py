@@ -34,15 +34,21 @@ class ChecksumMismatch(DshubError):
 
 @dataclass(frozen=True)
 class StagedObject:
-    """Bytes held in a staging file: where, how many, and their md5 (DVC 3's object id)."""
+    """Bytes held in a staging file: where, how many, and their md5 (DVC 3's object id).
+
+    `owned`: the write consumes the file (moved into a local site, removed afterwards). An
+    upload session's file is not owned: it stays until the session ends, so a commit that
+    fails can be retried."""
 
     path: Path
     size: int
     md5: str
+    owned: bool = True
 
     def discard(self) -> None:
-        """Remove the staging file (idempotent)."""
-        self.path.unlink(missing_ok=True)
+        """Remove the staging file if the write owns it (idempotent)."""
+        if self.owned:
+            self.path.unlink(missing_ok=True)
 
 
 class StagingFile:
@@ -134,7 +140,7 @@ def store_verified(store: ObjectStore, key: ObjectKey, staged: StagedObject) -> 
             )
         # A concurrent upload of the same object may have stored it meanwhile: the bytes are
         # the same verified bytes, and both stores replace an object atomically.
-        store.put_file(key.key, staged.path, move=True)
+        store.put_file(key.key, staged.path, move=staged.owned)
     finally:
         staged.discard()
 

@@ -218,14 +218,14 @@ class StagingArea:
         part, side = self._files(session_id, path)
         part.parent.mkdir(parents=True, exist_ok=True)
         received = self.received(session_id, path)
-        if received is None and len(list(part.parent.glob("*.json"))) >= max_files:
-            raise InvalidInput(f"a session holds at most {max_files} files")
         if start not in (0, received or 0):
             raise OffsetMismatch(
                 f"{path}: this upload starts at byte {start}, but dshub holds {received or 0} "
                 "bytes; resume from there (HEAD tells the offset)",
                 received or 0,
             )
+        if received is None and not self._count(session_id, 0, new_file=True, max_files=max_files):
+            raise InvalidInput(f"a session holds at most {max_files} files")
         side.write_text(json.dumps({"path": path, "total": total}), encoding="utf-8")
         size = start
         with part.open("r+b" if part.exists() else "wb") as out:
@@ -245,17 +245,48 @@ class StagingArea:
         self._count(session_id, size - (received or 0))
         return size
 
-    def _count(self, session_id: str, delta: int) -> None:
-        """Add `delta` to the session's running total of staged bytes (under a file lock, so
-        parallel PUTs of one session on any process add up)."""
+    def _count(
+        self, session_id: str, delta: int, *, new_file: bool = False, max_files: int = MAX_FILES
+    ) -> bool:
+        """Add `delta` to the session's running total of staged bytes and, with `new_file`,
+        one to its count of files unless it holds `max_files` already (then False, nothing
+        changed) — under a file lock, so parallel PUTs of one session on any process add up.
+        The counts live in `staged-bytes` as "<bytes> <files>"."""
         counter = self._dir(session_id) / "staged-bytes"
         with counter.open("a+", encoding="ascii") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
-            current = int(handle.read() or "0")
+            staged, files = _counts(handle.read())
+            if new_file and files >= max_files:
+                return False
             handle.seek(0)
             handle.truncate()
-            handle.write(str(max(0, current + delta)))
+            handle.write(f"{max(0, staged + delta)} {files + int(new_file)}")
+        return True
+
+    def seal(self, session_id: str, path: str) -> StagedObject:
+        """The complete file `path` as a `StagedObject` (not owned: it stays until the session
+        ends): its md5 is computed once, by streaming it, and kept in the sidecar."""
+        part, side = self._files(session_id, path)
+        staged = hashed(part)
+        record = json.loads(side.read_text(encoding="utf-8"))
+        record.update(md5=staged.md5, size=staged.size)
+        side.write_text(json.dumps(record), encoding="utf-8")
+        return staged
+
+    def staged(self, session_id: str, path: str) -> StagedObject:
+        """`path` as a `StagedObject` for the commit: the md5 `seal` recorded when the size is
+        still the one it hashed, else computed now."""
+        part, side = self._files(session_id, path)
+        try:
+            record = json.loads(side.read_text(encoding="utf-8"))
+            size = part.stat().st_size
+        except (FileNotFoundError, ValueError):
+            record, size = {}, -1
+        md5 = record.get("md5")
+        if isinstance(md5, str) and record.get("size") == size:
+            return StagedObject(part, size, md5, owned=False)
+        return hashed(part)
 
     def paths(self, session_id: str) -> list[tuple[str, Path]]:
         """Every (path, staged file) of the session."""
@@ -271,8 +302,8 @@ class StagingArea:
         total = 0
         for session_id in session_ids:
             try:
-                total += int((self._dir(session_id) / "staged-bytes").read_text("ascii") or "0")
-            except (FileNotFoundError, ValueError):
+                total += _counts((self._dir(session_id) / "staged-bytes").read_text("ascii"))[0]
+            except FileNotFoundError:
                 continue
         return total
 
@@ -281,15 +312,24 @@ class StagingArea:
         shutil.rmtree(self._dir(session_id), ignore_errors=True)
 
 
+def _counts(text: str) -> tuple[int, int]:
+    """(bytes, files) of a `staged-bytes` counter ("<bytes> <files>"; empty is 0 0)."""
+    fields = text.split()
+    try:
+        return int(fields[0]) if fields else 0, int(fields[1]) if len(fields) > 1 else 0
+    except ValueError:
+        return 0, 0
+
+
 def hashed(part: Path) -> StagedObject:
-    """The staged file as a `StagedObject`, its md5 computed by streaming it once."""
+    """The staged file as a `StagedObject` (not owned), its md5 computed by streaming it."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
     with part.open("rb") as handle:
         while chunk := handle.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
-    return StagedObject(part, size, digest.hexdigest())
+    return StagedObject(part, size, digest.hexdigest(), owned=False)
 
 
 def new_session(

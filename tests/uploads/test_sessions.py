@@ -7,6 +7,7 @@ import hashlib
 import sqlite3
 from typing import Any
 
+from indexer.errors import InvalidInput
 from indexer.write.sessions import StagingArea
 from tests.uploads.conftest import UploadWorld
 from webhook_service import create_app
@@ -154,3 +155,80 @@ def test_a_session_file_over_the_limit_is_413(upload_world: UploadWorld) -> None
     assert head.status_code == 404  # nothing of a refused file is kept
     bad = _put(world, sid, "../up.bin", b"x")
     assert bad.status_code in (400, 404)
+
+
+def _objects(world: UploadWorld) -> dict[str, Any]:
+    listed = world.bucket.client().list_objects_v2(Bucket=world.bucket.name)
+    return {item["Key"]: item["LastModified"] for item in listed.get("Contents", [])}
+
+
+def test_each_completed_file_is_stored_at_once_and_a_failed_commit_can_be_retried(
+    upload_world: UploadWorld,
+) -> None:
+    world = upload_world
+    sid = _open(world, folder="early")
+    whole, big = b"stored while the rest arrives", bytes(range(256)) * 100
+    assert _put(world, sid, "a.bin", whole).get_json()["complete"] is True
+    key = f"datasets/{world.pid}/files/md5/{hashlib.md5(whole).hexdigest()[:2]}/"
+    key += hashlib.md5(whole).hexdigest()[2:]
+    assert list(_objects(world)) == [key]  # the completed file, before any commit
+    partial = _put(world, sid, "b.bin", big[:1000], **{"Content-Range": f"bytes 0-999/{len(big)}"})
+    assert partial.get_json()["complete"] is False
+    assert list(_objects(world)) == [key]  # an incomplete file is not stored
+    rest = _put(
+        world,
+        sid,
+        "b.bin",
+        big[1000:],
+        **{"Content-Range": f"bytes 1000-{len(big) - 1}/{len(big)}"},
+    )
+    assert rest.get_json()["complete"] is True
+    stored = _objects(world)
+    assert len(stored) == 2
+
+    head = world.admin.projects.get(world.pid).branches.get("main").commit["id"]
+    world.sandbox.faults.fail_next(
+        count=5, status=503, path_contains="/repository/commits", method="POST"
+    )
+    failed = world.call("POST", f"/api/v1/uploads/{sid}/commit", "mia", json={})
+    world.sandbox.faults.reset()
+    assert failed.status_code == 503 and "retry" in failed.get_json()["error"]["message"]
+    assert world.admin.projects.get(world.pid).branches.get("main").commit["id"] == head
+    # Nothing of the session was lost with the failed commit: the retry commits both files,
+    # and the objects stored at the PUTs are not written again.
+    done = world.call("POST", f"/api/v1/uploads/{sid}/commit", "mia", json={"message": "Early"})
+    assert done.status_code == 201, done.get_json()
+    assert {f["path"] for f in done.get_json()["files"]} == {"early/a.bin", "early/b.bin"}
+    assert _objects(world) == stored
+    repo = world.clone("early-clone")
+    repo.dvc("pull", "-q")
+    assert (repo.path / "early" / "a.bin").read_bytes() == whole
+    assert (repo.path / "early" / "b.bin").read_bytes() == big
+
+
+def test_a_session_counts_its_files_without_listing_them(tmp_path: Any) -> None:
+    staging = StagingArea(tmp_path)
+    too_large = lambda: AssertionError("not too large")  # noqa: E731
+
+    def write(path: str, data: bytes) -> int:
+        chunks = iter((data,))
+        return staging.write(
+            "s1",
+            path,
+            start=0,
+            total=len(data),
+            read=lambda: next(chunks, b""),
+            limit=100,
+            too_large=too_large,
+            max_files=2,
+        )
+
+    assert write("a", b"12") == 2 and write("b", b"345") == 3
+    assert write("a", b"6789") == 4  # the same file again is not another file
+    try:
+        write("c", b"x")
+    except InvalidInput as exc:
+        assert "at most 2 files" in exc.message
+    else:
+        raise AssertionError("a third file was accepted")
+    assert staging.bytes_of(["s1"]) == 7 and staging.received("s1", "c") is None
