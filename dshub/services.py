@@ -163,6 +163,7 @@ class Services:
             namespaces=self.settings.namespaces,
             mr_notes=self.settings.mr_notes,
             opener=self.open_objects,
+            held=self.listings.held,
         )
 
     @property
@@ -178,6 +179,7 @@ class Services:
                 generation=self.generation,
                 namespaces=self.settings.namespaces,
                 opener=self.open_objects,
+                held=self.listings.held,
             ),
         )
 

@@ -187,7 +187,14 @@ class WriteTarget:
             confirm=flag_param(params.get("confirm"), "confirm"),
             staged=staged or {},
         )
-        result = write_files(self.client_project(), self.objects, write, _staging(self.settings))
+        listings, store = services().listings, self.objects.store
+        result = write_files(
+            self.client_project(),
+            self.objects,
+            write,
+            _staging(self.settings),
+            held=lambda keys: listings.held(self.project_id, store, keys),
+        )
         started = time.perf_counter()
         if write.staged and result.commit is not None:
             # The sizes of the bytes just stored are known: the index needs no HEAD for them.

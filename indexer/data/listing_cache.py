@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -346,12 +346,23 @@ class ListingCache:
             return store.head(key)
         return found if isinstance(found, ObjectMeta) else None
 
+    def held(self, project_id: int, store: ObjectStore, keys: Iterable[str]) -> set[str] | None:
+        """Which of `keys` the site holds, from the dataset's listing brought up to date with the
+        object log (one lookup for all); None when no listing can be had (the caller asks the
+        site itself)."""
+        found = self._lookup(project_id, store, None)
+        if not isinstance(found, dict):
+            return None
+        return {key for key in keys if key in found}
+
     def forget(self, project_id: int) -> None:
         """Drop the dataset's listing (an answer from it proved wrong)."""
         with self._lock:
             self._entries.pop(project_id, None)
 
-    def _lookup(self, project_id: int, store: ObjectStore, key: str) -> object:
+    def _lookup(self, project_id: int, store: ObjectStore, key: str | None) -> object:
+        """The listing's answer for `key` (UNKNOWN when there is no usable listing); with
+        `key` None, a copy of the whole up-to-date listing."""
         entry = self._entry(project_id)
         with entry.lock:
             now = self.clock()
@@ -372,7 +383,7 @@ class ListingCache:
                 entry.objects, entry.expires = None, self.clock() + min(self.ttl, 5.0)
                 return UNKNOWN
             _apply(entry.objects, entries)
-            return entry.objects.get(key)
+            return dict(entry.objects) if key is None else entry.objects.get(key)
 
     def _entry(self, project_id: int) -> _Listing:
         with self._lock:

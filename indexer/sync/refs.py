@@ -28,6 +28,7 @@ from indexer.data.storage import (
     Credentials,
     LocalObjectStore,
     ObjectMissing,
+    ObjectStore,
     S3ObjectStore,
     StorageSite,
     open_objects,
@@ -60,6 +61,9 @@ class SyncContext:
     # Opens a dataset's store on a site; the service passes one that keeps opened stores
     # (an S3 store's boto3 client is slow to make). None: open anew each time.
     opener: Callable[[StorageSite, int], LocalObjectStore | S3ObjectStore] | None = None
+    # Which of these keys a dataset's site holds, from this process's cached listing kept
+    # true by the object log (`ListingCache.held`), or None; used for new objects only.
+    held: Callable[[int, ObjectStore, list[str]], set[str] | None] | None = None
 
     def object_store(self, dataset: Dataset) -> LocalObjectStore | S3ObjectStore | None:
         """Byte access to the dataset's objects, or None when it has no (known) site."""
@@ -474,17 +478,27 @@ def check_storage(ctx: SyncContext, project_id: int, *, everything: bool = False
             if parsed is not None:
                 batch.append(parsed)
             if len(batch) >= MAX_KEYS:
-                changed += _record_presence(ctx, project_id, objects, batch)
+                changed += _record_presence(ctx, project_id, objects, batch, fresh=not everything)
                 batch = []
         if batch:
-            changed += _record_presence(ctx, project_id, objects, batch)
+            changed += _record_presence(ctx, project_id, objects, batch, fresh=not everything)
     except DshubError as exc:
         log.warning("presence check of dataset %s failed: %s", project_id, exc.message)
         return None
     return changed
 
 
-def _record_presence(ctx: SyncContext, project_id: int, objects: Any, keys: list[ObjectKey]) -> int:
+def _record_presence(
+    ctx: SyncContext, project_id: int, objects: Any, keys: list[ObjectKey], *, fresh: bool
+) -> int:
+    """Ask which of `keys` the site holds and record it. Objects not known to be stored
+    (`fresh`) are first looked up in the cached listing (`ctx.held`): an upload through dshub
+    just put them there. A reconcile's full re-check always asks the site."""
+    present = (
+        ctx.held(project_id, objects, [key.key for key in keys]) if fresh and ctx.held else None
+    )
+    if present is not None and len(present) == len(keys):
+        return ctx.store.set_presence(project_id, {(k.md5, k.hash_name): True for k in keys})
     missing: set[str] = set()
     for checked in check_presence(objects, keys):
         missing |= checked.missing

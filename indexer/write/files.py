@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,17 +143,27 @@ def object_key_of(md5: str) -> ObjectKey:
     return key
 
 
-def _store_objects(objects: ObjectStore, request: WriteRequest) -> None:
+Held = Callable[[list[str]], "set[str] | None"]
+"""Which of these object keys the site holds, from a cached listing kept true by the object
+log (`ListingCache.held`), or None when it cannot say."""
+
+
+def _store_objects(objects: ObjectStore, request: WriteRequest, held: Held | None) -> None:
     """Store every staged object the site does not hold yet, `STORE_CONCURRENCY` at a time;
     the first failure is raised once all have finished (a failure commits nothing; stored
-    objects wait for gc). Which are held is asked once for all (`check_presence`: a listing
-    of the dataset's prefix when that is cheaper than a HEAD per object), so an object is
-    never rewritten — including those an upload session stored as each PUT completed."""
+    objects wait for gc). Which are held is asked once for all — `held`, else the site
+    (`check_presence`: a listing of the dataset's prefix when that is cheaper than a HEAD per
+    object) — so an object is never rewritten, including those an upload session stored as
+    each PUT completed."""
     keys = {md5: object_key_of(md5) for md5 in request.staged}
-    base = objects.store if isinstance(objects, LoggedObjects) else objects
-    missing: set[str] = set()
-    for checked in check_presence(base, list(keys.values())):
-        missing |= checked.missing
+    present = held([key.key for key in keys.values()]) if held is not None else None
+    if present is not None:
+        missing = {key.key for key in keys.values()} - present
+    else:
+        base = objects.store if isinstance(objects, LoggedObjects) else objects
+        missing = set()
+        for checked in check_presence(base, list(keys.values())):
+            missing |= checked.missing
     todo = []
     for md5, staged in request.staged.items():
         if keys[md5].key in missing:
@@ -178,10 +189,15 @@ def _store_manifests(objects: ObjectStore, plan: Plan, staging: Path) -> None:
 
 
 def write_files(
-    project: Any, objects: ObjectStore, request: WriteRequest, staging: Path
+    project: Any,
+    objects: ObjectStore,
+    request: WriteRequest,
+    staging: Path,
+    held: Held | None = None,
 ) -> WriteResult:
     """Make the change of `request` on `project` (a python-gitlab project of the CALLER's
-    client) with bytes in `objects`. See the module docstring for the guarantees."""
+    client) with bytes in `objects`; `held` answers which objects are stored already (see
+    `_store_objects`). See the module docstring for the guarantees."""
     validate_ref(request.branch)
     if request.new_branch:
         validate_ref(request.new_branch)
@@ -196,7 +212,7 @@ def write_files(
                 f"{request.pointer_warn} (DSHUB_UPLOAD_POINTER_WARN); upload them as one tracked "
                 "directory (layout=directory), or send confirm=true to write them anyway"
             )
-        _store_objects(objects, request)
+        _store_objects(objects, request, held)
         clock.lap("store")
     finally:
         for staged in request.staged.values():

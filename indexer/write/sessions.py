@@ -224,7 +224,7 @@ class StagingArea:
                 "bytes; resume from there (HEAD tells the offset)",
                 received or 0,
             )
-        if received is None and not self._count(session_id, 0, new_file=True, max_files=max_files):
+        if received is None and self._counted(session_id)[1] >= max_files:
             raise InvalidInput(f"a session holds at most {max_files} files")
         side.write_text(json.dumps({"path": path, "total": total}), encoding="utf-8")
         size = start
@@ -242,27 +242,30 @@ class StagingArea:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        self._count(session_id, size - (received or 0))
+        self._count(session_id, size - (received or 0), new_file=received is None)
         return size
 
-    def _count(
-        self, session_id: str, delta: int, *, new_file: bool = False, max_files: int = MAX_FILES
-    ) -> bool:
-        """Add `delta` to the session's running total of staged bytes and, with `new_file`,
-        one to its count of files unless it holds `max_files` already (then False, nothing
-        changed) — under a file lock, so parallel PUTs of one session on any process add up.
-        The counts live in `staged-bytes` as "<bytes> <files>"."""
+    def _count(self, session_id: str, delta: int, *, new_file: bool = False) -> None:
+        """Add `delta` to the session's running total of staged bytes and, with `new_file`, one
+        to its count of files — under a file lock, so parallel PUTs of one session on any
+        process add up. The counts live in `staged-bytes` as "<bytes> <files>"; the caps are
+        checked against them before a body is read (parallel PUTs may pass a cap together:
+        by at most one file each)."""
         counter = self._dir(session_id) / "staged-bytes"
         with counter.open("a+", encoding="ascii") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
             staged, files = _counts(handle.read())
-            if new_file and files >= max_files:
-                return False
             handle.seek(0)
             handle.truncate()
             handle.write(f"{max(0, staged + delta)} {files + int(new_file)}")
-        return True
+
+    def _counted(self, session_id: str) -> tuple[int, int]:
+        """(bytes, files) the session holds, by its counter (one small read, no lock)."""
+        try:
+            return _counts((self._dir(session_id) / "staged-bytes").read_text("ascii"))
+        except FileNotFoundError:
+            return 0, 0
 
     def seal(self, session_id: str, path: str) -> StagedObject:
         """The complete file `path` as a `StagedObject` (not owned: it stays until the session
@@ -299,13 +302,7 @@ class StagingArea:
     def bytes_of(self, session_ids: list[str]) -> int:
         """Bytes staged by these sessions (their running totals: one small read each, not a
         listing of every staged file, which made each PUT linear in the session's files)."""
-        total = 0
-        for session_id in session_ids:
-            try:
-                total += _counts((self._dir(session_id) / "staged-bytes").read_text("ascii"))[0]
-            except FileNotFoundError:
-                continue
-        return total
+        return sum(self._counted(session_id)[0] for session_id in session_ids)
 
     def remove(self, session_id: str) -> None:
         """Delete the session's staged bytes (idempotent)."""

@@ -302,3 +302,29 @@ def test_a_listing_behind_a_trimmed_log_lists_again_and_sees_a_delete(
     assert cache.head(PID, store, OLD) is None  # never "present" after the delete
     assert cache.head(PID, store, "files/md5/dd/" + "5".zfill(30)) is not None
     assert cache.listings == 2  # the trimmed log forced a new listing
+
+
+def test_many_keys_are_answered_by_one_lookup_and_a_delete_is_never_held(
+    store: LocalObjectStore | S3ObjectStore, objects_log: ObjectLog, tmp_path: Path
+) -> None:
+    _put(store, tmp_path, OLD)
+    cache = ListingCache(objects_log)
+    recorded = Recorded(store) if isinstance(store, S3ObjectStore) else None
+    assert cache.held(PID, store, [OLD, NEW, LEGACY]) == {OLD}
+    logged = LoggedObjects(store, objects_log, PID)
+    _put(logged, tmp_path, NEW)  # another upload through dshub: in the log
+    assert cache.held(PID, store, [OLD, NEW]) == {OLD, NEW}
+    logged.delete(OLD)
+    assert cache.held(PID, store, [OLD, NEW]) == {NEW}
+    assert cache.listings == 1
+    if recorded is not None:
+        assert recorded.count("HeadObject") == 0
+        assert recorded.count("ListObjectsV2") == 1
+
+
+def test_held_cannot_say_for_too_large_a_prefix(
+    store: LocalObjectStore | S3ObjectStore, objects_log: ObjectLog, tmp_path: Path
+) -> None:
+    _put(store, tmp_path, OLD)
+    _put(store, tmp_path, NEW)
+    assert ListingCache(objects_log, max_listed=1).held(PID, store, [OLD]) is None
