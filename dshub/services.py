@@ -70,6 +70,7 @@ class Services:
         self._on_hand_over = on_hand_over
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._opening = threading.Lock()  # opening a dataset's site store (open_objects)
         self._scheduler: ReconcileScheduler | None = None
         self._closed = False
 
@@ -121,14 +122,20 @@ class Services:
         return self._once("listings", lambda: ListingCache(self.objects_log))
 
     def open_objects(self, site: StorageSite, project_id: int) -> LocalObjectStore | S3ObjectStore:
-        """Byte access to one dataset's objects on `site`, opened once per site record (an S3
-        store holds a boto3 client, slow to make, thread-safe to share)."""
+        """Byte access to one dataset's objects on `site`, opened once per site record and
+        dataset (an S3 store holds a boto3 client: ~0.1 s of CPU to make, thread-safe to
+        share); concurrent first uses wait for one opening instead of each making a client."""
         opened: LruCache[tuple[StorageSite, int], LocalObjectStore | S3ObjectStore] = self._once(
             "opened_objects", lambda: LruCache(OPENED_STORES)
         )
-        return opened.get_or_make(
-            (site, project_id), lambda: (open_objects(site, project_id, self.credentials), True)
-        )
+        key = (site, project_id)
+        held = opened.lookup(key)
+        if held is not None:
+            return held[0]
+        with self._opening:
+            return opened.get_or_make(
+                key, lambda: (open_objects(site, project_id, self.credentials), True)
+            )
 
     def request_reader(self, token: str | None) -> GitLabReader:
         """A GitLab reader for use inside a request with `token` (see `request_reader`)."""

@@ -86,6 +86,41 @@ def _rss_sampler(root_pid: int, stop: threading.Event, peak: list[int]) -> None:
         stop.wait(0.2)
 
 
+class CpuMeter:
+    """CPU seconds used by moto, dshub's gunicorn and this process (the clients, the GitLab
+    sandbox, and the `dvc`/`git` commands it runs), between `start()` and `read()`."""
+
+    def __init__(self, moto_pid: int, gunicorn_pid: int) -> None:
+        self.roots = {"moto": moto_pid, "gunicorn": gunicorn_pid}
+        self.before: dict[str, float] = {}
+
+    @staticmethod
+    def _tree(pid: int) -> float:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def _now(self) -> dict[str, float]:
+        own = os.times()
+        return {
+            **{name: self._tree(pid) for name, pid in self.roots.items()},
+            "bench+dvc+git": own.user + own.system + own.children_user + own.children_system,
+        }
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def read(self) -> str:
+        after = self._now()
+        return ", ".join(f"{k} {after[k] - self.before[k]:.1f}" for k in after)
+
+
 def _dataset(admin: gitlab.Gitlab, name: str) -> Any:
     project = admin.projects.create({"name": name, "visibility": "private"})
     project.commits.create(
@@ -231,8 +266,12 @@ def main() -> None:
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"{args.count} files of {args.kb} KB, {args.jobs} parallel transfers")
     try:
+        meter = CpuMeter(moto.process.pid, server.process.pid)
         for layout in args.layouts.split(","):
+            meter.start()
             dshub_seconds = _through_dshub(admin, client, images, layout, args.jobs)
+            print(f"  CPU seconds, dshub {layout}: {meter.read()}")
+            meter.start()
             user_seconds = _as_a_user(
                 admin,
                 client,
@@ -244,6 +283,7 @@ def main() -> None:
                 endpoint=endpoint,
                 dvc_env=dvc_env,
             )
+            print(f"  CPU seconds, the user's way, {layout}: {meter.read()}")
             print(
                 f"{layout:9}  dshub {dshub_seconds:7.2f} s   dvc add+push+git push {user_seconds:7.2f} s"
                 f"   ratio {dshub_seconds / user_seconds:.2f}x (target <= 1.0x)"
