@@ -208,7 +208,7 @@ def test_each_completed_file_is_stored_at_once_and_a_failed_commit_can_be_retrie
 
 def test_a_session_counts_its_files_without_listing_them(tmp_path: Any) -> None:
     staging = StagingArea(tmp_path)
-    too_large = lambda: AssertionError("not too large")  # noqa: E731
+    too_large = lambda: InvalidInput("too large")  # noqa: E731
 
     def write(path: str, data: bytes) -> int:
         chunks = iter((data,))
