@@ -49,6 +49,10 @@ MAX_BATCH = 256
 JOURNAL_WAIT = 8.0
 # ... and on the hand-over after this long (202, handed over later): Redis' socket timeout.
 HAND_OVER_WAIT = 2.5
+# Handed-over rows are marked in the next batch's transaction; with no batch within this
+# long, in one of their own. A second write per batch contended for SQLite's one write lock
+# with the other workers' commits; a mark lost to a crash only re-enqueues (coalesced).
+MARK_LINGER = 0.05
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Intake:
         on_hand_over: Callable[[list[HandOver]], None] | None = None,
         on_deferred: Callable[[], None] | None = None,
         max_batch: int = MAX_BATCH,
+        mark_linger: float = MARK_LINGER,
     ) -> None:
         self.journal = journal
         self.queue = queue
@@ -126,6 +131,7 @@ class Intake:
         self.on_hand_over = on_hand_over
         self.on_deferred = on_deferred
         self.max_batch = max_batch
+        self.mark_linger = mark_linger
         self.batches = 0
         self._pending: list[Ticket] = []
         self._journaled: list[Ticket] = []  # on disk, waiting for the hand-over thread
@@ -202,12 +208,10 @@ class Intake:
                 _fail(batch, JournalError("the journal batch failed unexpectedly"))
             with self._cond:
                 self._committing = False
-                idle = not self._pending
-                marks = self._unmarked if idle else []
-                if idle:
-                    self._unmarked = []
-            # Marks that arrived during this batch, with no next batch to carry them.
-            self._flush(marks)
+                if self._unmarked and not self._pending:
+                    # Marks that arrived during this batch, with no next batch to carry them
+                    # yet: the hand-over thread writes them if none comes within the linger.
+                    self._journaled_cond.notify()
 
     def _journal_batch(self, batch: list[Ticket], marks: list[int]) -> None:
         self.batches += 1
@@ -263,14 +267,16 @@ class Intake:
     def _run_hand_over(self) -> None:
         while True:
             with self._cond:
-                while not self._journaled and not self._journal_done:
-                    self._journaled_cond.wait()
+                done = self._wait_for_hand_over()
                 tickets, self._journaled = self._journaled, []
+                marks: list[int] = []
                 if not tickets:
                     marks, self._unmarked = self._unmarked, []
             if not tickets:
                 self._flush(marks)
-                return
+                if done:
+                    return
+                continue
             try:
                 self._hand_over(tickets)
             except BaseException:  # the rows are on disk: the drainer hands them over
@@ -278,6 +284,22 @@ class Intake:
             finally:
                 for ticket in tickets:
                     ticket.settled.set()
+
+    def _wait_for_hand_over(self) -> bool:
+        """Under the lock: wait until rows are journaled, or the journal thread is done (True),
+        or hand-over marks have waited `mark_linger` with no batch to carry them (False)."""
+        deadline: float | None = None
+        while not self._journaled and not self._journal_done:
+            if not self._unmarked or self._pending or self._committing:
+                deadline = None
+                self._journaled_cond.wait()
+                continue
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + self.mark_linger
+            if now >= deadline:
+                return False
+            self._journaled_cond.wait(deadline - now)
+        return self._journal_done and not self._journaled
 
     def _hand_over(self, tickets: list[Ticket]) -> None:
         queue = self.queue
@@ -304,14 +326,9 @@ class Intake:
                 self.on_deferred()
             return
         with self._cond:
+            # The next batch's transaction carries the marks; when none comes within
+            # `mark_linger`, this thread writes them alone, without an fsync.
             self._unmarked.extend(entry.id for entry in entries)
-            # A batch being committed or waiting carries the marks (the journal thread flushes
-            # them itself when it goes idle); otherwise write them now, without an fsync.
-            idle = not self._pending and not self._committing
-            marks = self._unmarked if idle else []
-            if idle:
-                self._unmarked = []
-        self._flush(marks)
         for ticket in tickets:
             ticket.handed_over = True
         if self.on_hand_over is not None:
