@@ -25,6 +25,7 @@ import requests
 from bench.reliability.system import SECRET, System
 from bench.reliability.world import World
 from indexer.errors import DshubError
+from indexer.read.resolve import REF_TTL
 from tests.support.paths import WEBHOOK_FIXTURES
 
 
@@ -127,7 +128,7 @@ class Load:
 
     def start(self) -> Load:
         plan = [
-            ("webhook", self.rates.webhooks, 8, self._webhook),
+            ("webhook", self.rates.webhooks, 32, self._webhook),
             ("search", self.rates.searches, 2, self._search),
             ("tree", self.rates.trees, 2, self._tree),
             ("download", self.rates.downloads, 2, self._download),
@@ -237,7 +238,9 @@ class Load:
         )
 
     def _download(self, session: requests.Session, rng: random.Random) -> None:
-        stored = self.world.pick_file(rng)
+        # A branch name is resolved once per REF_TTL (5 s) in each web process: a file just
+        # committed through another worker is not at ?ref=main there yet (docs/reliability.md).
+        stored = self.world.pick_file(rng, older_than=REF_TTL + 1.0)
         if stored is None:
             return
         response = self._timed(

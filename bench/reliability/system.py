@@ -221,6 +221,16 @@ class System:
             answer = requests.post(url, json=body, headers=headers, timeout=10)
         answer.raise_for_status()
 
+    def delivery_count(self) -> int:
+        """Webhook deliveries the sandbox has attempted so far."""
+        assert self.sandbox is not None
+        headers = {"PRIVATE-TOKEN": self.sandbox.admin_token}
+        answer = requests.get(
+            f"{self.sandbox.url}/-/sandbox/deliveries", headers=headers, timeout=30
+        )
+        answer.raise_for_status()
+        return len(answer.json())
+
     def dshub(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run the `dshub` CLI with the system's settings."""
         return subprocess.run(

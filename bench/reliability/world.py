@@ -42,6 +42,7 @@ class StoredFile:
     path: str
     md5: str
     size: int
+    confirmed: float = 0.0  # time.monotonic() when dshub answered the commit
 
 
 @dataclass
@@ -114,7 +115,7 @@ class World:
         if not answer.get("commit"):
             raise RuntimeError(f"upload did not commit: {answer}")
         stored = [
-            StoredFile(project_id, f"b{batch:05d}/{name}", md5, size)
+            StoredFile(project_id, f"b{batch:05d}/{name}", md5, size, time.monotonic())
             for name, (md5, size) in made.items()
         ]
         with self.lock:
@@ -143,7 +144,11 @@ class World:
             self.heads[project_id] = str(made.id)
         return str(made.id)
 
-    def pick_file(self, rng: random.Random) -> StoredFile | None:
-        """A random confirmed file (None before the first upload)."""
+    def pick_file(self, rng: random.Random, older_than: float = 0.0) -> StoredFile | None:
+        """A random confirmed file, confirmed at least `older_than` seconds ago (or None)."""
+        limit = time.monotonic() - older_than
         with self.lock:
-            return rng.choice(self.files) if self.files else None
+            count = len(self.files)
+            while count and self.files[count - 1].confirmed > limit:
+                count -= 1
+            return self.files[rng.randrange(count)] if count else None
