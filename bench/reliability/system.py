@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from tests.support.services import ManagedProcess, postgres_alive, wait_until
 SECRET = "reliability-webhook-secret"  # noqa: S105 - a throwaway secret on loopback
 SITE = "moto"
 SITE_PREFIX = "soak"
+RESTART_SEC = 2.0  # deploy/systemd/dshub-worker@.service: Restart=on-failure, RestartSec=2s
 
 
 def _port_of(url: str) -> int:
@@ -67,6 +69,8 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     index_url: str = ""  # through the proxy (dshub's)
     index_direct_url: str = ""  # straight to PostgreSQL (the checks')
+    worker_restarts: list[str] = field(default_factory=list)  # what the supervisor did
+    _supervising: threading.Event = field(default_factory=threading.Event)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     # ------------------------------------------------------------------ start and stop
@@ -139,7 +143,9 @@ class System:
         SiteRegistry(self.index_direct_url).save(validated(SiteRecord(site, "ro")))
         self.gunicorn = start_gunicorn(self.work / "gunicorn", self.env, workers=self.web_workers)
         for _ in range(self.rq_workers):
-            self.start_rq_worker()
+            self.workers.append(self.start_rq_worker())
+        self._supervising.set()
+        threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
         installed = self.dshub(
             "hooks", "install", "--system", "--url", f"{self.gunicorn.url}/webhooks/gitlab"
         )
@@ -151,8 +157,23 @@ class System:
         assert self.s3_proxy is not None
         return self.s3_proxy.address
 
+    def _supervise(self) -> None:
+        """Restart a `dshub worker` that exited, after RESTART_SEC, as its systemd unit (or
+        compose's `restart: unless-stopped`) does in a deployment."""
+        while self._supervising.is_set():
+            for number, worker in enumerate(list(self.workers)):
+                if worker.poll() is None:
+                    continue
+                time.sleep(RESTART_SEC)
+                if not self._supervising.is_set():
+                    return
+                self.worker_restarts.append(f"worker exited with {worker.returncode}")
+                self.workers[number] = self.start_rq_worker()
+            time.sleep(0.5)
+
     def stop(self) -> None:
         """Stop everything this run started (each at most once)."""
+        self._supervising.clear()
         for worker in self.workers:
             _kill_group(worker)
         self.workers.clear()
@@ -246,8 +267,8 @@ class System:
     # ------------------------------------------------------------------ processes
 
     def start_rq_worker(self) -> subprocess.Popen[bytes]:
-        """One more `dshub worker` (own process group: its work horses die with it)."""
-        log = (self.work / f"worker-{len(self.workers)}-{time.time_ns()}.log").open("wb")
+        """A new `dshub worker` (own process group: its work horses die with it)."""
+        log = (self.work / f"worker-{time.time_ns()}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "dshub", "worker"],
             cwd=ROOT,
@@ -256,7 +277,6 @@ class System:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.workers.append(process)
         return process
 
     def process_table(self) -> dict[str, int]:
@@ -286,8 +306,8 @@ class System:
         return None
 
     def kill_rq_worker_mid_job(self, timeout: float = 30) -> bool:
-        """SIGKILL a `dshub worker` (and its work horse) while it runs a job; start another.
-        Returns False when no worker was seen running a job in time (then one is killed idle)."""
+        """SIGKILL a `dshub worker` (and its work horse) while it runs a job (the supervisor
+        starts another). False when no job was seen running in time (one is killed idle)."""
         deadline = time.monotonic() + timeout
         victim: subprocess.Popen[bytes] | None = None
         while time.monotonic() < deadline and victim is None:
@@ -301,8 +321,6 @@ class System:
         if victim is None:
             victim = self.workers[0]
         _kill_group(victim, signal.SIGKILL)
-        self.workers.remove(victim)
-        self.start_rq_worker()
         return mid_job
 
     def restart_redis(self, down_seconds: float) -> None:
