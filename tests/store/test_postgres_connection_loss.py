@@ -20,6 +20,7 @@ from indexer.errors import Unavailable
 from indexer.service_db import ServiceDatabase
 from indexer.store import IndexStore, open_index
 from indexer.store.base import IndexUnavailable
+from indexer.store.postgres import PostgresIndexStore
 
 
 @pytest.fixture
@@ -66,8 +67,9 @@ def test_a_server_that_cannot_be_reached_is_unavailable_not_an_error(
 def test_a_connection_lost_inside_a_transaction_is_unavailable(
     proxied: tuple[FaultProxy, str], store: IndexStore
 ) -> None:
+    assert isinstance(store, PostgresIndexStore)
     assert store.list_datasets() == []
-    with pytest.raises(IndexUnavailable), store._read() as conn:  # noqa: SLF001
+    with pytest.raises(IndexUnavailable), store._read() as conn:
         proxied[0].cut()
         conn.execute("SELECT 1")
     assert store.list_datasets() == []
@@ -79,9 +81,9 @@ def test_the_service_database_is_unavailable_while_the_server_is_down(
     proxy, url = proxied
     database = ServiceDatabase(url)
     proxy.set_mode("refuse")
-    with pytest.raises(Unavailable), database._connection():  # noqa: SLF001
+    with pytest.raises(Unavailable), database._connection():
         pass
     proxy.set_mode("forward")
-    with database._connection() as conn:  # noqa: SLF001
+    with database._connection() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert isinstance(conn, psycopg.Connection)
