@@ -196,8 +196,8 @@ class Load:
         return {"PRIVATE-TOKEN": self.system.sandbox.admin_token}
 
     def _webhook(self, session: requests.Session, rng: random.Random) -> None:
+        project = self.world.pick_dataset(rng)
         with self.world.lock:
-            project = rng.choice(self.world.datasets)
             head = self.world.heads[project]
         body = push_body(project, "0" * 40, head)
         headers = {
@@ -256,8 +256,7 @@ class Load:
                 self.recorder.add("download bytes wrong", 200, 0.0, False)
 
     def _upload(self, session: requests.Session, rng: random.Random) -> None:
-        with self.world.lock:
-            project = rng.choice(self.world.datasets)
+        project = self.world.pick_dataset(rng)
         sizes = [rng.randint(1_000, 200_000) for _ in range(2)]
         client = self.world.client()
         client.session.hooks["response"].append(self._record_upload_call)
@@ -278,8 +277,7 @@ class Load:
         )
 
     def _commit(self, session: requests.Session, rng: random.Random) -> None:
-        with self.world.lock:
-            project = rng.choice(self.world.datasets)
+        project = self.world.pick_dataset(rng)
         started = time.perf_counter()
         try:
             self.world.readme_commit(self.world_gitlab, project)

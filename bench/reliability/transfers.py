@@ -176,7 +176,7 @@ class Transfers:
         return False
 
     def download(self, project_id: int, path: str, md5: str) -> TransferOutcome:
-        """GET a file; at half way call `kill`; resume with `Range`; check the md5."""
+        """GET a file; after its first chunk call `kill`; resume with `Range`; check the md5."""
         outcome = TransferOutcome()
         url = f"/api/v1/datasets/{project_id}/files/{quote(path)}?ref=main"
         conn = _connection(self.base)
@@ -188,11 +188,9 @@ class Transfers:
         port = conn.sock.getsockname()[1]
         got = bytearray()
         try:
-            while len(got) < total // 2:
-                chunk = response.read(CHUNK)
-                if not chunk:
-                    break
-                got += chunk
+            # The first chunk only: the worker may already have written a few MiB into the
+            # sockets' buffers, and the kill must land while it is still sending.
+            got += response.read(CHUNK)
             killed = self.kill(port)
             outcome.detail = "worker killed" if killed else "no worker found holding the download"
             while len(got) < total:

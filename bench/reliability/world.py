@@ -54,6 +54,7 @@ class World:
     datasets: list[int] = field(default_factory=list)
     files: list[StoredFile] = field(default_factory=list)
     heads: dict[int, str] = field(default_factory=dict)  # project → last known main sha
+    quiet: set[int] = field(default_factory=set)  # datasets the load must not write to or replay
     lock: threading.Lock = field(default_factory=threading.Lock)
     _counter: int = 0
 
@@ -143,6 +144,12 @@ class World:
         with self.lock:
             self.heads[project_id] = str(made.id)
         return str(made.id)
+
+    def pick_dataset(self, rng: random.Random) -> int:
+        """A random dataset the load may write to (every one unless some are kept quiet)."""
+        with self.lock:
+            open_ = [d for d in self.datasets if d not in self.quiet] or self.datasets
+            return rng.choice(open_)
 
     def pick_file(self, rng: random.Random, older_than: float = 0.0) -> StoredFile | None:
         """A random confirmed file, confirmed at least `older_than` seconds ago (or None)."""
