@@ -214,8 +214,10 @@ class Harness:
         project = self.world.datasets[-1]
         with self.world.lock:
             self.world.quiet.add(project)
-        self.world.readme_commit(gl, project)
+        # dshub indexes its own uploads in-line: the commit made last in GitLab directly is
+        # the one only an event (or a reconcile) can bring.
         self.world.upload_files(project, [30_000], self.workdir)
+        self.world.readme_commit(gl, project)
         time.sleep(max(0.0, self.scale.hook_off - (time.monotonic() - started)))
         installed = self.system.dshub("hooks", "install", "--system", "--url", url)
         if installed.returncode != 0:
@@ -269,8 +271,8 @@ class Harness:
                 if proxy is not None and proxy.mode != "forward":
                     proxy.set_mode("forward")
         result.transfer_ok = self._transfer_ok
-        result.worker_restarts = len(self.system.worker_restarts) - restarts
         result.convergence = check(self.system, self.world)
+        result.worker_restarts = len(self.system.worker_restarts) - restarts
         with self.world.lock:
             self.world.quiet.clear()
         result.seconds = time.monotonic() - started
