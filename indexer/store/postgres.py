@@ -72,9 +72,7 @@ class PostgresIndexStore(SqlIndexStore):
         """Forget this thread's broken connection; the next use opens a new one."""
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
-        with self._lock:
-            if conn in self._connections:
-                self._connections.remove(conn)
+        self._forget(conn)
         with contextlib.suppress(Exception):
             conn.close()
 
