@@ -204,13 +204,13 @@ class FaultProxy:
                 if not chunk:
                     return
                 head += chunk
+            self.stats.answered_503 += 1  # before sending: the client may read it at once
             client.sendall(
                 b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
                 + f"Content-Length: {len(SLOW_DOWN)}\r\n".encode()
                 + b"Connection: close\r\n\r\n"
                 + SLOW_DOWN
             )
-            self.stats.answered_503 += 1
         except OSError:
             pass
         finally:
