@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from indexer.errors import Unavailable
 from indexer.store import open_index
 
 
@@ -36,8 +37,15 @@ class ServiceDatabase:
     def _connection(self) -> Iterator[Any]:
         """A connection inside a transaction, committed when the block ends without error."""
         if self._postgres:
-            with psycopg.connect(self.url, autocommit=False) as pg:
-                yield pg
+            try:
+                pg = psycopg.connect(self.url, autocommit=False, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                raise Unavailable(f"cannot connect to the service database: {exc}") from None
+            try:
+                with pg:
+                    yield pg
+            except psycopg.OperationalError as exc:  # the server went away mid-way
+                raise Unavailable(f"the service database connection failed: {exc}") from None
             return
         lite: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if lite is None:

@@ -47,6 +47,7 @@ from webhook_service.api_uploads import (
     upload_operations,
 )
 from webhook_service.app_settings import services
+from webhook_service.bodies import count_own_bytes
 
 blueprint = Blueprint("api_upload_sessions", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.upload_sessions")
@@ -173,7 +174,7 @@ def put_file(session_id: str, path: str) -> ResponseReturnValue:
     cap = STAGED_BYTES_FACTOR * limit
     if staging.bytes_of(sessions.open_ids(session.user_id)) >= cap:
         raise TooMany(f"your open upload sessions hold {cap} bytes or more; commit them first")
-    request.max_content_length = None  # counted per file below
+    count_own_bytes()  # counted per file, by the staging area
     stream = request.stream
 
     def read() -> bytes:

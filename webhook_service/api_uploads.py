@@ -47,7 +47,7 @@ from indexer.write.objects import StagedObject, StagingFile
 from webhook_service import auth
 from webhook_service.app_settings import services
 from webhook_service.auth import request_token
-from webhook_service.bodies import json_object
+from webhook_service.bodies import count_own_bytes, json_object
 
 blueprint = Blueprint("api_uploads", __name__, url_prefix="/api/v1")
 log = logging.getLogger("dshub.uploads")
@@ -319,7 +319,7 @@ def _parse_upload(settings: Settings) -> tuple[MultiDict[str, str], list[tuple[s
         opened.append(staging)
         return staging
 
-    request.max_content_length = None  # per file, counted by the staging files
+    count_own_bytes()  # per file, counted by the staging files
     parser = FormDataParser(
         stream_factory=factory,
         max_form_memory_size=MAX_FIELD_BYTES,

@@ -115,6 +115,17 @@ class BodyFraming:
         return self.app(environ, start_response)
 
 
+# Flask reads `request.max_content_length = None` as "use MAX_CONTENT_LENGTH" (the webhook
+# bound, 25 MiB), not as "no limit": a route that counts its own bytes sets this instead.
+NO_APP_LIMIT = 2**63 - 1
+
+
+def count_own_bytes() -> None:
+    """Lift the app-wide body bound for this request: the route bounds what it reads itself
+    (uploads, per file, to DSHUB_UPLOAD_MAX_BYTES)."""
+    request.max_content_length = NO_APP_LIMIT
+
+
 def too_large(limit: int) -> BodyTooLarge:
     """The 413 for a body over `limit` bytes."""
     return BodyTooLarge(f"the request body is larger than this route accepts ({limit} bytes)")

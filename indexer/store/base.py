@@ -28,6 +28,14 @@ class StoreError(DshubError):
     code = "index_error"
 
 
+class IndexUnavailable(StoreError):
+    """The index's database cannot be reached right now (down, restarting, connection lost)."""
+
+    status = 503
+    code = "unavailable"
+    exit_code = 5
+
+
 class StaleRef(StoreError):
     """An incremental change was based on a commit the index no longer holds; do a full sync."""
 

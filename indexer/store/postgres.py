@@ -1,13 +1,17 @@
 """The PostgreSQL backend: psycopg 3, `tsvector` + GIN for datasets, `pg_trgm` for path substrings.
 
 One connection per thread (autocommit; explicit transactions), so no connection per query;
-bulk loads go through COPY into a temporary staging table.
+bulk loads go through COPY into a temporary staging table. A connection the server dropped
+(a restart, a network cut) is found when a transaction begins: it is replaced once, before
+anything ran; one lost in the middle of a transaction is dropped and the operation fails
+with `IndexUnavailable` (503), as does a server that cannot be reached.
 """
 
 # ruff: noqa: S608 - SQL is assembled only from this package's constant fragments; values are parameters.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from indexer.store.base import Dataset, StoreError
+from indexer.store.base import Dataset, IndexUnavailable
 from indexer.store.queries import like_pattern
 from indexer.store.sql import Connection, SqlIndexStore
 from indexer.store.text import document
@@ -44,18 +48,42 @@ class PostgresIndexStore(SqlIndexStore):
         try:
             return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to the PostgreSQL index: {exc}") from None
+            raise IndexUnavailable(f"cannot connect to the PostgreSQL index: {exc}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        for attempt in (1, 2):
+            conn = self._conn()
+            began = False
+            try:
+                with conn.transaction():
+                    began = True
+                    yield conn
+                return
+            except psycopg.OperationalError as exc:
+                self._drop(conn)
+                if began or attempt == 2:
+                    raise IndexUnavailable(
+                        f"the PostgreSQL index connection failed: {exc}"
+                    ) from None
+                # BEGIN failed on a connection the server had dropped: nothing ran, retry.
+
+    def _drop(self, conn: Connection) -> None:
+        """Forget this thread's broken connection; the next use opens a new one."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        self._forget(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        conn = self._conn()
-        with conn.transaction():
+        with self._transaction() as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        conn = self._conn()
-        with conn.transaction():
+        with self._transaction() as conn:
             yield conn
 
     def migrate(self) -> int:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -165,7 +166,21 @@ class SqlIndexStore(SqlQueries, IndexStore):
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
+            # A thread that ends (an upload's in-line sync, a pool's worker) takes its
+            # connection with it; kept until close(), each one leaked a PostgreSQL backend
+            # until the server refused clients (found by bench/reliability's soak).
+            weakref.finalize(
+                threading.current_thread(), _release, weakref.ref(self), conn, os.getpid()
+            )
         return conn
+
+    def _forget(self, conn: Connection) -> bool:
+        """Drop `conn` from the connections to close; False if it was not there."""
+        with self._lock:
+            if conn not in self._connections:
+                return False
+            self._connections.remove(conn)
+            return True
 
     def close(self) -> None:
         """Close every connection this store opened (any thread)."""
@@ -834,3 +849,13 @@ class SqlIndexStore(SqlQueries, IndexStore):
             if len(rows) < PAGE:
                 return
             after = rows[-1][0]
+
+
+def _release(store: weakref.ref[SqlIndexStore], conn: Connection, pid: int) -> None:
+    """Close the connection of a thread that ended (never in a forked child: the parent's
+    connections are still the parent's)."""
+    owner = store()
+    if os.getpid() != pid or owner is None or not owner._forget(conn):
+        return
+    with contextlib.suppress(Exception):  # SQLite refuses another thread: the GC closes it
+        conn.close()

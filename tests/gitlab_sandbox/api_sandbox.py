@@ -60,7 +60,7 @@ def get_faults(req: Request) -> Response:
 
 @router.route("POST", "/-/sandbox/faults")
 def set_faults(req: Request) -> Response:
-    """Set knobs: `{"latency": s, "fail_next": {count, status, retry_after}, "webhooks": {...}}`."""
+    """Set knobs: `{"latency": s, "hang": s, "fail_next": {count, status, retry_after}, "webhooks": {...}}`."""
     _require_admin(req)
     knobs = _faults(req).faults
     try:

@@ -1,4 +1,4 @@
-"""Fault knobs: failing or slowing API calls, and dropping/duplicating/reordering/delaying webhooks.
+"""Fault knobs: failing, slowing or hanging API calls, and dropping/duplicating/reordering/delaying webhooks.
 
 Tests set them through the Python object (`sandbox.faults`) or, for a sandbox running in a
 subprocess, through `POST /-/sandbox/faults` with the same names as JSON.
@@ -43,6 +43,7 @@ class Faults:
     """The knobs of one sandbox; thread-safe."""
 
     latency: float = 0.0
+    hang_until: float = 0.0  # time.monotonic(): API calls arriving before it wait until then
     failures: list[ApiFailure] = field(default_factory=list)
     webhooks: WebhookFaults = field(default_factory=WebhookFaults)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -67,6 +68,11 @@ class Faults:
         """Delay every API call by `seconds`."""
         self.latency = max(0.0, float(seconds))
 
+    def hang_for(self, seconds: float) -> None:
+        """Hold every API call that arrives in the next `seconds` until that window ends (a
+        GitLab that stops answering: clients with a shorter timeout give up)."""
+        self.hang_until = time.monotonic() + max(0.0, float(seconds))
+
     def drop_webhooks(self, count: int = 1) -> None:
         """Silently drop the next `count` webhook deliveries (recorded as dropped)."""
         with self.lock:
@@ -90,11 +96,16 @@ class Faults:
         """Turn every knob off."""
         with self.lock:
             self.latency = 0.0
+            self.hang_until = 0.0
             self.failures.clear()
             self.webhooks = WebhookFaults()
 
     def apply(self, method: str, raw_path: str) -> Response | None:
-        """Sleep for the latency, then consume a matching failure and return its response."""
+        """Wait out a hang, sleep for the latency, then consume a matching failure and return
+        its response."""
+        hung = self.hang_until - time.monotonic()
+        if hung > 0:
+            time.sleep(hung)
         if self.latency:
             time.sleep(self.latency)
         with self.lock:
@@ -123,6 +134,7 @@ class Faults:
         with self.lock:
             return {
                 "latency": self.latency,
+                "hang": round(max(0.0, self.hang_until - time.monotonic()), 3),
                 "fail_next": [vars(f).copy() for f in self.failures],
                 "webhooks": vars(self.webhooks).copy(),
             }
@@ -131,6 +143,8 @@ class Faults:
         """Apply a JSON description (POST /-/sandbox/faults); ValueError for bad values."""
         if "latency" in body:
             self.set_latency(float(body["latency"]))
+        if "hang" in body:
+            self.hang_for(float(body["hang"]))
         fail = body.get("fail_next")
         if fail is not None:
             if not isinstance(fail, dict):

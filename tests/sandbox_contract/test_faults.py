@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import gitlab
 import pytest
 import requests
@@ -76,5 +78,38 @@ def test_http_fault_endpoint_drives_a_subprocess_sandbox(tmp_path) -> None:  # t
         )
         anonymous = requests.post(f"{sandbox.url}/-/sandbox/faults", json={}, timeout=10)
         assert anonymous.status_code == 401
+    finally:
+        sandbox.stop()
+
+
+def test_hang_holds_api_calls_until_the_window_ends(gitlab_sandbox: Sandbox) -> None:
+    gitlab_sandbox.faults.hang_for(1.5)
+    started = time.monotonic()
+    with pytest.raises(requests.Timeout):  # a client with a shorter timeout gives up
+        requests.get(f"{gitlab_sandbox.url}/api/v4/projects", timeout=0.5)
+    held = requests.get(f"{gitlab_sandbox.url}/api/v4/projects", timeout=10)
+    assert held.status_code == 200 and time.monotonic() - started >= 1.4
+    health = time.monotonic()
+    assert requests.get(f"{gitlab_sandbox.url}/-/health", timeout=10).status_code == 200
+    after = time.monotonic()
+    assert requests.get(f"{gitlab_sandbox.url}/api/v4/projects", timeout=10).status_code == 200
+    assert time.monotonic() - after < 1.0 and after - health < 1.0
+
+
+def test_hang_is_set_over_http_and_reset(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sandbox = run_sandbox_subprocess(tmp_path / "data")
+    try:
+        headers = {"PRIVATE-TOKEN": sandbox.admin_token}
+        knobs = requests.post(
+            f"{sandbox.url}/-/sandbox/faults", json={"hang": 30}, headers=headers, timeout=10
+        ).json()
+        assert 29 < knobs["hang"] <= 30
+        # The sandbox's own endpoints are never held, so a hang can always be lifted.
+        with pytest.raises(requests.Timeout):
+            requests.get(f"{sandbox.url}/api/v4/user", headers=headers, timeout=0.5)
+        reset = requests.delete(f"{sandbox.url}/-/sandbox/faults", headers=headers, timeout=10)
+        assert reset.status_code == 204
+        answer = requests.get(f"{sandbox.url}/api/v4/user", headers=headers, timeout=5)
+        assert answer.json()["username"] == "root"
     finally:
         sandbox.stop()
