@@ -227,29 +227,56 @@ def _bounded(store: ObjectStore, key: str, limit: int) -> bytes:
     return b"".join(store.read(key))
 
 
+_CLIENTS: dict[tuple[str | None, str, Credentials | None], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+MAX_CLIENTS = 32
+
+
+def _s3_client(endpoint_url: str | None, region: str, credentials: Credentials | None) -> Any:
+    """One boto3 S3 client per endpoint, region and credentials in a process, shared by every
+    dataset's store on them (clients are thread-safe; each holds its own copy of the service
+    model, several MB, and takes ~0.1 s of CPU to make — a client per dataset grew a web
+    worker past its memory budget in the soak)."""
+    key = (endpoint_url, region, credentials)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            kwargs: dict[str, Any] = {
+                "endpoint_url": endpoint_url,
+                "region_name": region,
+                "config": botocore.config.Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=30,
+                    max_pool_connections=32,
+                ),
+            }
+            if credentials is not None:
+                kwargs.update(
+                    aws_access_key_id=credentials.access_key_id,
+                    aws_secret_access_key=credentials.secret_access_key,
+                    aws_session_token=credentials.session_token,
+                )
+            if len(_CLIENTS) >= MAX_CLIENTS:
+                _CLIENTS.clear()
+            client = _CLIENTS[key] = boto3.session.Session().client("s3", **kwargs)
+        return client
+
+
+def forget_clients() -> None:
+    """Drop the shared S3 clients: the next store makes a new one (for tests that hook a
+    client's events, which would otherwise stay hooked on every later store)."""
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
+
+
 class S3ObjectStore:
     """A dataset's objects in an S3-compatible bucket, under the dataset's prefix."""
 
     def __init__(self, site: StorageSite, credentials: Credentials | None, base: str) -> None:
         self.site = site
         self.base = base
-        kwargs: dict[str, Any] = {
-            "endpoint_url": site.endpoint_url,
-            "region_name": site.region or "us-east-1",
-            "config": botocore.config.Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=30,
-                max_pool_connections=32,
-            ),
-        }
-        if credentials is not None:
-            kwargs.update(
-                aws_access_key_id=credentials.access_key_id,
-                aws_secret_access_key=credentials.secret_access_key,
-                aws_session_token=credentials.session_token,
-            )
-        self.client = boto3.session.Session().client("s3", **kwargs)
+        self.client = _s3_client(site.endpoint_url, site.region or "us-east-1", credentials)
 
     def _key(self, key: str) -> str:
         return self.base + safe_key(key)
