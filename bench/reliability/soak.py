@@ -30,6 +30,7 @@ from bench.reliability.system import System
 from bench.reliability.world import World
 
 RSS_DRIFT_LIMIT = 0.10
+WEB_RSS_BUDGET_MB = 250.0  # docs: a gunicorn worker stays under 250 MB in every benchmark
 
 
 def promises(
@@ -61,6 +62,15 @@ def promises(
                 f"{drift:+.1%}",
             )
         )
+    for name, (_first, last, _drift) in sorted(sampler.drift(warm_up).items()):
+        if name.startswith("gunicorn-worker"):
+            result.append(
+                (
+                    f"RSS of {name} stays under {WEB_RSS_BUDGET_MB:.0f} MB",
+                    last < WEB_RSS_BUDGET_MB,
+                    f"{last:.0f} MB at the end",
+                )
+            )
     journals = [j for _, j, _ in sampler.backlog if j is not None]
     result.append(
         (
